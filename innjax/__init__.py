@@ -1,0 +1,1 @@
+"""innjax: introspective neural networks (INNg) in JAX."""

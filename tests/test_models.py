@@ -1,0 +1,115 @@
+"""Tests for innjax.models: the paper's architecture, conv implementations, features."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from innjax import models
+
+
+def _small(conv_impl, **kw):
+  return models.Classifier(features=(8, 16, 32), conv_impl=conv_impl, **kw)
+
+
+def _trained_stats(model, variables, x):
+  """Variables whose BatchNorm statistics are not the trivial init values."""
+  _, updates = jax.jit(lambda v, x: model.apply(
+      v, x, train=True, mutable=["batch_stats"]))(variables, x)
+  return {"params": variables["params"], **updates}
+
+
+def test_default_is_the_papers_dcgan_discriminator():
+  model = models.Classifier()
+  shapes = jax.eval_shape(
+      lambda: models.init_variables(model, jax.random.key(0), (64, 64, 3)))
+  params = shapes["params"]
+  assert [params[f"conv{i}"]["kernel"].shape for i in range(4)] == [
+      (5, 5, 3, 64), (5, 5, 64, 128), (5, 5, 128, 256), (5, 5, 256, 512)]
+  assert "bn0" not in params  # No BatchNorm after the first convolution.
+  assert [params[f"bn{i}"]["scale"].shape for i in (1, 2, 3)] == [(128,), (256,), (512,)]
+  assert params["logit"]["kernel"].shape == (4 * 4 * 512, 1)
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_logits_and_feature_dims(size):
+  model = models.Classifier()
+  x = jax.ShapeDtypeStruct((2, size, size, 3), jnp.float32)
+  variables = jax.eval_shape(
+      lambda: models.init_variables(model, jax.random.key(0), (size, size, 3)))
+  logits = jax.eval_shape(models.make_logit_fn(model), variables, x)
+  assert logits.shape == (2,) and logits.dtype == jnp.float32
+  feats = jax.eval_shape(models.make_feature_fn(model), variables, x)
+  s = size // 32
+  # Last three conv layers: 8x8x128 + 4x4x256 + 2x2x512 at 32x32 (paper: 14336).
+  assert feats.shape == (2, (64 * 128 + 16 * 256 + 4 * 512) * s * s)
+  if size == 32:
+    assert feats.shape[1] == 14336
+
+
+@pytest.mark.parametrize("size", [16, 24])
+def test_conv_impls_agree_in_value_and_input_gradient(size):
+  x = jax.random.normal(jax.random.key(1), (4, size, size, 3))
+  xla, im2col = _small("xla"), _small("im2col")
+  variables = models.init_variables(xla, jax.random.key(0), (size, size, 3))
+  variables = _trained_stats(xla, variables, x)
+  outs = []
+  for model in (xla, im2col):
+    fn = models.make_logit_fn(model)
+    grad = jax.jit(jax.grad(lambda x: fn(variables, x).sum()))(x)
+    outs.append((jax.jit(fn)(variables, x), grad))
+  np.testing.assert_allclose(outs[0][0], outs[1][0], rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(outs[0][1], outs[1][1], rtol=1e-4, atol=1e-6)
+  assert float(jnp.abs(outs[0][1]).sum()) > 0
+
+
+def test_conv2d_matches_lax_for_odd_sizes_and_stride_one():
+  x = jax.random.normal(jax.random.key(0), (2, 9, 7, 3))
+  k = jax.random.normal(jax.random.key(1), (3, 3, 3, 5))
+  for stride in (1, 2):
+    conv = jax.jit(models.conv2d, static_argnums=(2, 3))
+    np.testing.assert_allclose(
+        conv(x, k, stride, "im2col"), conv(x, k, stride, "xla"),
+        rtol=1e-5, atol=1e-5)
+
+
+def test_auto_resolves_per_backend():
+  expected = "im2col" if jax.default_backend() == "cpu" else "xla"
+  assert models.resolve_conv_impl("auto") == expected
+  with pytest.raises(ValueError, match="conv_impl"):
+    models.resolve_conv_impl("cudnn")
+
+
+def test_train_mode_updates_batch_stats_and_inference_is_per_example():
+  model = _small("auto")
+  x = jax.random.normal(jax.random.key(0), (6, 16, 16, 3))
+  variables = models.init_variables(model, jax.random.key(1), (16, 16, 3))
+  new = _trained_stats(model, variables, x)
+  before = jax.tree_util.tree_leaves(variables["batch_stats"])
+  after = jax.tree_util.tree_leaves(new["batch_stats"])
+  assert any(not np.allclose(a, b) for a, b in zip(before, after))
+  fn = jax.jit(models.make_logit_fn(model))
+  # Inference mode: one example's logit does not depend on the rest of the batch.
+  np.testing.assert_allclose(fn(new, x)[:2], fn(new, x[:2]), rtol=1e-5, atol=1e-6)
+
+
+def test_bfloat16_computation_returns_float32_logits():
+  model = _small("auto", dtype=jnp.bfloat16)
+  x = jax.random.normal(jax.random.key(0), (2, 16, 16, 3))
+  variables = models.init_variables(model, jax.random.key(1), (16, 16, 3))
+  logits = jax.jit(models.make_logit_fn(model))(variables, x)
+  assert logits.dtype == jnp.float32
+  ref = jax.jit(models.make_logit_fn(_small("auto")))(variables, x)
+  np.testing.assert_allclose(logits, ref, atol=5e-2)
+
+
+@pytest.mark.parametrize("shape, match", [
+    ((16, 16, 3), "rank 4"),
+    ((2, 16, 16, 1), "3-channel"),
+    ((2, 20, 20, 3), "divisible"),
+])
+def test_bad_inputs_raise_clear_errors(shape, match):
+  model = _small("auto")
+  variables = models.init_variables(model, jax.random.key(0), (16, 16, 3))
+  with pytest.raises(ValueError, match=match):
+    model.apply(variables, jnp.zeros(shape))

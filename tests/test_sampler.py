@@ -1,0 +1,234 @@
+"""Tests for innjax.sampler on analytic energies (known answers) and on the CNN."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from innjax import cascade, models, sampler
+
+
+def gaussian_logit(params, x):
+  """logit_a(x) = b_a - |x - mu_a|^2 / 2: maximal at mu_a, positive within sqrt(2 b)."""
+  return params["b"] - 0.5 * jnp.sum((x - params["mu"]) ** 2, axis=-1)
+
+
+def gaussians(mus, b=1.0):
+  mus = jnp.asarray(mus, jnp.float32)
+  return {"mu": mus, "b": jnp.full((mus.shape[0],), b, jnp.float32)}
+
+
+@pytest.mark.parametrize("optimizer, lr", [("adam", 0.05), ("sgd", 0.1)])
+def test_sum_mode_finds_the_maximum_of_one_gaussian(optimizer, lr):
+  s = sampler.make_sampler(gaussian_logit, step_size=lr, optimizer=optimizer,
+                           max_steps=400, stop_prob=None, clip=None)
+  x0 = jax.random.normal(jax.random.key(0), (8, 2)) * 2
+  x, info = jax.jit(s.run)(gaussians([[0.7, -0.3]]), x0, jax.random.key(1))
+  np.testing.assert_allclose(x, jnp.broadcast_to(jnp.array([0.7, -0.3]), x.shape),
+                             atol=2e-3)
+  assert int(info.steps) == 400 and not bool(info.stopped_early)
+
+
+def test_sum_of_shifted_gaussians_peaks_at_their_mean():
+  mus = [[1.0, 0.0], [0.0, 1.0], [-0.4, -0.4], [0.6, 0.6]]
+  s = sampler.make_sampler(gaussian_logit, step_size=0.05, max_steps=500,
+                           stop_prob=None, clip=None)
+  x, _ = jax.jit(s.run)(gaussians(mus), jnp.full((3, 2), 3.0), jax.random.key(0))
+  np.testing.assert_allclose(x, jnp.broadcast_to(jnp.mean(jnp.array(mus), 0), x.shape),
+                             atol=2e-3)
+
+
+@pytest.mark.parametrize("strategy", cascade.STRATEGIES)
+def test_strategies_give_the_same_chain(strategy):
+  s = sampler.make_sampler(gaussian_logit, step_size=0.05, max_steps=50,
+                           stop_prob=None, strategy=strategy, clip=None)
+  ref = sampler.make_sampler(gaussian_logit, step_size=0.05, max_steps=50,
+                             stop_prob=None, clip=None)
+  params = gaussians([[1.0, 0.0], [0.0, 1.0]])
+  x0 = jnp.full((2, 2), 2.0)
+  np.testing.assert_allclose(s.run(params, x0, jax.random.key(0))[0],
+                             ref.run(params, x0, jax.random.key(0))[0], atol=1e-6)
+
+
+def test_clip_projects_onto_the_box():
+  s = sampler.make_sampler(gaussian_logit, step_size=0.1, max_steps=200,
+                           stop_prob=None, clip=(-1.0, 1.0))
+  x, _ = s.run(gaussians([[2.5, -0.5]]), jnp.zeros((4, 2)), jax.random.key(0))
+  np.testing.assert_allclose(x, jnp.broadcast_to(jnp.array([1.0, -0.5]), x.shape),
+                             atol=2e-3)
+  state = s.init(jnp.full((1, 2), 5.0), jax.random.key(0))
+  assert float(state.x.max()) == 1.0  # init also projects
+
+
+def test_early_stop_matches_a_manual_loop_of_steps():
+  params = gaussians([[1.0, 1.0]], b=0.5)
+  s = sampler.make_sampler(gaussian_logit, step_size=0.05, max_steps=300,
+                           stop_prob=0.5, clip=None)
+  x0 = jnp.full((4, 2), -1.0)
+  x, info = jax.jit(s.run)(params, x0, jax.random.key(0))
+  # Reference: step until the pre-update mean probability reaches 0.5.
+  state = s.init(x0, jax.random.key(0))
+  step = jax.jit(s.step)
+  manual_steps = 0
+  while True:
+    new_state, step_info = step(params, state)
+    if float(step_info.mean_prob) >= 0.5:
+      break
+    state, manual_steps = new_state, manual_steps + 1
+  assert 0 < int(info.steps) == manual_steps < 300
+  assert bool(info.stopped_early)
+  np.testing.assert_allclose(x, state.x, atol=1e-6)
+  assert float(info.mean_prob) >= 0.5
+  # Just a narrow margin past the boundary, as the paper wants (3.3).
+  assert float(info.mean_prob) < 0.6
+
+
+def test_stop_window_delays_the_stop():
+  params = gaussians([[1.0, 1.0]], b=0.5)
+  x0 = jnp.full((4, 2), -1.0)
+  steps = []
+  for window in (1, 20):
+    s = sampler.make_sampler(gaussian_logit, step_size=0.05, max_steps=300,
+                             stop_window=window, clip=None)
+    steps.append(int(s.run(params, x0, jax.random.key(0))[1].steps))
+  assert steps[0] < steps[1] < 300
+
+
+def test_sequential_mode_hands_over_at_each_boundary():
+  mus = [[2.0, 0.0], [0.0, 2.0], [-2.0, 0.0]]
+  params = gaussians(mus, b=0.5)  # Boundary: distance 1 from each mean.
+  s = sampler.make_sampler(gaussian_logit, step_size=0.05, max_steps=400,
+                           mode="sequential", clip=None)
+  x0 = jnp.zeros((3, 2))
+  x, info = jax.jit(s.run)(params, x0, jax.random.key(0))
+  assert info.steps.shape == (3,) and bool(jnp.all(info.steps > 0))
+  assert bool(info.stopped_early)
+  # Ends just inside the last stage's boundary, not at the sum's optimum.
+  dist_last = jnp.linalg.norm(x - jnp.array(mus[2]), axis=-1)
+  assert bool(jnp.all(dist_last <= 1.05)) and bool(jnp.all(dist_last > 0.8))
+  assert float(info.mean_prob) >= 0.5
+  # Replaying stage by stage with one-stage sum samplers gives the same images.
+  single = sampler.make_sampler(gaussian_logit, step_size=0.05, max_steps=400,
+                                clip=None)
+  xr = x0
+  for a in range(3):
+    xr, one = single.run(cascade.select(params, [a]), xr, jax.random.key(0))
+    assert int(one.steps) == int(info.steps[a])
+  np.testing.assert_allclose(x, xr, atol=1e-5)
+
+
+def test_sequential_mask_skips_stages_and_caps_per_stage():
+  params = gaussians([[2.0, 0.0], [0.0, 2.0], [-2.0, 0.0]], b=0.5)
+  s = sampler.make_sampler(gaussian_logit, step_size=0.05, max_steps=400,
+                           mode="sequential", clip=None)
+  run = jax.jit(s.run)
+  _, info = run(params, jnp.zeros((2, 2)), jax.random.key(0),
+                jnp.array([True, False, True]))
+  assert int(info.steps[1]) == 0 and int(info.steps[0]) > 0 and int(info.steps[2]) > 0
+  _, capped = run(params, jnp.zeros((2, 2)), jax.random.key(0), None,
+                  jnp.array([3, 4, 5]))
+  np.testing.assert_array_equal(capped.steps, [3, 4, 5])
+  assert not bool(capped.stopped_early)
+
+
+def test_langevin_noise_samples_the_gaussian():
+  """SGD with step eps and noise sqrt(2 eps) on logit = -|x|^2/2 samples N(0, 1)."""
+  eps = 0.01
+  s = sampler.make_sampler(gaussian_logit, step_size=eps, optimizer="sgd",
+                           noise_scale=float(np.sqrt(2 * eps)),
+                           noise_schedule="constant", max_steps=600,
+                           stop_prob=None, clip=None)
+  x, _ = jax.jit(s.run)(gaussians([[0.0]], b=0.0), jnp.full((4000, 1), 3.0),
+                        jax.random.key(0))
+  assert abs(float(x.mean())) < 0.1
+  assert 0.85 < float(x.var()) < 1.15
+  # The linear schedule anneals the noise away and ends near the mode.
+  annealed = sampler.make_sampler(gaussian_logit, step_size=eps, optimizer="sgd",
+                                  noise_scale=float(np.sqrt(2 * eps)),
+                                  noise_schedule="linear", max_steps=600,
+                                  stop_prob=None, clip=None)
+  xa, _ = jax.jit(annealed.run)(gaussians([[0.0]], b=0.0), jnp.full((4000, 1), 3.0),
+                                jax.random.key(0))
+  assert float(xa.var()) < 0.5 * float(x.var())
+
+
+def test_vmap_over_chains_and_single_compile():
+  traces = []
+
+  def counting_logit(params, x):
+    traces.append(1)
+    return gaussian_logit(params, x)
+
+  s = sampler.make_sampler(counting_logit, step_size=0.05, max_steps=300, clip=None)
+  params = gaussians([[1.0, 1.0]], b=0.5)
+  x0s = jnp.stack([jnp.full((2, 2), -1.0), jnp.full((2, 2), 3.0)])
+  keys = jax.random.split(jax.random.key(0), 2)
+  xs, infos = jax.jit(jax.vmap(s.run, in_axes=(None, 0, 0)))(params, x0s, keys)
+  for i in range(2):
+    x, info = s.run(params, x0s[i], keys[i])
+    np.testing.assert_allclose(xs[i], x, atol=1e-5)
+    assert int(infos.steps[i]) == int(info.steps)
+  run = jax.jit(s.run)
+  run(params, x0s[0], keys[0])
+  before = len(traces)
+  run(gaussians([[0.0, 2.0]], b=0.3), x0s[1], keys[1])  # new values, same shapes
+  assert len(traces) == before
+
+
+def test_logit_fn_with_a_key_gets_fresh_keys():
+  seen = []
+
+  def noisy_logit(params, x, key):
+    seen.append(key)
+    return gaussian_logit(params, x) + 0.0 * jax.random.normal(key, x.shape[:1])
+
+  s = sampler.make_sampler(noisy_logit, max_steps=3, stop_prob=None, clip=None)
+  state = s.init(jnp.zeros((2, 2)), jax.random.key(0))
+  state, _ = s.step(gaussians([[1.0, 1.0]]), state)
+  assert int(state.step) == 1 and seen
+
+
+def test_on_the_classifier_cascade_ascent_raises_the_probability():
+  model = models.Classifier(features=(8, 16), conv_impl="xla")  # compiles fastest
+  stages = [models.init_variables(model, k, (16, 16, 3))
+            for k in jax.random.split(jax.random.key(0), 3)]
+  stacked = cascade.stack(stages)
+  fn = models.make_logit_fn(model)
+  x0 = jnp.clip(0.3 * jax.random.normal(jax.random.key(1), (6, 16, 16, 3)), -1, 1)
+  for mode in sampler.MODES:
+    s = sampler.make_sampler(fn, step_size=0.02, max_steps=30, stop_prob=0.95,
+                             mode=mode)
+    energy = jax.jit(lambda s, x: cascade.cascade_logits(fn, s, x))
+    start = jnp.mean(jax.nn.sigmoid(energy(stacked, x0)))
+    x, info = jax.jit(s.run)(stacked, x0, jax.random.key(2))
+    assert x.shape == x0.shape and float(jnp.abs(x).max()) <= 1.0
+    end = jnp.mean(jax.nn.sigmoid(energy(stacked, x)))
+    assert float(end) > float(start)
+    assert float(jnp.abs(x - x0).max()) > 0.01
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(stop_prob=1.5), "stop_prob"),
+    (dict(stop_prob=0.0), "stop_prob"),
+    (dict(step_size=0.0), "step_size"),
+    (dict(step_size=-0.1), "step_size"),
+    (dict(max_steps=0), "max_steps"),
+    (dict(beta1=1.0), "beta1"),
+    (dict(noise_scale=-1.0), "noise_scale"),
+    (dict(mode="parallel"), "mode"),
+    (dict(optimizer="rmsprop"), "optimizer"),
+    (dict(clip=(1.0, -1.0)), "clip"),
+    (dict(strategy="pmap"), "strategy"),
+    (dict(noise_schedule="exp"), "noise_schedule"),
+    (dict(stop_window=0), "stop_window"),
+])
+def test_bad_arguments_raise_before_tracing(kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    sampler.make_sampler(gaussian_logit, **kwargs)
+
+
+def test_params_without_a_stage_axis_are_rejected():
+  s = sampler.make_sampler(gaussian_logit)
+  with pytest.raises(ValueError, match="stage axis"):
+    s.run({"mu": jnp.zeros((2, 2)), "b": jnp.zeros((3,))}, jnp.zeros((1, 2)),
+          jax.random.key(0))
