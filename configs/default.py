@@ -1,0 +1,94 @@
+"""The embedded default: a small but real INNg model that needs no download.
+
+Positives are random 32x32 crops of scikit-image's bundled `brick` texture (downscaled
+so a crop shows several bricks); trains in a few minutes on a 2-core CPU.
+
+Run:
+  python main.py --config=configs/default.py --workdir=workdir/default
+(`python main.py` with no flags runs this config in ./workdir/default.)
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """Returns the default configuration; every other config starts from it."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  # "inng" keeps every stage, "inng_compressed" one per `keep_every` stages,
+  # "inng_single" a single classifier fine-tuned throughout (paper 3.4, 3.6).
+  config.variant = "inng"
+  config.keep_every = 3
+  config.num_stages = 8
+
+  config.model = ml_collections.ConfigDict()
+  config.model.features = (32, 64, 128)
+  config.model.kernel_size = 5
+  config.model.conv_impl = "auto"   # "auto" | "xla" | "im2col"
+  config.model.dtype = "float32"    # "bfloat16" for mixed precision on GPU/TPU
+
+  config.data = ml_collections.ConfigDict()
+  config.data.source = "skimage"    # "tfds" | "folder" | "npz" | "skimage"
+  config.data.name = "brick"
+  config.data.split = "train"
+  config.data.data_dir = ml_collections.FieldReference(None, field_type=str)
+  config.data.path = ""
+  config.data.image_size = 32
+  config.data.channels = 1
+  config.data.max_examples = 0      # 0 = all
+  config.data.num_crops = 2000
+  config.data.crop_scale = 0.25
+  config.data.seed = 0
+  config.data.allow_upscale = False
+  config.data.download = True
+
+  # Classification step (paper 3.2.1): positives vs the pseudo-negative pool.
+  config.train = ml_collections.ConfigDict()
+  config.train.pos_batch = 50
+  config.train.neg_batch = 50
+  config.train.steps_per_stage = 300
+  config.train.learning_rate = 0.01
+  config.train.momentum = 0.0
+  config.train.log_every = 50        # classifier updates per jitted chunk
+  config.train.early_stop_loss = 0.0  # stop a stage's training below this loss; 0 = off
+
+  # The pseudo-negative pool (paper 3.2.1): every stage's negatives, recent ones
+  # drawn more often (age weight age_decay ** age; 1.0 = uniform).
+  config.pool = ml_collections.ConfigDict()
+  config.pool.negatives_per_stage = 500
+  config.pool.capacity = 8 * 500
+  config.pool.age_decay = 0.5
+  config.pool.init_std = 0.3
+
+  # Synthesis step (paper 3.2.2): Adam on the image.
+  config.synthesis = ml_collections.ConfigDict()
+  config.synthesis.energy = "sum"    # "sum" (paper eq. 12) | "sequential" (authors' code)
+  config.synthesis.batch_size = 100
+  config.synthesis.step_size = 0.02
+  config.synthesis.beta1 = 0.5
+  config.synthesis.beta2 = 0.999
+  config.synthesis.max_steps = 200
+  config.synthesis.stop_prob = 0.5
+  config.synthesis.stop_window = 1
+  config.synthesis.noise_scale = 0.0
+  config.synthesis.noise_schedule = "linear"
+  config.synthesis.strategy = "scan"
+  # inng_compressed: stage k of a group of keep_every gets max_steps * (1 + k * growth).
+  config.synthesis.group_step_growth = 1.0
+
+  # Generation from a trained cascade (`--mode=sample`, paper 3.3).
+  config.sample = ml_collections.ConfigDict()
+  config.sample.num = 64
+  config.sample.mode = "sequential"  # "sequential" (paper 3.3) | "sum"
+  config.sample.max_steps = 200
+  config.sample.batch_size = 100
+  config.sample.seed = 1
+
+  config.checkpoint = ml_collections.ConfigDict()
+  config.checkpoint.max_to_keep = 3
+  config.checkpoint.async_save = True
+
+  config.grid_size = 64              # negatives shown in each stage's PNG grid
+  return config
+
+

@@ -1,0 +1,29 @@
+"""A tiny configuration for tests and smoke runs: seconds per stage on a CPU.
+
+Run:
+  python main.py --config=configs/tiny.py --workdir=/tmp/innjax_tiny
+"""
+
+from configs import default
+
+
+def get_config():
+  """Two-layer 16x16 classifier, three short stages."""
+  config = default.get_config()
+  config.num_stages = 3
+  config.model.features = (8, 16)
+  config.data.image_size = 16
+  config.data.num_crops = 200
+  config.train.pos_batch = 8
+  config.train.neg_batch = 8
+  config.train.steps_per_stage = 10
+  config.train.log_every = 5
+  config.pool.negatives_per_stage = 16
+  config.pool.capacity = 48
+  config.synthesis.batch_size = 8
+  config.synthesis.max_steps = 10
+  config.sample.num = 8
+  config.sample.batch_size = 8
+  config.sample.max_steps = 10
+  config.grid_size = 16
+  return config

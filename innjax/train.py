@@ -1,0 +1,418 @@
+"""The INNg outer loop: classification, snapshot and synthesis, stage after stage.
+
+`train_and_evaluate(config, workdir)` runs paper Algorithm 1 (and DESIGN.md section 1):
+
+  for stage t = 1..T:
+    1. classification: fine-tune the classifier (never re-initialised) on positives vs
+       negatives drawn from the pool with age weights; SGD, sigmoid cross-entropy.
+    2. snapshot: write the stage's variables (BatchNorm statistics included) into the
+       cascade slot of this stage (INNg: one slot per stage; INNg-compressed: one per
+       group of `keep_every` stages; INNg-single: one slot).
+    3. synthesis: start from the previous stage's pseudo-negatives (compressed: from
+       the previous group's output) and ascend the energy with the sampler until the
+       boundary; add the result to the pool.
+    4. checkpoint everything needed to resume exactly.
+
+The cascade is preallocated to its final number of slots with an active-slot mask, so
+the jitted sampler and training steps compile once for the whole run.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from typing import Any
+
+from absl import logging
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from innjax import cascade
+from innjax import checkpointing
+from innjax import data as data_lib
+from innjax import images
+from innjax import models
+from innjax import pool as pool_lib
+from innjax import sampler as sampler_lib
+
+VARIANTS = ("inng", "inng_compressed", "inng_single")
+
+
+class TrainingDivergedError(RuntimeError):
+  """NaN or inf appeared in training; the last good checkpoint is kept."""
+
+
+class TrainState(flax.struct.PyTreeNode):
+  """Everything a run needs to resume exactly.
+
+  Attributes:
+    stage: number of completed stages.
+    params, batch_stats: the classifier being fine-tuned.
+    opt_state: its optimizer state.
+    cascade: stacked variables, one slot per kept classifier (leading axis).
+    active: (num_slots,) bool, which slots hold a trained classifier.
+    pool: the pseudo-negative pool.
+    negatives: the latest stage's pseudo-negatives (the next synthesis starts here).
+    group_start: compressed variant: the negatives the current group starts from.
+    key: the run's PRNG key (per-stage keys are folded in from it).
+  """
+  stage: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  cascade: Any
+  active: jax.Array
+  pool: pool_lib.Pool
+  negatives: jax.Array
+  group_start: jax.Array
+  key: jax.Array
+
+
+def build_model(config: ml_collections.ConfigDict) -> models.Classifier:
+  """The classifier described by `config.model` and `config.data.channels`."""
+  dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}.get(config.model.dtype)
+  if dtype is None:
+    raise ValueError(
+        f"config.model.dtype must be 'float32' or 'bfloat16', got "
+        f"{config.model.dtype!r}.")
+  return models.Classifier(
+      features=tuple(config.model.features), kernel_size=config.model.kernel_size,
+      channels=config.data.channels, conv_impl=config.model.conv_impl, dtype=dtype)
+
+
+def group_size(config) -> int:
+  """Stages per kept classifier: 1 (inng), keep_every, or all (inng_single)."""
+  if config.variant == "inng":
+    return 1
+  if config.variant == "inng_compressed":
+    return int(config.keep_every)
+  return int(config.num_stages)
+
+
+def num_slots(config) -> int:
+  """How many classifiers the trained cascade keeps."""
+  return -(-int(config.num_stages) // group_size(config))
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError with a fix for every inconsistent or out-of-range setting."""
+  def require(ok, message):
+    if not ok:
+      raise ValueError(f"Bad config: {message}")
+  require(config.variant in VARIANTS,
+          f"variant must be one of {VARIANTS}, got {config.variant!r}.")
+  require(int(config.num_stages) >= 1, f"num_stages must be >= 1, got {config.num_stages}.")
+  if config.variant == "inng_compressed":
+    require(int(config.keep_every) >= 1,
+            f"keep_every must be >= 1, got {config.keep_every}.")
+  require(len(config.model.features) >= 1 and all(f > 0 for f in config.model.features),
+          f"model.features must be positive widths, got {config.model.features}.")
+  require(config.model.kernel_size >= 1,
+          f"model.kernel_size must be >= 1, got {config.model.kernel_size}.")
+  require(config.data.image_size > 0,
+          f"data.image_size must be positive, got {config.data.image_size}.")
+  require(config.data.channels in (1, 3),
+          f"data.channels must be 1 or 3, got {config.data.channels}.")
+  stride = 2 ** len(config.model.features)
+  require(config.data.image_size % stride == 0,
+          f"data.image_size={config.data.image_size} is not divisible by {stride} "
+          f"(2 ** {len(config.model.features)} stride-2 layers); change one of them.")
+  for name in ("pos_batch", "neg_batch", "steps_per_stage", "log_every"):
+    require(int(config.train[name]) >= 1, f"train.{name} must be >= 1, got {config.train[name]}.")
+  require(config.train.learning_rate > 0,
+          f"train.learning_rate must be > 0, got {config.train.learning_rate}.")
+  require(int(config.pool.negatives_per_stage) >= 1, "pool.negatives_per_stage must be >= 1.")
+  require(int(config.pool.capacity) >= int(config.pool.negatives_per_stage),
+          f"pool.capacity ({config.pool.capacity}) must hold at least one stage's "
+          f"negatives ({config.pool.negatives_per_stage}).")
+  require(0 < config.pool.age_decay <= 1,
+          f"pool.age_decay must be in (0, 1] (1 = uniform), got {config.pool.age_decay}.")
+  require(int(config.synthesis.batch_size) >= 1, "synthesis.batch_size must be >= 1.")
+  require(config.synthesis.energy in sampler_lib.MODES,
+          f"synthesis.energy must be one of {sampler_lib.MODES}, got "
+          f"{config.synthesis.energy!r}.")
+  require(config.sample.mode in sampler_lib.MODES,
+          f"sample.mode must be one of {sampler_lib.MODES}, got {config.sample.mode!r}.")
+  require(int(config.sample.num) >= 1, f"sample.num must be >= 1, got {config.sample.num}.")
+  require(int(config.sample.batch_size) >= 1, "sample.batch_size must be >= 1.")
+  # The sampler validates its own arguments (stop_prob, step sizes, ...).
+  make_synthesis_sampler(config, lambda p, x: x.sum(), config.synthesis.energy)
+
+
+def make_synthesis_sampler(config, logit_fn, mode: str,
+                           max_steps: int | None = None) -> sampler_lib.Sampler:
+  """The sampler configured by `config.synthesis`."""
+  syn = config.synthesis
+  stop_prob = syn.stop_prob if syn.stop_prob else None
+  return sampler_lib.make_sampler(
+      logit_fn, step_size=float(syn.step_size), beta1=float(syn.beta1),
+      beta2=float(syn.beta2), max_steps=int(max_steps or syn.max_steps),
+      noise_scale=float(syn.noise_scale), noise_schedule=syn.noise_schedule,
+      stop_prob=stop_prob, stop_window=int(syn.stop_window), clip=(-1.0, 1.0),
+      mode=mode, strategy=syn.strategy)
+
+
+def initial_negatives(key, num: int, image_shape, std: float) -> jax.Array:
+  """Pseudo-negatives of stage 0: N(0, std^2) clipped to [-1, 1] (paper 3.2)."""
+  return jnp.clip(std * jax.random.normal(key, (num, *image_shape)), -1.0, 1.0)
+
+
+def init_state(config, model, image_shape, key) -> TrainState:
+  """The state before stage 1."""
+  init_key, neg_key, run_key = jax.random.split(key, 3)
+  variables = models.init_variables(model, init_key, image_shape)
+  tx = make_optimizer(config)
+  slots = num_slots(config)
+  empty_cascade = jax.tree_util.tree_map(
+      lambda v: jnp.zeros((slots, *v.shape), v.dtype), variables)
+  negatives = initial_negatives(neg_key, int(config.pool.negatives_per_stage),
+                                image_shape, float(config.pool.init_std))
+  pool = pool_lib.add(pool_lib.create(int(config.pool.capacity), image_shape),
+                      negatives, 0)
+  return TrainState(
+      stage=jnp.zeros((), jnp.int32), params=variables["params"],
+      batch_stats=variables["batch_stats"], opt_state=tx.init(variables["params"]),
+      cascade=empty_cascade, active=jnp.zeros((slots,), bool), pool=pool,
+      negatives=negatives, group_start=negatives, key=run_key)
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+  """SGD on the classifier (paper: learning rate 0.01)."""
+  momentum = float(config.train.momentum) or None
+  return optax.sgd(float(config.train.learning_rate), momentum=momentum)
+
+
+def make_train_chunk(model, config, tx):
+  """Returns jitted `chunk(state, positives, key) -> (params, batch_stats, opt_state, metrics)`.
+
+  One chunk is `train.log_every` SGD updates run by `lax.scan` on the device; each
+  update draws `pos_batch` positives uniformly and `neg_batch` negatives from the pool
+  with age weights, and minimises sigmoid cross-entropy (paper 3.2.1).
+  """
+  pos_batch, neg_batch = int(config.train.pos_batch), int(config.train.neg_batch)
+  age_decay = float(config.pool.age_decay)
+  length = int(config.train.log_every)
+
+  def loss_fn(params, batch_stats, x, labels):
+    logits, updates = model.apply(
+        {"params": params, "batch_stats": batch_stats}, x, train=True,
+        mutable=["batch_stats"])
+    loss = optax.sigmoid_binary_cross_entropy(logits, labels).mean()
+    return loss, (logits, updates["batch_stats"])
+
+  def update(carry, key):
+    params, batch_stats, opt_state, pool, positives = carry
+    pos_key, neg_key = jax.random.split(key)
+    idx = jax.random.randint(pos_key, (pos_batch,), 0, positives.shape[0])
+    pos = data_lib.to_float(positives[idx])
+    neg = pool_lib.sample(pool, neg_key, neg_batch, age_decay)
+    x = jnp.concatenate([pos, neg])
+    labels = jnp.concatenate([jnp.ones(pos_batch), jnp.zeros(neg_batch)])
+    (loss, (logits, batch_stats)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True)(params, batch_stats, x, labels)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    metrics = {
+        "loss": loss,
+        "acc_pos": jnp.mean(logits[:pos_batch] > 0),
+        "acc_neg": jnp.mean(logits[pos_batch:] <= 0),
+        # Cheap divergence check: one reduction over values already computed.
+        "finite": jnp.isfinite(loss) & jnp.all(jnp.isfinite(logits)),
+    }
+    return (params, batch_stats, opt_state, pool, positives), metrics
+
+  @jax.jit
+  def chunk(params, batch_stats, opt_state, pool, positives, key):
+    keys = jax.random.split(key, length)
+    (params, batch_stats, opt_state, _, _), metrics = jax.lax.scan(
+        update, (params, batch_stats, opt_state, pool, positives), keys)
+    summary = {k: jnp.mean(v) for k, v in metrics.items() if k != "finite"}
+    summary["finite"] = jnp.all(metrics["finite"])
+    return params, batch_stats, opt_state, summary
+
+  return chunk
+
+
+def classification_step(state: TrainState, chunk, positives, config, key):
+  """Fine-tunes the classifier for one stage; returns (state, metrics)."""
+  steps = int(config.train.steps_per_stage)
+  length = int(config.train.log_every)
+  params, batch_stats, opt_state = state.params, state.batch_stats, state.opt_state
+  history = []
+  for i in range(-(-steps // length)):
+    params, batch_stats, opt_state, metrics = chunk(
+        params, batch_stats, opt_state, state.pool, positives,
+        jax.random.fold_in(key, i))
+    metrics = jax.device_get(metrics)
+    if not metrics["finite"]:
+      raise TrainingDivergedError(
+          f"stage {int(state.stage) + 1}: the classifier loss or logits became NaN/inf "
+          f"during training (chunk {i}). The last good checkpoint is kept; resume with "
+          "a lower learning rate, e.g. --config.train.learning_rate=0.001.")
+    history.append(metrics)
+    if config.train.early_stop_loss and metrics["loss"] < config.train.early_stop_loss:
+      break
+  summary = {k: float(np.mean([h[k] for h in history]))
+             for k in ("loss", "acc_pos", "acc_neg")}
+  last = history[-1]
+  summary.update({f"{k}_last": float(last[k]) for k in ("loss", "acc_pos", "acc_neg")})
+  summary["classifier_updates"] = len(history) * length
+  return state.replace(params=params, batch_stats=batch_stats,
+                       opt_state=opt_state), summary
+
+
+def synthesis_caps(config, stage_index: int) -> int:
+  """The step cap for synthesis at 0-based stage `stage_index`.
+
+  INNg-compressed gives later stages of a group more steps (paper 3.6).
+  """
+  base = int(config.synthesis.max_steps)
+  if config.variant != "inng_compressed":
+    return base
+  position = stage_index % group_size(config)
+  return int(round(base * (1 + position * float(config.synthesis.group_step_growth))))
+
+
+def synthesize(run_fn, stacked, mask, x0, key, batch_size: int, cap):
+  """Runs the sampler over `x0` in batches; returns (x, steps, mean_prob)."""
+  outputs, steps, probs = [], [], []
+  for i, start in enumerate(range(0, x0.shape[0], batch_size)):
+    x, info = run_fn(stacked, x0[start:start + batch_size], jax.random.fold_in(key, i),
+                     mask, cap)
+    outputs.append(x)
+    steps.append(jnp.sum(info.steps))
+    probs.append(info.mean_prob)
+  x = jnp.concatenate(outputs)
+  return x, np.asarray(jax.device_get(steps)), np.asarray(jax.device_get(probs))
+
+
+def _pad_batches(x, batch_size):
+  """Keeps every sampler call at one shape so it compiles once."""
+  remainder = (-x.shape[0]) % batch_size
+  if remainder:
+    x = jnp.concatenate([x, x[:remainder]])
+  return x
+
+
+def make_run_fn(config, logit_fn, mode):
+  """Jitted sampler `run` for training-time synthesis."""
+  s = make_synthesis_sampler(config, logit_fn, mode)
+  return jax.jit(s.run)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       stop_after_stages: int | None = None) -> TrainState:
+  """Trains an INNg model, resuming from `workdir` if it holds a checkpoint.
+
+  Args:
+    config: the experiment configuration (see configs/default.py).
+    workdir: where checkpoints, TensorBoard events and PNG grids are written.
+    stop_after_stages: return after this many stages are complete (for tests and
+      interruption experiments); None trains all `config.num_stages`.
+
+  Returns:
+    The final TrainState.
+  """
+  validate_config(config)
+  checkpointing.ensure_writable(workdir)
+  dataset = data_lib.load_dataset(config.data)
+  image_shape = tuple(int(d) for d in dataset.images.shape[1:])
+  expected = (config.data.image_size, config.data.image_size, config.data.channels)
+  if image_shape != expected:
+    raise ValueError(
+        f"The dataset gives images of shape {image_shape} but the config expects "
+        f"{expected} (data.image_size, data.channels).")
+  positives = jnp.asarray(dataset.images)  # uint8 on the device; batches gathered there
+  model = build_model(config)
+  logit_fn = models.make_logit_fn(model)
+  tx = make_optimizer(config)
+
+  manager = checkpointing.Manager(workdir, config)
+  template = jax.eval_shape(
+      lambda: init_state(config, model, image_shape, jax.random.key(config.seed)))
+  state = manager.restore_latest(template)
+  if state is None:
+    state = init_state(config, model, image_shape, jax.random.key(config.seed))
+    logging.info("Starting a new run in %s.", workdir)
+  else:
+    logging.info("Resuming %s after stage %d.", workdir, int(state.stage))
+
+  writer = images.make_writer(workdir)
+  chunk = make_train_chunk(model, config, tx)
+  run_fn = make_run_fn(config, logit_fn, config.synthesis.energy)
+  total = int(config.num_stages)
+  last = total if stop_after_stages is None else min(total, int(stop_after_stages))
+  group = group_size(config)
+  batch = int(config.synthesis.batch_size)
+  try:
+    while int(state.stage) < last:
+      t = int(state.stage)  # 0-based index of the stage being trained
+      stage_key = jax.random.fold_in(state.key, t)
+      cls_key, syn_key = jax.random.split(stage_key)
+
+      t0 = time.perf_counter()
+      state, metrics = classification_step(state, chunk, positives, config, cls_key)
+      jax.block_until_ready(state.params)
+      t_cls = time.perf_counter() - t0
+
+      slot = t // group
+      snapshot = {"params": state.params, "batch_stats": state.batch_stats}
+      stacked = jax.tree_util.tree_map(
+          lambda c, v: c.at[slot].set(v), state.cascade, snapshot)
+      active = state.active.at[slot].set(True)
+
+      t0 = time.perf_counter()
+      if config.synthesis.energy == "sequential" or config.variant == "inng_single":
+        # The previous negatives already went through the earlier stages: only
+        # the newest classifier moves them (the authors' code).
+        mask = jnp.zeros_like(active).at[slot].set(True)
+      else:
+        mask = active
+      start = state.group_start if config.variant == "inng_compressed" else state.negatives
+      n = start.shape[0]
+      x0 = _pad_batches(start, batch)
+      x, steps, probs = synthesize(run_fn, stacked, mask, x0, syn_key, batch,
+                                   synthesis_caps(config, t))
+      x = x[:n]
+      jax.block_until_ready(x)
+      t_syn = time.perf_counter() - t0
+      if not bool(jnp.all(jnp.isfinite(x))):
+        raise TrainingDivergedError(
+            f"stage {t + 1}: synthesised pseudo-negatives contain NaN/inf. The last "
+            "good checkpoint is kept; resume with a smaller step, e.g. "
+            "--config.synthesis.step_size=0.005.")
+
+      pool = pool_lib.add(state.pool, x, t + 1)
+      end_of_group = (t + 1) % group == 0
+      state = state.replace(
+          stage=jnp.asarray(t + 1, jnp.int32), cascade=stacked, active=active,
+          pool=pool, negatives=x,
+          group_start=x if end_of_group else state.group_start)
+
+      metrics.update({
+          "time_classification_s": t_cls, "time_synthesis_s": t_syn,
+          "synthesis_steps_mean": float(np.mean(steps)),
+          "synthesis_steps_max": float(np.max(steps)),
+          "negatives_p_real": float(np.mean(probs)),
+          "pool_size": float(pool_lib.size(pool)),
+      })
+      writer.write_scalars(t + 1, metrics)
+      images.save_grid(
+          x[:int(config.grid_size)],
+          os.path.join(workdir, "negatives", f"stage_{t + 1:03d}.png"))
+      logging.info(
+          "stage %d/%d: classifier loss %.4f, acc pos %.3f neg %.3f (%d updates, "
+          "%.1fs) | synthesis %.0f steps mean, P(real) %.3f (%.1fs)",
+          t + 1, total, metrics["loss_last"], metrics["acc_pos_last"],
+          metrics["acc_neg_last"], metrics["classifier_updates"], t_cls,
+          metrics["synthesis_steps_mean"], metrics["negatives_p_real"], t_syn)
+      manager.save(int(state.stage), state)
+  finally:
+    manager.wait_until_finished()
+    writer.flush()
+  return state

@@ -1,0 +1,56 @@
+"""innjax command line: train an INNg model, or sample from a trained one.
+
+  python main.py                                   # embedded default, ./workdir/default
+  python main.py --config=configs/svhn.py --workdir=runs/svhn
+  python main.py --config=configs/svhn.py --workdir=runs/svhn --mode=sample
+  python main.py --config=configs/tiny.py --config.num_stages=5 --workdir=/tmp/t
+"""
+
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from innjax import cli
+
+_DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                               "configs", "default.py")
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file(
+    "config", _DEFAULT_CONFIG,
+    "Experiment config file (a Python file with get_config()); override any field "
+    "with --config.FIELD=VALUE, e.g. --config.num_stages=5.", lock_config=True)
+flags.DEFINE_string("workdir", "workdir/default",
+                    "Folder for checkpoints, TensorBoard events, PNG grids and samples. "
+                    "Running again on the same folder resumes.")
+flags.DEFINE_enum("mode", "train", cli.MODES, "train: train (or resume) a model; "
+                  "sample: generate images from the trained cascade in --workdir.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  logging.set_verbosity(logging.INFO)
+  sys.exit(cli.run(FLAGS.mode, FLAGS.config, FLAGS.workdir))
+
+
+def parse_flags(argv):
+  """Parses flags; a bad --config or --config.FIELD becomes a message, not a traceback."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as err:
+    print(f"innjax: error: {err}\nSee `python main.py --help`.", file=sys.stderr)
+    sys.exit(2)
+  except (AttributeError, KeyError, ValueError, TypeError) as err:
+    print(f"innjax: error: bad --config override or config file: {err}. Config "
+          "fields are listed in configs/default.py; overrides look like "
+          "--config.train.learning_rate=0.001.", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=parse_flags)

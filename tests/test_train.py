@@ -1,0 +1,124 @@
+"""End-to-end tests of the INNg outer loop on the tiny config.
+
+These run the real code paths: the real data loaders (scikit-image's bundled texture,
+and SVHN through tfds under `tfds.testing.mock_data`), real Orbax checkpoints on disk,
+real PNG files.
+"""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import tiny
+from innjax import checkpointing, generate, train
+
+
+def _config(**overrides):
+  config = tiny.get_config()
+  config.checkpoint.async_save = False
+  for key, value in overrides.items():
+    node = config
+    *parents, leaf = key.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return config
+
+
+def _assert_trees_equal(a, b):
+  jax.tree_util.tree_map(
+      lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)), a, b)
+
+
+def test_inng_trains_saves_grids_and_samples(tmp_path):
+  config = _config()
+  state = train.train_and_evaluate(config, str(tmp_path))
+  assert int(state.stage) == 3
+  assert bool(jnp.all(state.active)) and state.active.shape == (3,)
+  # Each stage fine-tunes the previous classifier: stages differ but are all kept.
+  kernels = state.cascade["params"]["conv0"]["kernel"]
+  assert not np.allclose(kernels[0], kernels[2])
+  assert int(train.pool_lib.size(state.pool)) == 48  # 3 stages x 16 (+16 initial, oldest out)
+  for stage in (1, 2, 3):
+    assert (tmp_path / "negatives" / f"stage_{stage:03d}.png").stat().st_size > 0
+  assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path))
+  assert float(jnp.abs(state.negatives).max()) <= 1.0
+  images, stats = generate.generate(config, str(tmp_path))
+  assert images.shape == (8, 16, 16, 1) and np.isfinite(images).all()
+  assert os.path.exists(stats["png"]) and stats["kept_classifiers"] == 3
+  saved = np.load(stats["npz"])["images"]
+  np.testing.assert_array_equal(saved, images)
+
+
+def test_resume_reaches_the_same_final_state(tmp_path):
+  config = _config()
+  full = train.train_and_evaluate(config, str(tmp_path / "full"))
+  part = tmp_path / "interrupted"
+  first = train.train_and_evaluate(config, str(part), stop_after_stages=1)
+  assert int(first.stage) == 1
+  resumed = train.train_and_evaluate(config, str(part))
+  assert int(resumed.stage) == 3
+  _assert_trees_equal(resumed.cascade, full.cascade)
+  _assert_trees_equal(resumed.params, full.params)
+  _assert_trees_equal(resumed.pool.images, full.pool.images)
+  _assert_trees_equal(resumed.negatives, full.negatives)
+  # Running again on a finished workdir changes nothing.
+  again = train.train_and_evaluate(config, str(part))
+  _assert_trees_equal(again.cascade, full.cascade)
+
+
+@pytest.mark.parametrize("variant, slots", [("inng_compressed", 2), ("inng_single", 1)])
+def test_compressed_and_single_variants(tmp_path, variant, slots):
+  config = _config(variant=variant, keep_every=2, **{"synthesis.energy": "sequential"})
+  state = train.train_and_evaluate(config, str(tmp_path))
+  assert state.active.shape == (slots,) and bool(jnp.all(state.active))
+  assert int(state.stage) == 3
+  if variant == "inng_compressed":
+    assert train.synthesis_caps(config, 1) == 2 * config.synthesis.max_steps
+    assert train.synthesis_caps(config, 2) == config.synthesis.max_steps
+  images, stats = generate.generate(config, str(tmp_path))
+  assert stats["kept_classifiers"] == slots and np.isfinite(images).all()
+
+
+def test_a_workdir_from_another_config_is_refused_and_kept(tmp_path):
+  config = _config(num_stages=1)
+  train.train_and_evaluate(config, str(tmp_path))
+  before = sorted(os.listdir(tmp_path / "checkpoints"))
+  other = _config(num_stages=1, **{"model.features": (4, 8)})
+  with pytest.raises(checkpointing.IncompatibleCheckpointError, match="model.features"):
+    train.train_and_evaluate(other, str(tmp_path))
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == before
+
+
+@pytest.mark.parametrize("override, match", [
+    ({"variant": "gan"}, "variant"),
+    ({"data.image_size": 18}, "divisible"),
+    ({"data.image_size": 0}, "image_size"),
+    ({"synthesis.stop_prob": 1.5}, "stop_prob"),
+    ({"pool.capacity": 4}, "capacity"),
+    ({"train.learning_rate": 0.0}, "learning_rate"),
+    ({"model.dtype": "float16"}, "dtype"),
+])
+def test_bad_configs_are_rejected_before_training(tmp_path, override, match):
+  with pytest.raises(ValueError, match=match):
+    train.train_and_evaluate(_config(**override), str(tmp_path))
+
+
+def test_svhn_through_the_real_tfds_loader(tmp_path):
+  tfds = pytest.importorskip("tensorflow_datasets")
+  from configs import svhn
+  config = svhn.get_config()
+  tiny_config = tiny.get_config()
+  for section in ("train", "pool", "synthesis", "sample"):
+    config[section] = tiny_config[section]
+  config.model.features = (8, 16)
+  config.num_stages = 1
+  config.data.download = False
+  config.checkpoint.async_save = False
+  with tfds.testing.mock_data(num_examples=64):
+    state = train.train_and_evaluate(config, str(tmp_path))
+  assert int(state.stage) == 1
+  assert state.negatives.shape[1:] == (32, 32, 3)
