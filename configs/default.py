@@ -19,7 +19,7 @@ def get_config() -> ml_collections.ConfigDict:
   # "inng_single" a single classifier fine-tuned throughout (paper 3.4, 3.6).
   config.variant = "inng"
   config.keep_every = 3
-  config.num_stages = 8
+  config.num_stages = 12
 
   config.model = ml_collections.ConfigDict()
   config.model.features = (32, 64, 128)
@@ -46,7 +46,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.train = ml_collections.ConfigDict()
   config.train.pos_batch = 50
   config.train.neg_batch = 50
-  config.train.steps_per_stage = 300
+  config.train.steps_per_stage = 100
   config.train.learning_rate = 0.01
   config.train.momentum = 0.0
   config.train.log_every = 50        # classifier updates per jitted chunk
@@ -56,20 +56,22 @@ def get_config() -> ml_collections.ConfigDict:
   # drawn more often (age weight age_decay ** age; 1.0 = uniform).
   config.pool = ml_collections.ConfigDict()
   config.pool.negatives_per_stage = 500
-  config.pool.capacity = 8 * 500
+  config.pool.capacity = 12 * 500
   config.pool.age_decay = 0.5
   config.pool.init_std = 0.3
 
   # Synthesis step (paper 3.2.2): Adam on the image.
   config.synthesis = ml_collections.ConfigDict()
-  config.synthesis.energy = "sum"    # "sum" (paper eq. 12) | "sequential" (authors' code)
+  # The default follows the authors' code: only the newest classifier moves the
+  # previous negatives, so a stage costs the same however long the cascade is.
+  config.synthesis.energy = "sequential"  # | "sum" (paper eq. 12)
   config.synthesis.batch_size = 100
-  config.synthesis.step_size = 0.02
+  config.synthesis.step_size = 0.1   # the paper's texture setting; 0.02 for SVHN/faces
   config.synthesis.beta1 = 0.5
   config.synthesis.beta2 = 0.999
   config.synthesis.max_steps = 200
   config.synthesis.stop_prob = 0.5
-  config.synthesis.stop_window = 1
+  config.synthesis.stop_window = 20  # paper 4.1: stop on the mean over ~20 steps
   config.synthesis.noise_scale = 0.0
   config.synthesis.noise_schedule = "linear"
   config.synthesis.strategy = "scan"

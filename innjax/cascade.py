@@ -173,7 +173,7 @@ def cascade_logits(logit_fn: Callable, stacked: Pytree, x: jax.Array,
     x: the input batch.
     strategy: "scan" (default), "unrolled" or "vmap"; all give the same numbers.
     mask: optional boolean (num_stages,); stages where it is False contribute 0.
-      With "scan" an inactive stage still costs a pass (its result is discarded);
+      With "scan" an inactive stage is skipped (no forward or backward pass);
       use it to preallocate a growing cascade without recompiling.
 
   Returns:
@@ -188,13 +188,22 @@ def cascade_logits(logit_fn: Callable, stacked: Pytree, x: jax.Array,
           f"mask must have shape ({total},) to match the cascade, got {mask.shape}.")
   if strategy == "scan":
     # Accumulate in the carry rather than materialising (T, batch) logits.
-    def body(acc, inputs):
-      stage, active = inputs
-      logits = logit_fn(stage, x).astype(jnp.float32)
-      return acc + jnp.where(active, logits, 0.0), None
-    active = jnp.ones((total,), bool) if mask is None else mask
     batch = jax.eval_shape(lambda: logit_fn(get_stage(stacked, 0), x))
     acc0 = jnp.zeros(batch.shape, jnp.float32)
+    if mask is None:
+      def body(acc, inputs):
+        stage, _ = inputs
+        return acc + logit_fn(stage, x).astype(jnp.float32), None
+    else:
+      # lax.cond skips the forward and backward pass of an inactive slot entirely
+      # (under vmap it becomes a select and both branches run, which is still right).
+      def body(acc, inputs):
+        stage, is_active = inputs
+        logits = lax.cond(
+            is_active, lambda s: logit_fn(s, x).astype(jnp.float32),
+            lambda s: jnp.zeros(batch.shape, jnp.float32), stage)
+        return acc + logits, None
+    active = jnp.ones((total,), bool) if mask is None else mask
     out, _ = lax.scan(body, acc0, (stacked, active))
     return out
   logits = stage_logits(logit_fn, stacked, x, strategy).astype(jnp.float32)

@@ -194,8 +194,9 @@ def make_sampler(
       callable stage_step -> multiplier of noise_scale.
     stop_prob: stop when the batch-mean P(real) reaches this; None never stops
       early. The published code stops at loss ln 2, i.e. 0.5.
-    stop_window: average the batch-mean P(real) over this many recent steps before
-      comparing it with stop_prob (the paper mentions a window of about 20).
+    stop_window: average the batch-mean P(real) over the last this-many steps before
+      comparing it with stop_prob; the window must be full, so every chain takes at
+      least this many steps (the paper mentions a window of about 20).
     clip: (low, high) to project x after every step; None disables it.
     mode: "sum" or "sequential" (see module docstring).
     optimizer: "adam" or "sgd".
@@ -279,10 +280,14 @@ def make_sampler(
     return update(params, state, mask)
 
   def windowed_prob(history, seen):
-    """Mean of the last min(seen, stop_window) batch-mean probabilities."""
-    filled = jnp.arange(stop_window) < seen
-    return jnp.sum(jnp.where(filled, history, 0.0)) / jnp.maximum(
-        jnp.minimum(seen, stop_window), 1)
+    """Mean batch P(real) over the last `stop_window` steps; 0 until the window is full.
+
+    Requiring a full window means a chain takes at least `stop_window` steps and
+    stops only once it has stayed past the boundary on average (paper 4.1: "across
+    some window of steps, usually 20"); stop_window=1 is the published code's rule.
+    """
+    full = seen >= stop_window
+    return jnp.where(full, jnp.mean(history), 0.0)
 
   def run(params, x0, key, mask=None, max_steps=None):
     """Runs to the early stop (or cap); see `make_sampler`.
