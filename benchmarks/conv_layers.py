@@ -1,0 +1,122 @@
+"""Per-layer time of the classifier's convolutions: xla vs im2col, forward and dx.
+
+Each 5x5 stride-2 "SAME" convolution of the default `Classifier()` (channels
+3->64->128->256->512) is timed alone through `innjax.models.conv2d`, at the input
+size it sees for a 32x32 or 64x64 image: the forward, and the gradient with respect
+to its input (`jax.vjp` w.r.t. x only, with a random N(0,1) output cotangent; the
+forward is not needed for it and XLA drops it). This shows
+which layers make the native XLA convolution slow on a given backend, which the
+whole-network benchmarks cannot. Inputs are N(0,1) clipped to [-1, 1], kernels
+N(0, 0.02^2).
+
+FLOP convention: a convolution costs 2*k*k*Cin*Cout*Hout*Wout per image, forward;
+its input gradient (a transposed convolution) is counted as the same number.
+
+Usage:
+  python benchmarks/conv_layers.py            # batch 100, 32x32 and 64x64, ~2-4 min
+  python benchmarks/conv_layers.py --quick    # batch 20, 32x32
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import jax
+
+import common
+from innjax import models
+
+
+def parse_args():
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  common.add_common_args(p, repeats=5)
+  p.add_argument("--batch", type=int, default=None, help="default 100 (quick 20)")
+  p.add_argument("--sizes", type=common.parse_int_list, default=None,
+                 help="image sizes (default 32,64; quick 32)")
+  p.add_argument("--impls", type=common.parse_str_list, default=["im2col", "xla"])
+  args = p.parse_args()
+  args.repeats = common.default_repeats(args, full=5)
+  if args.batch is None:
+    args.batch = 20 if args.quick else 100
+  if args.sizes is None:
+    args.sizes = [32] if args.quick else [32, 64]
+  if args.cell_budget is None:
+    args.cell_budget = 4.0 if args.quick else 10.0
+  return args
+
+
+def main():
+  args = parse_args()
+  t_start = time.perf_counter()
+  info = common.machine_info()
+  common.log("measuring matmul peak ...")
+  peak = common.matmul_peak(args.matmul_n)
+  model = models.Classifier()
+  key = jax.random.PRNGKey(args.seed)
+  rows = []
+  for size in args.sizes:
+    h, c_in = size, model.channels
+    for i, c_out in enumerate(model.features):
+      kx, kk = jax.random.split(jax.random.fold_in(key, 100 * size + i))
+      x = common.random_images(kx, args.batch, h, c_in)
+      kernel = 0.02 * jax.random.normal(kk, (5, 5, c_in, c_out))
+      out = -(-h // model.stride)
+      # A random output cotangent: a constant one (from .sum()) lets XLA rewrite
+      # the transposed convolution into something unrepresentative.
+      cotangent = jax.random.normal(jax.random.fold_in(kk, 1),
+                                    (args.batch, out, out, c_out))
+      flops = 2 * 25 * c_in * c_out * out * out * args.batch
+      for impl in args.impls:
+        impl_r = models.resolve_conv_impl(impl)
+
+        def fwd(xx, kern, impl_r=impl_r):
+          return models.conv2d(xx, kern, model.stride, impl_r)
+
+        def dx(xx, kern, ct, impl_r=impl_r):
+          _, vjp = jax.vjp(lambda a: models.conv2d(a, kern, model.stride, impl_r), xx)
+          return vjp(ct)[0]
+
+        for direction, fn, fargs in (("forward", fwd, (x, kernel)),
+                                     ("dx", dx, (x, kernel, cotangent))):
+          compiled, cinfo = common.compile_jitted(fn, *fargs)
+          timing = common.time_calls(lambda: compiled(*fargs), args.repeats,
+                                     warmup=max(args.warmup, 1),
+                                     budget_s=args.cell_budget,
+                                     min_repeats=args.min_repeats)
+          med = timing["median_s"]
+          rows.append({
+              "size": size, "layer": f"conv{i}", "input": f"{h}x{h}x{c_in}",
+              "c_out": c_out, "impl": impl, "direction": direction,
+              "batch": args.batch, "compile_s": cinfo["trace_lower_s"]
+              + cinfo["compile_s"], "median_s": med, "repeats": timing["repeats"],
+              "gflops": flops / med / 1e9,
+              "pct_peak": 100 * flops / med / 1e9 / peak["median_gflops"]})
+          common.log(f"  {size} conv{i} {impl:6s} {direction:7s} {med * 1e3:9.1f} ms "
+                     f"{flops / med / 1e9:6.1f} GFLOP/s")
+      h, c_in = out, c_out
+
+  total_s = time.perf_counter() - t_start
+  print("# Per-layer convolution time: xla vs im2col\n")
+  print(common.machine_markdown(info))
+  print(f"- float32 matmul {peak['n']}x{peak['n']}: {peak['median_gflops']:.1f} "
+        f"GFLOP/s median (the '% peak' reference); batch {args.batch}\n")
+  headers = ["image", "layer", "input", "Cout", "impl", "direction", "compile s",
+             "ms", "GFLOP/s", "% peak", "n"]
+  table = [[f"{r['size']}x{r['size']}", r["layer"], r["input"], r["c_out"], r["impl"],
+            r["direction"], common.fmt(r["compile_s"]), common.fmt(r["median_s"] * 1e3),
+            common.fmt(r["gflops"]), common.fmt(r["pct_peak"], 0), r["repeats"]]
+           for r in rows]
+  print(common.markdown_table(headers, table, align="lllrllrrrrr"))
+  print("\nMedian of n calls after warm-up. FLOPs per layer = "
+        "2*k*k*Cin*Cout*Hout*Wout*batch for both the forward and the input gradient "
+        "('dx', a transposed convolution).")
+  print(f"\nTotal wall time {total_s / 60:.1f} min.")
+  common.write_json(args.json, {
+      "benchmark": "conv_layers", "machine": info, "matmul_peak": peak,
+      "args": vars(args), "rows": rows, "total_s": total_s})
+
+
+if __name__ == "__main__":
+  main()
