@@ -68,7 +68,8 @@ def test_svm_protocol_binary_and_single_c():
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(train_labels=None), "labelled dataset"),
-    (dict(num_labelled=95, val_size=10), r"100 examples, but val_size \(10\) \+ num_labelled \(95\)"),
+    (dict(num_labelled=95, val_size=10),
+     r"100 examples, but val_size \(10\) \+ num_labelled \(95\)"),
     (dict(train_labels=np.zeros(99)), r"must have shape \(100,\)"),
     (dict(test_feats=np.zeros((10, 3))), "5 dimensions but test_feats have 3"),
     (dict(Cs=()), "Cs must be"),
