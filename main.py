@@ -28,7 +28,9 @@ flags.DEFINE_string("workdir", "workdir/default",
                     "Folder for checkpoints, TensorBoard events, PNG grids and samples. "
                     "Running again on the same folder resumes.")
 flags.DEFINE_enum("mode", "train", cli.MODES, "train: train (or resume) a model; "
-                  "sample: generate images from the trained cascade in --workdir.")
+                  "sample: generate images from the trained cascade in --workdir; "
+                  "evaluate: L2-SVM feature protocol (paper 4.5) and sample metrics, "
+                  "written to --workdir/evaluation.{json,md}.")
 
 
 def main(argv):

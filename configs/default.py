@@ -91,6 +91,24 @@ def get_config() -> ml_collections.ConfigDict:
   config.checkpoint.async_save = True
 
   config.grid_size = 64              # negatives shown in each stage's PNG grid
+  # Evaluation (`--mode=evaluate`): the paper's unsupervised-feature protocol (4.5) and
+  # sample-quality metrics. innjax/evaluate.py documents every key, and
+  # evaluate.default_evaluate_config() returns the same defaults (a test checks this).
+  config.evaluate = ml_collections.ConfigDict()
+  config.evaluate.stage = -1              # trained classifier used: -1 = the last one
+  config.evaluate.layers = (-3, -2, -1)   # conv blocks concatenated (paper: last three)
+  config.evaluate.num_labelled = 1000     # labelled examples per SVM (paper)
+  config.evaluate.val_size = 10000        # held out to choose C (paper)
+  config.evaluate.num_draws = 100         # SVMs the test error is averaged over (paper)
+  config.evaluate.select_draws = 3        # draws C is chosen with
+  config.evaluate.Cs = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+  config.evaluate.batch_size = 500        # images per feature-extraction batch
+  config.evaluate.num_samples = 1000      # generated images for Frechet/KID/SWD; 0 = skip
+  config.evaluate.train_split = "train"   # labelled splits of config.data
+  config.evaluate.test_split = "test"
+  config.evaluate.train_path = ""         # npz/folder: file used instead of data.path
+  config.evaluate.test_path = ""
+  config.evaluate.seed = 0
   return config
 
 

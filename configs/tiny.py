@@ -28,4 +28,11 @@ def get_config():
   config.sample.batch_size = 8
   config.sample.max_steps = 10
   config.grid_size = 16
+  config.evaluate.layers = (-2, -1)   # the tiny classifier has two conv layers
+  config.evaluate.num_labelled = 40
+  config.evaluate.val_size = 60
+  config.evaluate.num_draws = 3
+  config.evaluate.select_draws = 1
+  config.evaluate.batch_size = 64
+  config.evaluate.num_samples = 16
   return config

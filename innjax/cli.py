@@ -13,7 +13,7 @@ import sys
 
 from absl import logging
 
-MODES = ("train", "sample")
+MODES = ("train", "sample", "evaluate")
 
 
 class _QuietLibraries(py_logging.Filter):
@@ -36,7 +36,7 @@ def run(mode: str, config, workdir: str) -> int:
   """Runs `mode` and returns the process exit code."""
   quiet_library_logs()
   # Imported here so `main.py --help` answers without loading JAX and TensorFlow.
-  from innjax import checkpointing, generate, train
+  from innjax import checkpointing, evaluate, generate, train
   try:
     if mode == "train":
       state = train.train_and_evaluate(config, workdir)
@@ -46,6 +46,10 @@ def run(mode: str, config, workdir: str) -> int:
     elif mode == "sample":
       _, stats = generate.generate(config, workdir)
       print(f"Wrote {stats['png']} and {stats['npz']}")
+    elif mode == "evaluate":
+      results = evaluate.evaluate(config, workdir)
+      print(evaluate.to_markdown(results))
+      print(f"Wrote {workdir}/evaluation.json and {workdir}/evaluation.md")
     else:
       raise ValueError(f"Unknown --mode={mode!r}; choose one of {MODES}.")
   except (ValueError, FileNotFoundError, OSError,

@@ -242,3 +242,29 @@ def test_reduced_svm_matches_direct_linearsvc(num_classes):
   np.testing.assert_allclose(coef, direct.coef_, atol=1e-7)
   np.testing.assert_allclose(intercept, direct.intercept_, atol=1e-7)
   np.testing.assert_array_equal(classes, direct.classes_)
+
+
+def test_evaluate_config_defaults_and_unknown_keys():
+  config = tiny.get_config()
+  if "evaluate" in config:
+    del config["evaluate"]
+  # A config without the block evaluates with the defaults.
+  assert evaluate._evaluate_config(config).to_dict() == (
+      evaluate.default_evaluate_config().to_dict())
+  config.evaluate = evaluate.default_evaluate_config()
+  config.evaluate.num_draw = 5  # misspelt
+  with pytest.raises(ValueError, match="Unknown config.evaluate keys"):
+    evaluate._evaluate_config(config)
+  config = tiny.get_config()
+  config.evaluate = evaluate.default_evaluate_config()
+  config.evaluate.num_draws = 0
+  with pytest.raises(ValueError, match="num_draws must be >= 1"):
+    evaluate._evaluate_config(config)
+
+
+def test_default_config_block_matches_defaults():
+  from configs import default  # pylint: disable=g-import-not-at-top
+  config = default.get_config()
+  if "evaluate" not in config:
+    pytest.skip("configs/default.py has no `evaluate` block yet")
+  assert config.evaluate.to_dict() == evaluate.default_evaluate_config().to_dict()
