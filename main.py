@@ -4,6 +4,9 @@
   python main.py --config=configs/svhn.py --workdir=runs/svhn
   python main.py --config=configs/svhn.py --workdir=runs/svhn --mode=sample
   python main.py --config=configs/tiny.py --config.num_stages=5 --workdir=/tmp/t
+  python main.py --config=configs/texture.py --config.data.image=tex.jpg --workdir=runs/tex
+  python main.py --config=configs/texture.py --config.data.image=tex.jpg \
+      --workdir=runs/tex --mode=sample --config.sample.size=512,512
 """
 
 import os
@@ -30,12 +33,17 @@ flags.DEFINE_string("workdir", "workdir/default",
 flags.DEFINE_enum("mode", "train", cli.MODES, "train: train (or resume) a model; "
                   "sample: generate images from the trained cascade in --workdir; "
                   "evaluate: L2-SVM feature protocol (paper 4.5) and sample metrics, "
-                  "written to --workdir/evaluation.{json,md}.")
+                  "written to --workdir/evaluation.{json,md}; "
+                  "style: render --config.style.content in the style a patch-head "
+                  "model in --workdir learned (paper 4.2).")
 
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    print(f"innjax: error: unexpected arguments: {' '.join(argv[1:])} (every option "
+          "is a flag such as --workdir=DIR or --config.num_stages=5). See `python "
+          "main.py --help`.", file=sys.stderr)
+    sys.exit(2)
   logging.set_verbosity(logging.INFO)
   sys.exit(cli.run(FLAGS.mode, FLAGS.config, FLAGS.workdir))
 

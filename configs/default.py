@@ -33,6 +33,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.split = "train"
   config.data.data_dir = ml_collections.FieldReference(None, field_type=str)
   config.data.path = ""
+  config.data.image = ""            # source "image": exemplar path or bundled skimage name
   config.data.image_size = 32
   config.data.channels = 1
   config.data.max_examples = 0      # 0 = all
@@ -41,6 +42,14 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.seed = 0
   config.data.allow_upscale = False
   config.data.download = True
+
+  # The anysize patch head (paper 3.5): the classifier sees `size` x `size` patches cut
+  # at random from full images, so textures of any size can be synthesised. 0 = the
+  # classifier sees whole data.image_size images (SVHN, faces).
+  config.patch = ml_collections.ConfigDict()
+  config.patch.size = 0
+  config.patch.patches_per_image = 0   # per synthesis step; 0 = the paper's density
+  config.patch.average_overlaps = True  # a pixel in k patches gets their mean gradient
 
   # Classification step (paper 3.2.1): positives vs the pseudo-negative pool.
   config.train = ml_collections.ConfigDict()
@@ -85,6 +94,18 @@ def get_config() -> ml_collections.ConfigDict:
   config.sample.max_steps = 200
   config.sample.batch_size = 100
   config.sample.seed = 1
+  # (height, width) to synthesise; (0, 0) = data.image_size. Any size needs the patch
+  # head, e.g. --config.sample.size=512,512.
+  config.sample.size = (0, 0)
+
+  # Style transfer (`--mode=style`, paper 4.2) with a patch-head model trained on the
+  # style image: minimise gamma * ||I - I_content||^2 - (1 - gamma) * ln p_style(I).
+  config.style = ml_collections.ConfigDict()
+  config.style.content = "astronaut"  # image path or bundled skimage name
+  config.style.gamma = 0.3
+  config.style.steps = 300
+  config.style.step_size = 0.02
+  config.style.max_size = 512         # longer side of the content image; 0 = as is
 
   config.checkpoint = ml_collections.ConfigDict()
   config.checkpoint.max_to_keep = 3
@@ -108,6 +129,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.evaluate.test_split = "test"
   config.evaluate.train_path = ""         # npz/folder: file used instead of data.path
   config.evaluate.test_path = ""
+  # Frechet/KID feature space: a small CNN trained with labels on the training split.
+  config.evaluate.metric_net_steps = 1000  # Adam updates; 0 = skip the supervised net
+  config.evaluate.metric_net_features = (32, 64, 128)  # conv widths; last = feature dim
+  config.evaluate.metric_net_batch_size = 128
+  config.evaluate.metric_net_learning_rate = 1e-3
   config.evaluate.seed = 0
   return config
 

@@ -3,17 +3,22 @@
 Errors that a person can fix (a bad config value, a missing dataset or image, a
 checkpoint from another config, an unwritable workdir, divergence) are printed as one
 message with the fix and exit code 2, without a traceback; anything else is a bug
-and keeps its traceback.
+and keeps its traceback. SIGTERM or SIGINT during training stops it at the next safe
+point with the last completed stage saved, a message saying how to resume, and exit
+code 0 (see innjax/preemption.py); a second Ctrl-C stops at once (exit code 130).
 """
 
 from __future__ import annotations
 
+import difflib
 import logging as py_logging
+import shlex
 import sys
 
 from absl import logging
+import ml_collections
 
-MODES = ("train", "sample", "evaluate")
+MODES = ("train", "sample", "evaluate", "style")
 
 
 class _QuietLibraries(py_logging.Filter):
@@ -32,14 +37,87 @@ def quiet_library_logs() -> None:
     handler.addFilter(_QuietLibraries())
 
 
+# Fields that some readers use when present but that configs/default.py leaves out.
+OPTIONAL_FIELDS = ("data.reader", "data.value_range")
+
+
+def config_fields(config: ml_collections.ConfigDict, prefix: str = "") -> set[str]:
+  """The dotted names of every leaf field of `config`."""
+  names = set()
+  for key, value in config.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      names |= config_fields(value, f"{prefix}{key}.")
+    else:
+      names.add(prefix + key)
+  return names
+
+
+def check_config_fields(config: ml_collections.ConfigDict,
+                        reference: ml_collections.ConfigDict) -> list[str]:
+  """Compares a config's fields with the reference (configs/default.py).
+
+  A config file is a Python function, so nothing stops it from deleting a field or
+  setting a misspelt one, which would otherwise fail deep inside training with an
+  AttributeError or be silently ignored.
+
+  Returns:
+    Notes on unknown fields that resemble no known one (they are ignored).
+
+  Raises:
+    ValueError: fields are missing, or an unknown field looks like a misspelling of
+      a known one.
+  """
+  have, want = config_fields(config), config_fields(reference)
+  problems, notes = [], []
+  for name in sorted(have - want - set(OPTIONAL_FIELDS)):
+    section, _, leaf = name.rpartition(".")
+    siblings = [w.rpartition(".")[2] for w in want if w.rpartition(".")[0] == section]
+    close = difflib.get_close_matches(leaf, siblings, n=1)
+    if close:
+      problems.append(f"{name} is not a config field (did you mean "
+                      f"{section + '.' if section else ''}{close[0]}?)")
+    else:
+      notes.append(f"config field {name} is not used by innjax and is ignored")
+  missing = sorted(want - have)
+  if missing:
+    listed = ", ".join(missing[:12]) + (f" and {len(missing) - 12} more"
+                                         if len(missing) > 12 else "")
+    problems.append(f"the config lacks field(s) {listed}")
+  if problems:
+    raise ValueError(
+        "Bad config: " + "; ".join(problems) + ". Start a config file from "
+        "configs/default.py (`config = default.get_config()`, then change fields), "
+        "so that every field exists; see configs/tiny.py for an example.")
+  return notes
+
+
+def _reference_config():
+  """configs/default.py's config, or None when `configs` is not importable."""
+  try:
+    from configs import default  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  return default.get_config()
+
+
+def resume_command() -> str:
+  """The command line this process was started with, ready to paste."""
+  return " ".join(["python"] + [shlex.quote(arg) for arg in sys.argv])
+
+
 def run(mode: str, config, workdir: str) -> int:
   """Runs `mode` and returns the process exit code."""
   quiet_library_logs()
   # Imported here so `main.py --help` answers without loading JAX and TensorFlow.
-  from innjax import checkpointing, evaluate, generate, train
+  from innjax import checkpointing, evaluate, generate, preemption, style, train
   try:
+    reference = _reference_config()
+    if reference is not None:
+      for note in check_config_fields(config, reference):
+        logging.warning("%s.", note)
     if mode == "train":
-      state = train.train_and_evaluate(config, workdir)
+      with preemption.SignalGuard() as stop:
+        state = train.train_and_evaluate(config, workdir, should_stop=stop)
       logging.info("Training finished after %d stages; checkpoints in %s. Sample with "
                    "`python main.py --config=... --workdir=%s --mode=sample`.",
                    int(state.stage), workdir, workdir)
@@ -50,8 +128,25 @@ def run(mode: str, config, workdir: str) -> int:
       results = evaluate.evaluate(config, workdir)
       print(evaluate.to_markdown(results))
       print(f"Wrote {workdir}/evaluation.json and {workdir}/evaluation.md")
+    elif mode == "style":
+      _, stats = style.stylize(config, workdir)
+      print(f"Wrote {stats['png']} and {stats['side_by_side']}")
     else:
       raise ValueError(f"Unknown --mode={mode!r}; choose one of {MODES}.")
+  except preemption.TrainingInterrupted as stop:
+    done = stop.completed_stages or 0
+    saved = (f"the checkpoint of stage {done} is committed in {workdir}/checkpoints"
+             if done else "no stage had been completed, so there is nothing to keep")
+    print(f"innjax: {stop.reason} received: stopped cleanly during stage {done + 1} "
+          f"of {int(config.num_stages)}; {saved}. Rerun the same command to resume "
+          f"after stage {done} (the dropped stage is redone exactly):\n"
+          f"  {resume_command()}", file=sys.stderr)
+    return 0
+  except KeyboardInterrupt:
+    print("innjax: interrupted. Checkpoints are committed atomically, so the last "
+          "completed one is intact; rerun the same command to go on:\n"
+          f"  {resume_command()}", file=sys.stderr)
+    return 130
   except (ValueError, FileNotFoundError, OSError,
           checkpointing.IncompatibleCheckpointError,
           train.TrainingDivergedError) as err:

@@ -130,7 +130,7 @@ TFDS_DATASETS = {
         note='28x28 gray; zero-padded up to image_size, resized if smaller'),
 }
 
-_SOURCES = ('tfds', 'folder', 'npz', 'skimage')
+_SOURCES = ('tfds', 'folder', 'npz', 'skimage', 'image')
 
 
 # ----------------------------------------------------------------------------
@@ -599,6 +599,48 @@ def _load_skimage(cfg: Any, split: Optional[str], process_index: int, process_co
     return Dataset(crops, None, f'skimage_{name}')
 
 
+def load_named_image(spec: str, channels: int = 3) -> np.ndarray:
+    """Loads an image given as a file path or as the name of a bundled scikit-image image.
+
+    Texture exemplars, style images and content images are all given this way, so
+    ``brick`` or ``astronaut`` work offline with nothing to download.
+
+    Args:
+      spec: a path to an image file, or one of ``SKIMAGE_IMAGES`` (e.g. 'brick').
+      channels: 1 or 3.
+
+    Returns:
+      ``np.uint8`` array of shape ``(H, W, channels)``.
+    """
+    spec = str(spec)
+    if not spec:
+        raise ValueError('no image given: pass a file path or one of the bundled '
+                         f'scikit-image images ({", ".join(SKIMAGE_IMAGES)})')
+    if spec in SKIMAGE_IMAGES and not os.path.exists(spec):
+        import skimage.data  # pylint: disable=g-import-not-at-top  (optional dependency)
+        image = np.asarray(getattr(skimage.data, spec)())
+        image = (image.astype(np.uint8) * 255) if image.dtype == np.bool_ else image.astype(np.uint8)
+        return _convert_channels(image, channels)
+    if not os.path.exists(spec):
+        raise FileNotFoundError(
+            f'image {spec!r} not found: give an existing file or one of the bundled '
+            f'scikit-image images ({", ".join(SKIMAGE_IMAGES)})')
+    return load_image_uint8(spec, channels)
+
+
+def _load_exemplar(cfg: Any, split: Optional[str], process_index: int, process_count: int) -> Dataset:
+    """One texture/style exemplar (``cfg.image``), center-cropped and resized to image_size.
+
+    Every host loads the same image: the patch head cuts its training patches from it.
+    """
+    del split, process_index, process_count  # one image, shared by every host
+    spec = str(_get(cfg, 'image', ''))
+    image_size, channels = int(cfg.image_size), int(_get(cfg, 'channels', 3))
+    image = load_named_image(spec, channels)
+    image = _fit(image, image_size, bool(_get(cfg, 'allow_upscale', False)), f'image {spec!r}')
+    return Dataset(image[None], None, pathlib.Path(spec).stem)
+
+
 # ----------------------------------------------------------------------------
 # TensorFlow Datasets.
 
@@ -789,7 +831,8 @@ def _is_prepared(tfds: Any, name: str, data_dir: Optional[str]) -> bool:
 # ----------------------------------------------------------------------------
 # Entry point.
 
-_LOADERS = {'tfds': _load_tfds, 'folder': _load_folder, 'npz': _load_npz, 'skimage': _load_skimage}
+_LOADERS = {'tfds': _load_tfds, 'folder': _load_folder, 'npz': _load_npz, 'skimage': _load_skimage,
+            'image': _load_exemplar}
 
 
 def load_dataset(data_config: Any, split: Optional[str] = None, *, process_index: int = 0,
@@ -798,8 +841,9 @@ def load_dataset(data_config: Any, split: Optional[str] = None, *, process_index
 
     Args:
       data_config: ``ml_collections.ConfigDict`` (or dict). Keys: ``source``
-        ('tfds' | 'folder' | 'npz' | 'skimage'); ``name`` (tfds dataset or
-        skimage image); ``split`` (tfds split; default per dataset, e.g.
+        ('tfds' | 'folder' | 'npz' | 'skimage' | 'image'); ``name`` (tfds
+        dataset or skimage image); ``image`` (source 'image': one exemplar, a file
+        path or a bundled skimage name, center-cropped and resized to image_size); ``split`` (tfds split; default per dataset, e.g.
         'train+extra' for svhn_cropped); ``data_dir`` (tfds data_dir or None);
         ``path`` (folder or .npz; may contain '{split}'); ``image_size`` (square
         output side); ``channels`` (1 or 3); ``max_examples`` (0 = all);

@@ -4,6 +4,10 @@ Starting from N(0, 0.3^2) noise, x is pushed through the kept classifiers in ord
 each until it crosses that classifier's decision boundary (`sample.mode="sequential"`,
 the paper's procedure), or the summed energy of all of them is ascended at once
 (`sample.mode="sum"`). Writes a PNG grid and an `.npz` of float images in [-1, 1].
+
+Patch-head models (textures) synthesise any size (`sample.size`, e.g. 512x512 from a
+model trained on 256x256): the noise gets half a patch of padding per side, the number
+of patches per step grows with the area, and the padding is cropped away at the end.
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from innjax import checkpointing
+from innjax import energy as energy_lib
 from innjax import images
-from innjax import models
 from innjax import train
 
 
@@ -28,21 +32,20 @@ def load_cascade(config, workdir):
   Returns:
     (stacked variables, active mask, completed stages).
   """
-  manager = checkpointing.Manager(workdir, config)
+  manager = checkpointing.Manager(workdir, config, read_only=True)
   if manager.latest_step() is None:
     raise FileNotFoundError(
         f"No checkpoint in {os.path.join(workdir, 'checkpoints')}: train first with "
         f"`python main.py --config=... --workdir={workdir}`.")
   model = train.build_model(config)
-  shape = (config.data.image_size, config.data.image_size, config.data.channels)
   template = jax.eval_shape(
-      lambda: train.init_state(config, model, shape, jax.random.key(0)))
+      lambda: train.init_state(config, model, jax.random.key(0)))
   state = manager.restore_latest(template)
   manager.close()
   return state.cascade, state.active, int(state.stage)
 
 
-def generate(config, workdir: str, num: int | None = None, key=None):
+def generate(config, workdir: str, num: int | None = None, key=None, size=None):
   """Generates `num` images from the cascade in `workdir` and writes them there.
 
   Args:
@@ -50,36 +53,42 @@ def generate(config, workdir: str, num: int | None = None, key=None):
     workdir: a trained run's folder.
     num: number of images (default config.sample.num).
     key: PRNG key (default from config.sample.seed).
+    size: (height, width) to synthesise (default `config.sample.size`; (0, 0) is the
+      training size). Sizes other than the training size need the patch head.
 
   Returns:
     (images float32 (num, H, W, C), dict of output paths and statistics).
   """
   train.validate_config(config)
+  size = energy_lib.target_hw(config, config.sample.size if size is None else size)
+  shape = energy_lib.negative_shape(config, size)  # checks the size before loading
   stacked, active, stages = load_cascade(config, workdir)
   if not bool(jnp.any(active)):
     raise ValueError(f"The checkpoint in {workdir} has no trained stage yet.")
   num = int(num or config.sample.num)
   key = jax.random.key(int(config.sample.seed)) if key is None else key
   model = train.build_model(config)
-  logit_fn = models.make_logit_fn(model)
+  logit_fn = energy_lib.make_energy(config, model, shape[:2])
   run = jax.jit(train.make_synthesis_sampler(
       config, logit_fn, config.sample.mode, int(config.sample.max_steps)).run)
-  shape = (config.data.image_size, config.data.image_size, config.data.channels)
-  batch = int(config.sample.batch_size)
+  batch = min(int(config.sample.batch_size), num)
   noise_key, run_key = jax.random.split(key)
   x0 = train.initial_negatives(noise_key, num, shape, float(config.pool.init_std))
   t0 = time.perf_counter()
   x, steps, probs = train.synthesize(
       run, stacked, active, train._pad_batches(x0, batch), run_key, batch,
       int(config.sample.max_steps))
-  x = np.asarray(jax.device_get(x[:num]))
+  x = np.asarray(jax.device_get(energy_lib.crop_to_target(config, x[:num])))
   seconds = time.perf_counter() - t0
   out_dir = os.path.join(workdir, "samples")
   os.makedirs(out_dir, exist_ok=True)
-  png = images.save_grid(x, os.path.join(out_dir, f"samples_stage{stages:03d}.png"))
-  npz = os.path.join(out_dir, f"samples_stage{stages:03d}.npz")
+  name = f"samples_stage{stages:03d}"
+  if size != energy_lib.target_hw(config):
+    name += f"_{size[0]}x{size[1]}"
+  png = images.save_grid(x, os.path.join(out_dir, f"{name}.png"))
+  npz = os.path.join(out_dir, f"{name}.npz")
   np.savez_compressed(npz, images=x)
-  stats = {"png": png, "npz": npz, "stages": stages,
+  stats = {"png": png, "npz": npz, "stages": stages, "size": size,
            "kept_classifiers": int(jnp.sum(active)), "seconds": seconds,
            "mean_steps_per_batch": float(np.mean(steps)),
            "p_real_last": float(np.mean(probs))}

@@ -35,9 +35,11 @@ import optax
 from innjax import cascade
 from innjax import checkpointing
 from innjax import data as data_lib
+from innjax import energy as energy_lib
 from innjax import images
 from innjax import models
 from innjax import pool as pool_lib
+from innjax import preemption
 from innjax import sampler as sampler_lib
 
 VARIANTS = ("inng", "inng_compressed", "inng_single")
@@ -119,9 +121,22 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   require(config.data.channels in (1, 3),
           f"data.channels must be 1 or 3, got {config.data.channels}.")
   stride = 2 ** len(config.model.features)
-  require(config.data.image_size % stride == 0,
-          f"data.image_size={config.data.image_size} is not divisible by {stride} "
-          f"(2 ** {len(config.model.features)} stride-2 layers); change one of them.")
+  patch = energy_lib.patch_size(config)
+  require(patch >= 0, f"patch.size must be 0 (whole images) or positive, got {patch}.")
+  if patch:
+    require(patch <= config.data.image_size,
+            f"patch.size={patch} is larger than the training image "
+            f"(data.image_size={config.data.image_size}); use a smaller patch or a "
+            "larger image.")
+    require(patch % stride == 0,
+            f"patch.size={patch} is not divisible by {stride} "
+            f"(2 ** {len(config.model.features)} stride-2 layers); change one of them.")
+    require(int(config.patch.patches_per_image) >= 0,
+            "patch.patches_per_image must be >= 0 (0 = the paper's density).")
+  else:
+    require(config.data.image_size % stride == 0,
+            f"data.image_size={config.data.image_size} is not divisible by {stride} "
+            f"(2 ** {len(config.model.features)} stride-2 layers); change one of them.")
   for name in ("pos_batch", "neg_batch", "steps_per_stage", "log_every"):
     require(int(config.train[name]) >= 1, f"train.{name} must be >= 1, got {config.train[name]}.")
   require(config.train.learning_rate > 0,
@@ -140,8 +155,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
           f"sample.mode must be one of {sampler_lib.MODES}, got {config.sample.mode!r}.")
   require(int(config.sample.num) >= 1, f"sample.num must be >= 1, got {config.sample.num}.")
   require(int(config.sample.batch_size) >= 1, "sample.batch_size must be >= 1.")
-  # The sampler validates its own arguments (stop_prob, step sizes, ...).
-  make_synthesis_sampler(config, lambda p, x: x.sum(), config.synthesis.energy)
+  # The sampler validates its own arguments (stop_prob, step sizes, ...); its
+  # messages start with the argument's name, which lives under `synthesis.` here.
+  try:
+    make_synthesis_sampler(config, lambda p, x: x.sum(), config.synthesis.energy)
+  except ValueError as err:
+    raise ValueError(f"Bad config: synthesis.{err}") from None
 
 
 def make_synthesis_sampler(config, logit_fn, mode: str,
@@ -159,13 +178,17 @@ def make_synthesis_sampler(config, logit_fn, mode: str,
 
 def initial_negatives(key, num: int, image_shape, std: float) -> jax.Array:
   """Pseudo-negatives of stage 0: N(0, std^2) clipped to [-1, 1] (paper 3.2)."""
-  return jnp.clip(std * jax.random.normal(key, (num, *image_shape)), -1.0, 1.0)
+  # Drawn flat and reshaped: XLA:CPU compiles a 4-D threefry draw ~10x slower.
+  flat = jax.random.normal(key, (num * int(np.prod(image_shape)),))
+  return jnp.clip(std * flat.reshape(num, *image_shape), -1.0, 1.0)
 
 
-def init_state(config, model, image_shape, key) -> TrainState:
+def init_state(config, model, key) -> TrainState:
   """The state before stage 1."""
   init_key, neg_key, run_key = jax.random.split(key, 3)
-  variables = models.init_variables(model, init_key, image_shape)
+  variables = models.init_variables(model, init_key,
+                                    energy_lib.model_input_shape(config))
+  image_shape = energy_lib.negative_shape(config)
   tx = make_optimizer(config)
   slots = num_slots(config)
   empty_cascade = jax.tree_util.tree_map(
@@ -192,7 +215,8 @@ def make_train_chunk(model, config, tx):
 
   One chunk is `train.log_every` SGD updates run by `lax.scan` on the device; each
   update draws `pos_batch` positives uniformly and `neg_batch` negatives from the pool
-  with age weights, and minimises sigmoid cross-entropy (paper 3.2.1).
+  with age weights (under the patch head: one random patch of each), and minimises
+  sigmoid cross-entropy (paper 3.2.1).
   """
   pos_batch, neg_batch = int(config.train.pos_batch), int(config.train.neg_batch)
   age_decay = float(config.pool.age_decay)
@@ -207,11 +231,13 @@ def make_train_chunk(model, config, tx):
 
   def update(carry, key):
     params, batch_stats, opt_state, pool, positives = carry
-    pos_key, neg_key = jax.random.split(key)
+    pos_key, neg_key, patch_key = jax.random.split(key, 3)
     idx = jax.random.randint(pos_key, (pos_batch,), 0, positives.shape[0])
     pos = data_lib.to_float(positives[idx])
     neg = pool_lib.sample(pool, neg_key, neg_batch, age_decay)
-    x = jnp.concatenate([pos, neg])
+    pos_key, neg_key = jax.random.split(patch_key)
+    x = jnp.concatenate([energy_lib.classifier_inputs(config, pos, pos_key),
+                         energy_lib.classifier_inputs(config, neg, neg_key)])
     labels = jnp.concatenate([jnp.ones(pos_batch), jnp.zeros(neg_batch)])
     (loss, (logits, batch_stats)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(params, batch_stats, x, labels)
@@ -221,8 +247,9 @@ def make_train_chunk(model, config, tx):
         "loss": loss,
         "acc_pos": jnp.mean(logits[:pos_batch] > 0),
         "acc_neg": jnp.mean(logits[pos_batch:] <= 0),
-        # Cheap divergence check: one reduction over values already computed.
-        "finite": jnp.isfinite(loss) & jnp.all(jnp.isfinite(logits)),
+        # Cheap divergence checks: reductions over values already computed.
+        "finite_loss": jnp.isfinite(loss),
+        "finite_logits": jnp.all(jnp.isfinite(logits)),
     }
     return (params, batch_stats, opt_state, pool, positives), metrics
 
@@ -231,29 +258,40 @@ def make_train_chunk(model, config, tx):
     keys = jax.random.split(key, length)
     (params, batch_stats, opt_state, _, _), metrics = jax.lax.scan(
         update, (params, batch_stats, opt_state, pool, positives), keys)
-    summary = {k: jnp.mean(v) for k, v in metrics.items() if k != "finite"}
-    summary["finite"] = jnp.all(metrics["finite"])
+    summary = {k: jnp.mean(v) for k, v in metrics.items()
+               if not k.startswith("finite")}
+    summary.update({k: jnp.all(metrics[k]) for k in ("finite_loss", "finite_logits")})
     return params, batch_stats, opt_state, summary
 
   return chunk
 
 
-def classification_step(state: TrainState, chunk, positives, config, key):
-  """Fine-tunes the classifier for one stage; returns (state, metrics)."""
+def classification_step(state: TrainState, chunk, positives, config, key,
+                        should_stop: preemption.StopCheck = None):
+  """Fine-tunes the classifier for one stage; returns (state, metrics).
+
+  Raises:
+    TrainingDivergedError: the loss or logits stopped being finite.
+    preemption.TrainingInterrupted: `should_stop` asked for a stop between chunks.
+  """
   steps = int(config.train.steps_per_stage)
   length = int(config.train.log_every)
   params, batch_stats, opt_state = state.params, state.batch_stats, state.opt_state
   history = []
   for i in range(-(-steps // length)):
+    preemption.raise_if_requested(should_stop)
     params, batch_stats, opt_state, metrics = chunk(
         params, batch_stats, opt_state, state.pool, positives,
         jax.random.fold_in(key, i))
     metrics = jax.device_get(metrics)
-    if not metrics["finite"]:
+    bad = [name for name in ("loss", "logits") if not metrics[f"finite_{name}"]]
+    if bad:
       raise TrainingDivergedError(
-          f"stage {int(state.stage) + 1}: the classifier loss or logits became NaN/inf "
-          f"during training (chunk {i}). The last good checkpoint is kept; resume with "
-          "a lower learning rate, e.g. --config.train.learning_rate=0.001.")
+          f"stage {int(state.stage) + 1}, classification: the classifier "
+          f"{' and '.join(bad)} became NaN/inf (updates {i * length + 1}-"
+          f"{(i + 1) * length}). The checkpoint of stage {int(state.stage)} is kept as "
+          "the latest; rerun with a lower learning rate to resume from it, e.g. "
+          f"--config.train.learning_rate={float(config.train.learning_rate) / 10:g}.")
     history.append(metrics)
     if config.train.early_stop_loss and metrics["loss"] < config.train.early_stop_loss:
       break
@@ -278,10 +316,15 @@ def synthesis_caps(config, stage_index: int) -> int:
   return int(round(base * (1 + position * float(config.synthesis.group_step_growth))))
 
 
-def synthesize(run_fn, stacked, mask, x0, key, batch_size: int, cap):
-  """Runs the sampler over `x0` in batches; returns (x, steps, mean_prob)."""
+def synthesize(run_fn, stacked, mask, x0, key, batch_size: int, cap,
+               should_stop: preemption.StopCheck = None):
+  """Runs the sampler over `x0` in batches; returns (x, steps, mean_prob).
+
+  `should_stop` is polled before each batch (preemption.TrainingInterrupted).
+  """
   outputs, steps, probs = [], [], []
   for i, start in enumerate(range(0, x0.shape[0], batch_size)):
+    preemption.raise_if_requested(should_stop)
     x, info = run_fn(stacked, x0[start:start + batch_size], jax.random.fold_in(key, i),
                      mask, cap)
     outputs.append(x)
@@ -306,7 +349,8 @@ def make_run_fn(config, logit_fn, mode):
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       stop_after_stages: int | None = None) -> TrainState:
+                       stop_after_stages: int | None = None,
+                       should_stop: preemption.StopCheck = None) -> TrainState:
   """Trains an INNg model, resuming from `workdir` if it holds a checkpoint.
 
   Args:
@@ -314,6 +358,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     workdir: where checkpoints, TensorBoard events and PNG grids are written.
     stop_after_stages: return after this many stages are complete (for tests and
       interruption experiments); None trains all `config.num_stages`.
+    should_stop: polled at safe points (between stages, classifier chunks and
+      synthesis batches); when it returns a reason (e.g. a
+      `preemption.SignalGuard` that caught SIGTERM), the stage in progress is
+      dropped, pending checkpoint writes are committed and
+      `preemption.TrainingInterrupted` is raised. Resuming redoes that stage exactly.
 
   Returns:
     The final TrainState.
@@ -329,15 +378,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         f"{expected} (data.image_size, data.channels).")
   positives = jnp.asarray(dataset.images)  # uint8 on the device; batches gathered there
   model = build_model(config)
-  logit_fn = models.make_logit_fn(model)
+  logit_fn = energy_lib.make_energy(config, model)
   tx = make_optimizer(config)
 
   manager = checkpointing.Manager(workdir, config)
   template = jax.eval_shape(
-      lambda: init_state(config, model, image_shape, jax.random.key(config.seed)))
+      lambda: init_state(config, model, jax.random.key(config.seed)))
   state = manager.restore_latest(template)
   if state is None:
-    state = init_state(config, model, image_shape, jax.random.key(config.seed))
+    state = init_state(config, model, jax.random.key(config.seed))
     logging.info("Starting a new run in %s.", workdir)
   else:
     logging.info("Resuming %s after stage %d.", workdir, int(state.stage))
@@ -352,11 +401,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   try:
     while int(state.stage) < last:
       t = int(state.stage)  # 0-based index of the stage being trained
+      if manager.reached_preemption(t):  # multi-host preemption notice (Orbax)
+        raise preemption.TrainingInterrupted("a preemption notice")
+      preemption.raise_if_requested(should_stop)
       stage_key = jax.random.fold_in(state.key, t)
       cls_key, syn_key = jax.random.split(stage_key)
 
       t0 = time.perf_counter()
-      state, metrics = classification_step(state, chunk, positives, config, cls_key)
+      state, metrics = classification_step(state, chunk, positives, config, cls_key,
+                                           should_stop)
       jax.block_until_ready(state.params)
       t_cls = time.perf_counter() - t0
 
@@ -377,15 +430,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       n = start.shape[0]
       x0 = _pad_batches(start, batch)
       x, steps, probs = synthesize(run_fn, stacked, mask, x0, syn_key, batch,
-                                   synthesis_caps(config, t))
+                                   synthesis_caps(config, t), should_stop)
       x = x[:n]
       jax.block_until_ready(x)
       t_syn = time.perf_counter() - t0
       if not bool(jnp.all(jnp.isfinite(x))):
         raise TrainingDivergedError(
-            f"stage {t + 1}: synthesised pseudo-negatives contain NaN/inf. The last "
-            "good checkpoint is kept; resume with a smaller step, e.g. "
-            "--config.synthesis.step_size=0.005.")
+            f"stage {t + 1}, synthesis: the synthesised pseudo-negatives contain "
+            f"NaN/inf. The checkpoint of stage {t} is kept as the latest; rerun with a "
+            "smaller image step to resume from it, e.g. "
+            f"--config.synthesis.step_size={float(config.synthesis.step_size) / 10:g}.")
 
       pool = pool_lib.add(state.pool, x, t + 1)
       end_of_group = (t + 1) % group == 0
@@ -403,7 +457,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       })
       writer.write_scalars(t + 1, metrics)
       images.save_grid(
-          x[:int(config.grid_size)],
+          energy_lib.crop_to_target(config, x[:int(config.grid_size)]),
           os.path.join(workdir, "negatives", f"stage_{t + 1:03d}.png"))
       logging.info(
           "stage %d/%d: classifier loss %.4f, acc pos %.3f neg %.3f (%d updates, "
@@ -412,6 +466,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           metrics["acc_neg_last"], metrics["classifier_updates"], t_cls,
           metrics["synthesis_steps_mean"], metrics["negatives_p_real"], t_syn)
       manager.save(int(state.stage), state)
+  except preemption.TrainingInterrupted as stop:
+    # `state.stage` only advances when a stage is complete and handed to the saver.
+    stop.completed_stages = int(state.stage)
+    logging.warning("Stop requested (%s): stage %d was dropped; resuming redoes it.",
+                    stop.reason, int(state.stage) + 1)
+    raise
   finally:
     manager.wait_until_finished()
     writer.flush()

@@ -1,0 +1,95 @@
+"""End-to-end tests of the anysize patch head: texture training, any-size sampling and
+style transfer, on a real PNG exemplar and real checkpoints on disk."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from configs import tiny_texture
+from innjax import energy, generate, style, train
+
+
+@pytest.fixture(scope="module")
+def exemplar(tmp_path_factory):
+  """A real PNG texture file: stripes plus noise, so patches differ."""
+  rng = np.random.default_rng(0)
+  x = np.arange(48)
+  stripes = 127 + 100 * np.sin(x[None, :] / 3.0) * np.ones((48, 1))
+  image = np.clip(stripes + rng.normal(0, 10, (48, 48)), 0, 255).astype(np.uint8)
+  path = tmp_path_factory.mktemp("texture") / "stripes.png"
+  Image.fromarray(image).save(path)
+  return str(path)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, exemplar):
+  config = tiny_texture.get_config()
+  config.checkpoint.async_save = False
+  config.data.image = exemplar
+  workdir = str(tmp_path_factory.mktemp("run"))
+  state = train.train_and_evaluate(config, workdir)
+  return config, workdir, state
+
+
+def test_training_keeps_padded_negatives(trained):
+  config, workdir, state = trained
+  assert int(state.stage) == 2
+  # 32x32 target + half a 16x16 patch per side: negatives are 48x48 full images.
+  assert state.negatives.shape == (8, 48, 48, 1)
+  assert state.pool.images.shape[1:] == (48, 48, 1)
+  # The classifier takes 16x16 patches: two stride-2 layers leave 4x4x16 features.
+  assert state.params["logit"]["kernel"].shape == (4 * 4 * 16, 1)
+  grid = Image.open(f"{workdir}/negatives/stage_002.png")
+  assert grid.size[0] > 0
+
+
+def test_sampling_at_another_size_crops_the_padding(trained):
+  config, workdir, _ = trained
+  images, stats = generate.generate(config, workdir, size=(40, 56))
+  assert images.shape == (2, 40, 56, 1)
+  assert np.isfinite(images).all() and np.abs(images).max() <= 1.0
+  assert stats["png"].endswith("_40x56.png")
+  assert Image.open(stats["png"]).size == (2 + 2 * (56 + 2), 2 + 40)
+
+
+def test_more_patches_for_larger_images(trained):
+  config, _, _ = trained
+  small = energy.patches_per_image(config, energy.negative_shape(config, (32, 32))[:2])
+  large = energy.patches_per_image(config, energy.negative_shape(config, (128, 128))[:2])
+  assert large == 16 * small
+
+
+def test_style_transfer_renders_content_in_the_style(trained):
+  config, workdir, _ = trained
+  image, stats = style.stylize(config, workdir)
+  # astronaut (512x512) scaled to style.max_size=48 on its longer side.
+  assert image.shape == (48, 48, 1)
+  assert Image.open(stats["png"]).size == (48, 48)
+  assert 0.0 < stats["content_mse"] < 1.0 and 0.0 <= stats["mean_p_style"] <= 1.0
+  content = style.load_content(config)
+  # Pure content (gamma = 1) leaves the image where it started.
+  config_content = tiny_texture.get_config()
+  config_content.data.image = config.data.image
+  config_content.style.gamma = 1.0
+  same, _ = style.stylize(config_content, workdir)
+  np.testing.assert_allclose(same, content, atol=1e-5)
+  assert np.abs(image - content).mean() > 1e-3
+
+
+def test_bad_texture_inputs(trained, tmp_path):
+  config, workdir, _ = trained
+  bad = tiny_texture.get_config()
+  bad.patch.size = 64  # larger than the 32x32 exemplar
+  with pytest.raises(ValueError, match="larger than the training image"):
+    train.validate_config(bad)
+  missing = tiny_texture.get_config()
+  missing.data.image = str(tmp_path / "nope.jpg")
+  with pytest.raises(FileNotFoundError, match="nope.jpg"):
+    train.train_and_evaluate(missing, str(tmp_path / "w"))
+  with pytest.raises(ValueError, match="positive"):
+    generate.generate(config, workdir, size=(0, 16))
+  from configs import tiny  # a whole-image model: one size only, no style transfer
+  with pytest.raises(ValueError, match="patch head"):
+    generate.generate(tiny.get_config(), workdir, size=(32, 32))
+  with pytest.raises(ValueError, match="patch-head model"):
+    style.stylize(tiny.get_config(), workdir)
