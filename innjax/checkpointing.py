@@ -4,7 +4,9 @@ Each completed stage is saved as one Orbax step: the `TrainState` pytree (cascad
 classifier, optimizer state, pool, negatives, PRNG key, stage index) and, as JSON,
 the config it was trained with. Orbax writes every step to a temporary folder and
 renames it when complete, so a run killed at any moment leaves the previous steps
-loadable; nothing here writes anywhere else in the checkpoint folder.
+loadable; nothing here writes anywhere else in the checkpoint folder. Temporary
+folders that a killed run left behind are removed when training starts again (never
+by a reader such as `--mode=sample`, which may run beside a training run).
 
 A workdir is tied to the settings that fix the shapes of the saved state (model,
 image size, variant, stage count, pool size); resuming with different ones is refused
@@ -29,11 +31,54 @@ import orbax.checkpoint as ocp
 STRUCTURAL_KEYS = (
     "variant", "num_stages", "keep_every", "model.features", "model.kernel_size",
     "data.image_size", "data.channels", "pool.capacity", "pool.negatives_per_stage",
+    "patch.size",
 )
 
 
 class IncompatibleCheckpointError(ValueError):
   """The workdir holds a checkpoint trained with a different architecture."""
+
+
+class CorruptCheckpointError(ValueError):
+  """The newest checkpoint step is incomplete or damaged on disk and cannot be read."""
+
+
+class CheckpointSaveError(OSError):
+  """Writing a checkpoint failed (disk full, permissions, ...); earlier steps are intact.
+
+  `errno` is the underlying OS error number when there is one (errno.ENOSPC for a
+  full disk).
+  """
+
+
+# Substrings of the errors that TensorStore (which writes the arrays) reports for
+# OS-level write failures; it does not raise OSError itself.
+_IO_FAILURES = ("No space left on device", "Disk quota exceeded",
+                "Read-only file system", "Permission denied")
+
+
+def _io_failure(err: BaseException) -> tuple[bool, int | None]:
+  """Whether `err` (or what caused it) is an I/O failure, and its errno if known."""
+  seen = set()
+  node = err
+  while node is not None and id(node) not in seen:
+    seen.add(id(node))
+    if isinstance(node, OSError):
+      return True, node.errno
+    text = str(node)
+    if "No space left on device" in text:
+      return True, errno.ENOSPC
+    if any(failure in text for failure in _IO_FAILURES):
+      return True, None
+    node = node.__cause__ or node.__context__
+  return False, None
+
+
+def _first_line(err: BaseException, limit: int = 200) -> str:
+  """A short description of `err` for a message (TensorStore errors run to pages)."""
+  text = (str(err).strip().splitlines() or [""])[0]
+  text = text if len(text) <= limit else text[:limit] + "..."
+  return f"{type(err).__name__}: {text}"
 
 
 def _lookup(config: dict, dotted: str):
@@ -84,6 +129,11 @@ def _to_saveable(state):
 
 def _saveable_template(template):
   key_data = jax.eval_shape(jax.random.key_data, template.key)
+  # A template with shardings (innjax.sharding.with_shardings) restores each array
+  # straight onto the current mesh, whatever mesh saved it; the key keeps its own.
+  sharding = getattr(template.key, "sharding", None)
+  if sharding is not None:
+    key_data = jax.ShapeDtypeStruct(key_data.shape, key_data.dtype, sharding=sharding)
   return template.replace(key=key_data)
 
 
@@ -93,17 +143,29 @@ class Manager:
   Args:
     workdir: the run's folder.
     config: the run's config (saved beside every step as JSON).
+    read_only: for readers (sampling, evaluation): creates no folder and leaves
+      temporary folders alone, since a training run may be writing beside it.
   """
 
-  def __init__(self, workdir: str, config: ml_collections.ConfigDict):
+  def __init__(self, workdir: str, config: ml_collections.ConfigDict,
+               read_only: bool = False):
     self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
     self.config = config
-    options = ocp.CheckpointManagerOptions(
-        max_to_keep=int(config.checkpoint.max_to_keep) or None,
-        enable_async_checkpointing=bool(config.checkpoint.async_save),
-        create=True)
+    if read_only:
+      options = ocp.CheckpointManagerOptions(
+          create=False, enable_async_checkpointing=False)
+    else:
+      options = ocp.CheckpointManagerOptions(
+          max_to_keep=int(config.checkpoint.max_to_keep) or None,
+          enable_async_checkpointing=bool(config.checkpoint.async_save),
+          # Folders of saves that a kill interrupted are never loaded; removing them
+          # keeps repeated preemptions from filling the disk.
+          cleanup_tmp_directories=True,
+          create=True)
     self._manager = ocp.CheckpointManager(
         self.directory, options=options, item_names=("state", "meta"))
+    self._unconfirmed_step = None  # an asynchronous save not yet known to be committed
+    self._reported = (None, None)  # (Orbax's error, our CheckpointSaveError for it)
 
   def latest_step(self):
     """The newest complete step, or None."""
@@ -131,37 +193,154 @@ class Manager:
           "\nUse a new --workdir for this config, or run with the original settings "
           "to resume. Nothing was changed on disk.")
 
+  def _missing_parts(self, step: int) -> list[str]:
+    """What a committed Orbax step has but `step`'s folder lacks."""
+    path = os.path.join(self.directory, str(step))
+    return [name for name in ("_CHECKPOINT_METADATA", "state", "meta")
+            if not os.path.exists(os.path.join(path, name))]
+
+  def _damaged(self, step: int, err: BaseException) -> CorruptCheckpointError:
+    path = os.path.join(self.directory, str(step))
+    missing = self._missing_parts(step)
+    why = f"missing {', '.join(missing)}" if missing else _first_line(err)
+    earlier = [s for s in self._manager.all_steps() if s < step]
+    if earlier:
+      fix = (f"To resume from step {max(earlier)}, the newest complete one, move the "
+             f"damaged step aside (`mv {path} {path}.damaged`) and rerun.")
+    else:
+      fix = (f"There is no earlier step: move {path} aside to start over, or use a "
+             "new --workdir.")
+    return CorruptCheckpointError(
+        f"Checkpoint step {step} in {self.directory} is incomplete or damaged and "
+        f"cannot be read ({why}); it was not written by a completed save (a copy "
+        f"cut short, or storage without atomic renames). {fix} Nothing was changed "
+        "on disk.")
+
+  def _previous_step_loads(self, step: int, target) -> bool:
+    """Whether the newest step before `step` restores into `target`."""
+    earlier = [s for s in self._manager.all_steps() if s < step]
+    if not earlier:
+      return False
+    try:
+      self._manager.restore(max(earlier), args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(target)))
+    except Exception:  # pylint: disable=broad-except
+      return False
+    return True
+
   def restore_latest(self, template) -> Any:
     """Restores the newest step into the structure of `template`, or returns None.
 
     Args:
       template: an abstract TrainState (`jax.eval_shape` of the initial state).
+
+    Raises:
+      IncompatibleCheckpointError: the step was trained with another architecture.
+      CorruptCheckpointError: the step's files are incomplete or unreadable.
     """
     step = self.latest_step()
     if step is None:
       return None
-    self.check_compatible()
+    try:
+      self.check_compatible()
+    except IncompatibleCheckpointError:
+      raise
+    except (OSError, ValueError, KeyError, TypeError) as err:  # unreadable config JSON
+      raise self._damaged(step, err) from err
     target = _saveable_template(template)
     try:
       restored = self._manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(target)))
     except (ValueError, KeyError, TypeError) as err:
+      if self._missing_parts(step) or self._previous_step_loads(step, target):
+        # The same config and code read the step before it: this one is damaged.
+        raise self._damaged(step, err) from err
       raise IncompatibleCheckpointError(
           f"Checkpoint step {step} in {self.directory} does not match this config's "
-          f"state ({err}). Use a new --workdir. Nothing was changed on disk.") from err
+          f"state ({_first_line(err)}); it was written by another architecture or "
+          "another version of innjax, or its files are damaged. Use a new --workdir. "
+          "Nothing was changed on disk.") from err
+    except Exception as err:  # pylint: disable=broad-except
+      # TensorStore reports unreadable array files (truncated, missing chunks) as a
+      # bare Exception; with a matching config that can only mean damaged files.
+      raise self._damaged(step, err) from err
     state = restored["state"]
     return state.replace(key=jax.random.wrap_key_data(state.key))
 
+  def _save_failed(self, step: int | None, err: BaseException) -> BaseException:
+    """A CheckpointSaveError for I/O failures; any other error is returned as is.
+
+    Args:
+      step: the step being saved when `err` was raised; an asynchronous save still
+        in flight is the one that failed if there is one.
+      err: what Orbax raised.
+    """
+    if err is self._reported[0]:
+      # Orbax raises a failed asynchronous save again on every later wait; keep the
+      # first message, which names the stage.
+      return self._reported[1]
+    is_io, code = _io_failure(err)
+    if not is_io:
+      return err
+    failed = self._unconfirmed_step if self._unconfirmed_step is not None else step
+    self._unconfirmed_step = None
+    complete = [s for s in self._manager.all_steps(read=True)
+                if failed is None or s < failed]
+    kept = (f"step {max(complete)} is the newest complete checkpoint and is intact"
+            if complete else "no earlier checkpoint exists")
+    cause = ("the disk is full; free space" if code == errno.ENOSPC
+             else "check that the workdir's disk is writable and has space")
+    what = f"the checkpoint of stage {failed}" if failed is not None else "a checkpoint"
+    error = CheckpointSaveError(
+        f"Saving {what} to {self.directory} failed "
+        f"({_first_line(err)}): {cause}, then rerun the same command to resume. "
+        f"Nothing else was lost: {kept} (unfinished temporary folders are removed "
+        "on the next start).")
+    error.errno = code
+    self._reported = (err, error)
+    return error
+
   def save(self, step: int, state) -> None:
-    """Saves `state` as `step` (asynchronously when configured)."""
+    """Saves `state` as `step` (asynchronously when configured).
+
+    Raises:
+      CheckpointSaveError: this save, or the previous asynchronous one, could not be
+        written; the steps committed before it are untouched.
+    """
     meta = {"config": config_to_dict(self.config), "stage": int(step)}
-    self._manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(_to_saveable(state)),
-        meta=ocp.args.JsonSave(meta)))
+    try:
+      self._manager.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(_to_saveable(state)),
+          meta=ocp.args.JsonSave(meta)))
+    except Exception as err:  # pylint: disable=broad-except
+      translated = self._save_failed(step, err)
+      if translated is err:
+        raise
+      raise translated from err
+    self._unconfirmed_step = step if self.config.checkpoint.async_save else None
 
   def wait_until_finished(self) -> None:
-    """Blocks until pending asynchronous saves are committed."""
-    self._manager.wait_until_finished()
+    """Blocks until pending asynchronous saves are committed.
+
+    Raises:
+      CheckpointSaveError: a pending save could not be written.
+    """
+    try:
+      self._manager.wait_until_finished()
+    except Exception as err:  # pylint: disable=broad-except
+      translated = self._save_failed(None, err)
+      if translated is err:
+        raise
+      raise translated from err
+    self._unconfirmed_step = None
+
+  def reached_preemption(self, step: int) -> bool:
+    """Whether JAX's multi-host preemption service asks to stop at `step`.
+
+    Always False in a single-process run, where SIGTERM is handled by
+    `innjax.preemption.SignalGuard` instead.
+    """
+    return bool(self._manager.reached_preemption(step))
 
   def close(self) -> None:
     self._manager.close()
