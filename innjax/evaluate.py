@@ -6,13 +6,18 @@
 
 1. **How good are the learned features?** The paper's protocol (section 4.5, after
    DCGAN, Radford et al. 2016): the activations of the last three conv layers of a
-   trained classifier, flattened and concatenated (14336 dimensions for the paper's
-   network on 32x32 images), feed an L2-SVM (linear SVM, squared hinge loss) trained on
-   1000 labelled examples; C is chosen on a 10000-example validation split held out
-   from the labelled training set; the test error is averaged over 100 random
-   1000-example draws from the rest. The same protocol runs on two baselines so the
-   number means something on its own: a randomly initialised classifier of the same
-   architecture (how much comes from the architecture alone) and raw pixels.
+   trained classifier, flattened and concatenated, feed an L2-SVM (linear SVM, squared
+   hinge loss) trained on 1000 labelled examples; C is chosen on a 10000-example
+   validation split held out from the labelled training set; the test error is
+   averaged over 100 random 1000-example draws from the rest. The same protocol runs
+   on two baselines so the number means something on its own: a randomly initialised
+   classifier of the same architecture (how much comes from the architecture alone)
+   and raw pixels. The dimension: the paper's network has four 5x5 stride-2 "SAME"
+   convolutions with 64, 128, 256 and 512 channels, so a 32x32 image gives blocks of
+   16x16x64, 8x8x128, 4x4x256 and 2x2x512; the last three flattened are
+   8*8*128 + 4*4*256 + 2*2*512 = 8192 + 4096 + 2048 = 14336 dimensions, the paper's
+   number. (The general formula is the sum over the chosen blocks of
+   (H / 2^(i+1))^2 * features[i]; the first block alone would add 16384 more.)
 
 2. **How close are the samples to the data?** Frechet (FID formula) and kernel (KID
    formula) distances between generated and real test images, each beside the
@@ -20,18 +25,23 @@
    estimators are biased by the sample size), and the multi-scale sliced Wasserstein
    distance on pixels (`metrics.swd`), which needs no network at all.
 
-Why the trained classifier's feature space and not Inception: FID/KID are defined on
-an ImageNet Inception network, which cannot be downloaded here (no network access, and
-no pretrained weights ship with the project), and would be a poor fit for 16x16 gray
-images anyway. The INNg classifier is the one network we have that was trained on the
-data. Its features are global-average-pooled activations of the last conv layer (a
-`features[-1]`-dimensional vector, like Inception's pool3), not the 14336-dimensional
-SVM features: a Frechet distance needs a covariance estimated from more samples than
-dimensions and an eigendecomposition that costs D^3. Caveat: the generator was trained
-to fool this very classifier, so distances in its space can understate the gap seen by
-an independent network; the same distances in a *random* classifier's space (same
-architecture, not trained against the samples) are reported beside them as a check, and
-the numbers are comparable only between runs of the same architecture and data.
+The Frechet/KID feature space. FID/KID are defined on an ImageNet Inception network,
+which cannot be downloaded here (no network access, and no pretrained weights ship
+with the project), and would be a poor fit for 16x16 gray images anyway. So the
+evaluation trains its own: `MetricNet`, a small CNN trained with labels (softmax
+cross-entropy, Adam, `config.evaluate.metric_net_steps` updates) on the labelled
+training split, independently of the INNg model. Its global-average-pooled last conv
+layer (`metric_net_features[-1]` dimensions, like Inception's pool3) is the headline
+space, and its test accuracy is reported so that the reader can tell whether the space
+separates the classes at all. It is pooled, not the 14336-dimensional SVM features,
+because a Frechet distance needs a covariance estimated from more samples than
+dimensions and an eigendecomposition that costs D^3. The same distances are also
+reported in the pooled last conv layer of the trained INNg classifier and of a random
+one of the same architecture; these cost one extra pass over the generated images, but
+the generator was trained to fool the INNg classifier, so distances in its space can
+understate the gap an independent network sees. All these numbers are comparable only
+between runs on the same data with the same metric-net settings, not with published
+FID/KID values.
 
 Memory: features are extracted batch by batch on the device and gathered on the host,
 so device memory is bounded by one batch; host memory holds N x D float32 (for SVHN's
@@ -54,10 +64,12 @@ import warnings
 from typing import Any, Callable, NamedTuple, Sequence
 
 from absl import logging
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 import scipy.linalg
 
 from innjax import data as data_lib
@@ -106,7 +118,14 @@ def default_evaluate_config() -> ml_collections.ConfigDict:
         '{split}' in the path).
       train_path, test_path: for sources 'npz'/'folder', files used instead of
         `config.data.path` when non-empty.
-      seed: seeds the SVM draws, the random classifier, generation and the metrics.
+      metric_net_steps: Adam updates of the supervised metric net (`MetricNet`, trained
+        with labels on the labelled training split) whose pooled features are the
+        Frechet/KID feature space; 0 skips it (only the INNg-feature values remain).
+      metric_net_features: its conv widths (the last is the feature dimension).
+      metric_net_batch_size: images per metric-net update.
+      metric_net_learning_rate: its Adam step size.
+      seed: seeds the SVM draws, the random classifier, generation, the metric net and
+        the metrics.
   """
   ev = ml_collections.ConfigDict()
   ev.stage = -1
@@ -122,6 +141,10 @@ def default_evaluate_config() -> ml_collections.ConfigDict:
   ev.test_split = "test"
   ev.train_path = ""
   ev.test_path = ""
+  ev.metric_net_steps = 1000
+  ev.metric_net_features = (32, 64, 128)
+  ev.metric_net_batch_size = 128
+  ev.metric_net_learning_rate = 1e-3
   ev.seed = 0
   return ev
 
@@ -241,6 +264,152 @@ def pixel_features(images_uint8: np.ndarray) -> np.ndarray:
   """
   images = np.asarray(images_uint8)
   return data_lib.to_float(images).reshape(images.shape[0], -1)
+
+
+# ----------------------------------------------------------------------------
+# The supervised metric network: the feature space of Frechet and KID.
+
+
+class MetricNet(nn.Module):
+  """A small supervised CNN whose pooled features are the Frechet/KID feature space.
+
+  3x3 stride-2 convolutions with leaky ReLU 0.2, global average pooling (the
+  `features[-1]`-dimensional penultimate layer, the analogue of Inception's pool3), and
+  a linear `num_classes`-way head. He-initialised and without BatchNorm, so it has no
+  state besides its parameters and one image's features never depend on the rest of
+  the batch. Global pooling makes it work for any image size.
+
+  Attributes:
+    features: output channels of each convolution.
+    num_classes: classes of the softmax head.
+    conv_impl: "auto", "xla" or "im2col" (see `models.conv2d`).
+  """
+  features: Sequence[int] = (32, 64, 128)
+  num_classes: int = 10
+  conv_impl: str = "auto"
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Returns (logits (N, num_classes), pooled features (N, features[-1])).
+
+    Args:
+      x: (N, H, W, C) float images in [-1, 1].
+    """
+    impl = models.resolve_conv_impl(self.conv_impl)
+    h = x
+    for i, width in enumerate(self.features):
+      fan_in = 9 * h.shape[-1]
+      # He initialisation keeps the activation scale through the unnormalised stack.
+      kernel = self.param(f"conv{i}_kernel", models.flat_normal(np.sqrt(2.0 / fan_in)),
+                          (3, 3, h.shape[-1], width))
+      bias = self.param(f"conv{i}_bias", nn.initializers.zeros, (width,))
+      h = nn.leaky_relu(models.conv2d(h, kernel, 2, impl) + bias, 0.2)
+    pooled = jnp.mean(h, axis=(1, 2))
+    logits = nn.Dense(self.num_classes, kernel_init=models.flat_normal(
+        np.sqrt(1.0 / pooled.shape[-1])), name="head")(pooled)
+    return logits, pooled
+
+
+def make_metric_feature_fn(net: MetricNet) -> Callable:
+  """Returns `fn(params, x) -> (N, D + K)`: pooled features, then the K logits.
+
+  One pass over the test set gives both the Frechet/KID features and the predictions
+  the reported accuracy is computed from.
+  """
+  def fn(params, x):
+    logits, pooled = net.apply({"params": params}, x)
+    return jnp.concatenate([pooled, logits], axis=-1).astype(jnp.float32)
+  return fn
+
+
+def train_metric_net(images_uint8: np.ndarray, labels: np.ndarray, *,
+                     features: Sequence[int] = (32, 64, 128), steps: int = 1000,
+                     batch_size: int = 128, learning_rate: float = 1e-3, key=None,
+                     conv_impl: str = "auto",
+                     chunk_steps: int = 100) -> tuple[MetricNet, Any, dict]:
+  """Trains a `MetricNet` with labels (softmax cross-entropy, Adam).
+
+  Minibatches are drawn uniformly with replacement. They are gathered on the host,
+  `chunk_steps` at a time, and each chunk runs as one jitted `lax.scan`: the device
+  holds one chunk of uint8 images, never the whole training set, and every chunk has
+  the same shape, so the loop compiles once. The number of updates is therefore
+  `steps` rounded up to a whole number of chunks (reported as `steps`).
+
+  Args:
+    images_uint8: (N, H, W, C) uint8 labelled training images.
+    labels: (N,) integer class labels (any values; mapped to 0..K-1 in sorted order).
+    features: conv widths of the net.
+    steps: Adam updates (>= 1).
+    batch_size: images per update.
+    learning_rate: Adam step size.
+    key: PRNG key for the initialisation and the minibatch draws.
+    conv_impl: convolution implementation.
+    chunk_steps: updates per jitted scan.
+
+  Returns:
+    (net, params, info) with info = {steps, batch_size, num_classes, classes,
+    final_loss (mean over the last chunk), train_accuracy (same), seconds}.
+
+  Raises:
+    ValueError: fewer than two classes, mismatched shapes or non-uint8 images.
+  """
+  t0 = time.perf_counter()
+  images = np.asarray(images_uint8)
+  if images.dtype != np.uint8 or images.ndim != 4 or images.shape[0] == 0:
+    raise ValueError(f"train_metric_net expects non-empty uint8 (N, H, W, C) images, "
+                     f"got {images.dtype} {images.shape}.")
+  labels = np.asarray(labels)
+  if labels.shape != (images.shape[0],):
+    raise ValueError(f"labels must have shape ({images.shape[0]},), got {labels.shape}.")
+  classes, y = np.unique(labels, return_inverse=True)
+  if classes.size < 2:
+    raise ValueError("The metric net needs labels of two or more classes.")
+  steps, batch_size = int(steps), int(batch_size)
+  if steps < 1 or batch_size < 1:
+    raise ValueError(f"steps and batch_size must be >= 1, got {steps} and {batch_size}.")
+  if key is None:
+    key = jax.random.key(0)
+  chunk = min(int(chunk_steps), steps)
+  num_chunks = -(-steps // chunk)
+  net = MetricNet(features=tuple(int(f) for f in features), num_classes=int(classes.size),
+                  conv_impl=conv_impl)
+  init_key, data_key = jax.random.split(key)
+  params = jax.jit(lambda k: net.init(k, jnp.zeros((1, *images.shape[1:]))))(
+      init_key)["params"]
+  tx = optax.adam(float(learning_rate))
+  opt_state = tx.init(params)
+
+  def step(carry, batch):
+    params, opt_state = carry
+    x_u8, yb = batch
+
+    def loss_fn(p):
+      logits, _ = net.apply({"params": p}, data_lib.to_float(x_u8))
+      loss = optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
+      return loss, jnp.mean(jnp.argmax(logits, -1) == yb)
+
+    (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), opt_state), (loss, acc)
+
+  run_chunk = jax.jit(lambda carry, batches: jax.lax.scan(step, carry, batches))
+  # Host-side minibatch indices from a generator seeded by the key, so the draws are
+  # reproducible without any global random state.
+  rng = np.random.default_rng(np.asarray(jax.random.key_data(data_key)).astype(np.uint64))
+  carry = (params, opt_state)
+  for _ in range(num_chunks):
+    idx = rng.integers(0, images.shape[0], (chunk, batch_size))
+    carry, (losses, accs) = run_chunk(carry, (images[idx], y[idx].astype(np.int32)))
+  params = carry[0]
+  losses, accs = np.asarray(losses), np.asarray(accs)
+  if not np.all(np.isfinite(losses)):
+    raise ValueError("The metric net's training loss is NaN or inf; lower "
+                     "config.evaluate.metric_net_learning_rate.")
+  info = {"steps": num_chunks * chunk, "batch_size": batch_size,
+          "num_classes": int(classes.size), "classes": [int(c) for c in classes],
+          "final_loss": float(losses.mean()), "train_accuracy": float(accs.mean()),
+          "seconds": time.perf_counter() - t0}
+  return net, params, info
 
 
 # ----------------------------------------------------------------------------
@@ -543,11 +712,19 @@ def _evaluate_config(config) -> ml_collections.ConfigDict:
   for key in ("num_labelled", "num_draws", "select_draws", "batch_size"):
     if int(ev[key]) < 1:
       raise ValueError(f"config.evaluate.{key} must be >= 1, got {ev[key]}.")
-  for key in ("val_size", "num_samples"):
+  for key in ("val_size", "num_samples", "metric_net_steps"):
     if int(ev[key]) < 0:
       raise ValueError(f"config.evaluate.{key} must be >= 0, got {ev[key]}.")
   if not len(ev.layers):
     raise ValueError("config.evaluate.layers must name at least one conv layer.")
+  if int(ev.metric_net_steps) > 0:
+    if int(ev.metric_net_batch_size) < 1 or not float(ev.metric_net_learning_rate) > 0:
+      raise ValueError("config.evaluate.metric_net_batch_size must be >= 1 and "
+                       "metric_net_learning_rate > 0, got "
+                       f"{ev.metric_net_batch_size} and {ev.metric_net_learning_rate}.")
+    if not len(ev.metric_net_features) or min(int(f) for f in ev.metric_net_features) < 1:
+      raise ValueError("config.evaluate.metric_net_features must be a non-empty tuple of "
+                       f"positive widths, got {ev.metric_net_features}.")
   return ev
 
 
@@ -675,12 +852,60 @@ def generate_images(config, stacked, active, num: int, key) -> tuple[np.ndarray,
              "p_real_last": float(np.mean(probs))}
 
 
-def _quality(config, ev, feature_fn, svm_dim: int, variables: dict,
-             test_pooled: dict, stacked, active, test_images, workdir) -> dict:
+class _Space(NamedTuple):
+  """A feature space for Frechet/KID: how to embed images, and the real test set."""
+  feature_fn: Callable   # (variables, x) -> (N, >= start + dim) features
+  variables: Any
+  start: int             # the space is columns start .. start + dim of feature_fn
+  test_feats: np.ndarray  # (M, dim) features of the whole test set
+
+
+def _distances(fa: np.ndarray, fb: np.ndarray, fg: np.ndarray, seed: int) -> dict:
+  """Frechet and KID of generated vs real half a, beside real half b vs a (the floor)."""
+  # Subsets of half the set, so that the 100 subsets differ and their spread (the
+  # reported std) means something; with subsets of all n rows every one is the same.
+  kid_size = min(1000, max(2, fa.shape[0] // 2))
+  kid_gen = metrics.kernel_distance(fa, fg, subset_size=kid_size, rng=seed)
+  kid_real = metrics.kernel_distance(fa, fb, subset_size=kid_size, rng=seed)
+  return {
+      "dim": int(fa.shape[1]),
+      "frechet": {"generated": metrics.frechet_distance(fa, fg),
+                  "real_floor": metrics.frechet_distance(fa, fb)},
+      "kid": {"generated": kid_gen.mean, "generated_std": kid_gen.std,
+              "real_floor": kid_real.mean, "real_floor_std": kid_real.std},
+  }
+
+
+def _metric_net_space(config, ev, train_ds, test_ds) -> tuple[_Space, dict]:
+  """Trains the supervised metric net on the labelled training split; scores the test set.
+
+  Returns:
+    (its feature space, info dict: training statistics and test_accuracy).
+  """
+  net, params, info = train_metric_net(
+      train_ds.images, train_ds.labels, features=ev.metric_net_features,
+      steps=int(ev.metric_net_steps), batch_size=int(ev.metric_net_batch_size),
+      learning_rate=float(ev.metric_net_learning_rate),
+      key=jax.random.fold_in(jax.random.key(int(ev.seed)), 2),
+      conv_impl=config.model.conv_impl)
+  fn = make_metric_feature_fn(net)
+  out = extract_features(fn, params, test_ds.images, int(ev.batch_size))
+  dim = int(ev.metric_net_features[-1])
+  pred = np.asarray(info["classes"])[np.argmax(out[:, dim:], axis=1)]
+  info["test_accuracy"] = float(np.mean(pred == test_ds.labels))
+  info["num_train"], info["num_test"] = train_ds.num_examples, test_ds.num_examples
+  info["features"] = [int(f) for f in ev.metric_net_features]
+  logging.info("Metric net: %d steps, test accuracy %.2f%% (%d classes).", info["steps"],
+               100 * info["test_accuracy"], info["num_classes"])
+  return _Space(fn, params, 0, out[:, :dim].copy()), info
+
+
+def _quality(config, ev, spaces: dict, stacked, active, test_images, workdir) -> dict:
   """Frechet / KID / SWD of generated vs real test images, with real-vs-real floors.
 
-  `test_pooled[name]` are the pooled columns the SVM pass already computed for the
-  test set; only the generated images go through the network here.
+  `spaces` maps a result key (e.g. "metric_net_features") to a `_Space` whose test-set
+  features are already computed; only the generated images go through the networks
+  here.
   """
   n = min(int(ev.num_samples), test_images.shape[0] // 2)
   if n < 2:
@@ -697,22 +922,12 @@ def _quality(config, ev, feature_fn, svm_dim: int, variables: dict,
   half_a, half_b = perm[:n], perm[n:2 * n]
 
   out = {"num_images": n, "generation": gen_stats}
-  for name, key_name in (("inng", "trained"), ("random", "random")):
-    fg = extract_features(feature_fn, variables[name], gen_u8,
-                          int(ev.batch_size))[:, svm_dim:]
-    fa, fb = test_pooled[name][half_a], test_pooled[name][half_b]
-    # Subsets of half the set, so that the 100 subsets differ and their spread (the
-    # reported std) means something; with subsets of all n rows every one is the same.
-    kid_size = min(1000, max(2, n // 2))
-    kid_gen = metrics.kernel_distance(fa, fg, subset_size=kid_size, rng=int(ev.seed))
-    kid_real = metrics.kernel_distance(fa, fb, subset_size=kid_size, rng=int(ev.seed))
-    out[f"{key_name}_features"] = {
-        "dim": int(fa.shape[1]),
-        "frechet": {"generated": metrics.frechet_distance(fa, fg),
-                    "real_floor": metrics.frechet_distance(fa, fb)},
-        "kid": {"generated": kid_gen.mean, "generated_std": kid_gen.std,
-                "real_floor": kid_real.mean, "real_floor_std": kid_real.std},
-    }
+  for key_name, space in spaces.items():
+    dim = space.test_feats.shape[1]
+    fg = extract_features(space.feature_fn, space.variables, gen_u8,
+                          int(ev.batch_size))[:, space.start:space.start + dim]
+    out[key_name] = _distances(space.test_feats[half_a], space.test_feats[half_b], fg,
+                               int(ev.seed))
   fa, fb, fg = (data_lib.to_float(x)
                 for x in (test_images[half_a], test_images[half_b], gen_u8))
   swd_gen = metrics.swd(fa, fg, rng=int(ev.seed))
@@ -761,14 +976,29 @@ def to_markdown(results: dict) -> str:
     lines += [
         "", f"## Sample quality ({q['num_images']} generated vs {q['num_images']} real "
         "test images)", "",
-        "Frechet/KID use the global-average-pooled last conv layer of the trained "
-        "classifier (no pretrained Inception network is available offline), and of a "
-        "random classifier of the same architecture as a check; the floor compares two "
-        "disjoint real halves of the same size. Lower is better.", "",
+    ]
+    net = q.get("metric_net")
+    if net:
+      lines += [
+          f"Headline feature space: a supervised CNN (conv widths {net['features']}, "
+          f"{net['steps']} Adam steps) trained with labels on the {net['num_train']} "
+          f"labelled training images; its test accuracy is "
+          f"{100 * net['test_accuracy']:.2f}% ({net['num_classes']} classes, chance "
+          f"{100 / net['num_classes']:.1f}%). Frechet/KID use its global-average-pooled "
+          "last conv layer (no pretrained Inception network is available offline).", "",
+      ]
+    lines += [
+        "The INNg rows use the pooled last conv layer of the trained INNg classifier "
+        "(which the samples were optimised against) and of a random classifier of the "
+        "same architecture. The floor compares two disjoint real halves of the same "
+        "size. Lower is better.", "",
         "| Metric | Generated vs real | Real vs real (floor) |", "|---|---:|---:|",
     ]
-    for name, label in (("trained", "trained classifier"), ("random", "random classifier")):
-      f = q[f"{name}_features"]
+    for name, label in (("metric_net", "supervised net"), ("trained", "INNg classifier"),
+                        ("random", "random classifier")):
+      f = q.get(f"{name}_features")
+      if f is None:
+        continue
       lines.append(f"| Frechet, {label} features (dim {f['dim']}) | "
                    f"{f['frechet']['generated']:.4g} | {f['frechet']['real_floor']:.4g} |")
       lines.append(f"| KID, {label} features | {f['kid']['generated']:.4g} ± "
@@ -788,9 +1018,12 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   Runs the L2-SVM protocol (`svm_protocol`) on the trained classifier's features
   (`config.evaluate.stage`, `config.evaluate.layers`), a randomly initialised
   classifier of the same architecture and raw pixels; then, unless
-  `config.evaluate.num_samples` is 0, generates images from the whole cascade
-  (`config.sample` settings) and compares them with real test images (Frechet, KID,
-  SWD, each with its real-vs-real floor). See the module docstring for the choices.
+  `config.evaluate.num_samples` is 0, trains the supervised metric net
+  (`train_metric_net`, unless `metric_net_steps` is 0), generates images from the
+  whole cascade (`config.sample` settings) and compares them with real test images
+  (Frechet and KID in the metric net's and the INNg classifiers' feature spaces, SWD
+  on pixels, each with its real-vs-real floor). See the module docstring for the
+  choices.
 
   Args:
     config: the run's config; `config.evaluate` (see `default_evaluate_config`) is
@@ -806,6 +1039,13 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """
   t_start = time.perf_counter()
   ev = _evaluate_config(config)
+  if "patch" in config and int(config.patch.size) > 0:
+    # The SVM features and the Frechet/KID comparison need a classifier of whole
+    # labelled images; a patch head sees config.patch.size crops of textures.
+    raise ValueError(
+        f"--mode=evaluate needs a whole-image classifier, but config.patch.size="
+        f"{config.patch.size} trains a patch head (textures); evaluate a model trained "
+        "with config.patch.size=0 on a labelled dataset.")
   train.validate_config(config)
   model = train.build_model(config)
   depth = len(config.model.features)
@@ -860,9 +1100,21 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   quality = None
   if int(ev.num_samples) > 0:
+    spaces, net_info = {}, None
+    # No net to train when there are too few test images to compare with (_quality
+    # then reports why it skipped).
+    if (int(ev.metric_net_steps) > 0
+        and min(int(ev.num_samples), test_ds.num_examples // 2) >= 2):
+      t0 = time.perf_counter()
+      spaces["metric_net_features"], net_info = _metric_net_space(config, ev, train_ds,
+                                                                  test_ds)
+      timings["metric_net_s"] = time.perf_counter() - t0
+    for name, key_name in (("inng", "trained_features"), ("random", "random_features")):
+      spaces[key_name] = _Space(feature_fn, variables[name], svm_dim, test_pooled[name])
     t0 = time.perf_counter()
-    quality = _quality(config, ev, feature_fn, svm_dim, variables, test_pooled,
-                       stacked, active, test_ds.images, workdir)
+    quality = _quality(config, ev, spaces, stacked, active, test_ds.images, workdir)
+    if net_info is not None and "skipped" not in quality:
+      quality["metric_net"] = net_info
     timings["quality_s"] = time.perf_counter() - t0
 
   results = {

@@ -2,7 +2,8 @@
 
 The protocol is checked on synthetic features whose answer is known (separable
 clusters: near-zero error; random labels: chance). The end-to-end test trains the tiny
-config on a labelled stripes dataset written to tmp_path and runs `evaluate` on it.
+config on a labelled stripes dataset written to tmp_path and runs `evaluate` on it. The
+supervised metric net (the Frechet/KID feature space) must learn the stripes' labels.
 """
 
 import json
@@ -135,6 +136,31 @@ def _stripes(n, seed):
   return np.clip(images, 0, 255).astype(np.uint8)[..., None], labels
 
 
+def test_metric_net_learns_labels_and_frechet_sees_a_shift():
+  x_train, y_train = _stripes(200, 0)
+  x_test, y_test = _stripes(200, 1)
+  net, params, info = evaluate.train_metric_net(
+      x_train, y_train, features=(8, 16), steps=40, batch_size=32,
+      learning_rate=3e-3, key=jax.random.key(0), conv_impl="xla", chunk_steps=20)
+  assert info["steps"] == 40 and info["num_classes"] == 2
+  fn = evaluate.make_metric_feature_fn(net)
+  out = evaluate.extract_features(fn, params, x_test, batch_size=64)
+  assert out.shape == (200, 16 + 2)
+  # Horizontal vs vertical stripes: a correct net separates them on held-out images.
+  accuracy = np.mean(np.argmax(out[:, 16:], axis=1) == y_test)
+  assert accuracy > 0.95, accuracy
+  feats = out[:, :16]
+  assert evaluate.metrics.frechet_distance(feats, feats) < 1e-6
+  floor = evaluate.metrics.frechet_distance(feats[:100], feats[100:])
+  # The same images at a third of the contrast: a shift the feature space must see.
+  faded = (128 + (x_test.astype(np.float32) - 128) / 3).astype(np.uint8)
+  shifted = evaluate.metrics.frechet_distance(
+      feats[:100], evaluate.extract_features(fn, params, faded, batch_size=64)[100:, :16])
+  assert shifted > 10 * floor, (shifted, floor)
+  with pytest.raises(ValueError, match="two or more classes"):
+    evaluate.train_metric_net(x_train, np.zeros(200), steps=1, key=jax.random.key(0))
+
+
 class _NullWriter:
   """Stands in for the CLU writer, whose import loads TensorFlow (~15 s here)."""
 
@@ -168,6 +194,10 @@ def stripes_run(tmp_path_factory):
   config.evaluate.Cs = (0.01, 1.0)
   config.evaluate.batch_size = 64
   config.evaluate.num_samples = 16
+  config.evaluate.metric_net_steps = 40
+  config.evaluate.metric_net_features = (8, 16)
+  config.evaluate.metric_net_batch_size = 32
+  config.evaluate.metric_net_learning_rate = 3e-3
   workdir = tmp / "run"
   mp = pytest.MonkeyPatch()
   mp.setattr(train.images, "make_writer", lambda workdir: _NullWriter())
@@ -192,12 +222,18 @@ def test_evaluate_end_to_end(stripes_run):
     assert 0.0 <= results["svm"][name]["test_error_mean"] <= 1.0
   q = saved["quality"]
   assert q["num_images"] == 16
-  for space in ("trained_features", "random_features"):
+  for space in ("metric_net_features", "trained_features", "random_features"):
     assert np.isfinite(q[space]["frechet"]["generated"])
     assert q[space]["frechet"]["real_floor"] >= 0.0
+    assert np.isfinite(q[space]["kid"]["generated"])
+  # The supervised metric net learned the stripes' labels: its feature space is meaningful.
+  assert q["metric_net"]["test_accuracy"] > 0.9
+  assert q["metric_net_features"]["dim"] == 16 and q["metric_net"]["steps"] == 40
   assert np.isfinite(q["swd"]["generated"]) and np.isfinite(q["swd"]["real_floor"])
   md = (workdir / "evaluation.md").read_text()
-  for row in ("| INNg classifier", "| Random classifier", "| Raw pixels", "SWD"):
+  for row in ("| INNg classifier", "| Random classifier", "| Raw pixels", "SWD",
+              "| Frechet, supervised net features (dim 16)", "| KID, supervised net",
+              "test accuracy is"):
     assert row in md
   assert (workdir / "evaluation_samples.png").stat().st_size > 0
 
@@ -210,6 +246,11 @@ def test_evaluate_errors(stripes_run, tmp_path):
   bad.evaluate.layers = (-3, -2, -1)
   with pytest.raises(ValueError, match="has 2 conv layers"):
     evaluate.evaluate(bad, str(workdir))
+  if "patch" in config:
+    bad = config.copy_and_resolve_references()
+    bad.patch.size = 8
+    with pytest.raises(ValueError, match="whole-image classifier"):
+      evaluate.evaluate(bad, str(workdir))
   bad = config.copy_and_resolve_references()
   bad.evaluate.stage = 5
   with pytest.raises(ValueError, match="out of range"):
@@ -260,6 +301,12 @@ def test_evaluate_config_defaults_and_unknown_keys():
   config.evaluate.num_draws = 0
   with pytest.raises(ValueError, match="num_draws must be >= 1"):
     evaluate._evaluate_config(config)
+  config.evaluate.num_draws = 3
+  config.evaluate.metric_net_learning_rate = 0.0
+  with pytest.raises(ValueError, match="metric_net_learning_rate"):
+    evaluate._evaluate_config(config)
+  config.evaluate.metric_net_steps = 0  # the net is skipped: its settings do not matter
+  evaluate._evaluate_config(config)
 
 
 def test_default_config_block_matches_defaults():
