@@ -17,6 +17,7 @@ def get_config():
   config = default.get_config()
   config.num_stages = 10
   config.model.features = (64, 128, 256, 512)
+  config.patch.size = 0                # whole 32x32 images, no patch head
   config.data.source = "tfds"
   config.data.name = "svhn_cropped"
   config.data.split = "train+extra"
@@ -30,6 +31,9 @@ def get_config():
   config.synthesis.step_size = 0.02
   config.synthesis.stop_window = 1
   config.synthesis.max_steps = 500
+  config.synthesis.batch_size = 100
   config.sample.max_steps = 500
   config.sample.num = 100
+  config.sample.batch_size = 100
+  config.grid_size = 64
   return config

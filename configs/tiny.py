@@ -12,7 +12,11 @@ def get_config():
   config = default.get_config()
   config.num_stages = 3
   config.model.features = (8, 16)
+  config.patch.size = 0                 # whole images: random crops of the texture
+  config.data.source = "skimage"
+  config.data.name = "brick"
   config.data.image_size = 16
+  config.data.channels = 1
   config.data.num_crops = 200
   config.train.pos_batch = 8
   config.train.neg_batch = 8
