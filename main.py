@@ -7,6 +7,9 @@
   python main.py --config=configs/texture.py --config.data.image=tex.jpg --workdir=runs/tex
   python main.py --config=configs/texture.py --config.data.image=tex.jpg \
       --workdir=runs/tex --mode=sample --config.sample.size=512,512
+  python main.py --config=configs/tiny.py --config.mesh.data=0 --workdir=/tmp/t
+  python main.py --config=configs/tiny.py --config.mesh.data=0 --distributed \
+      --workdir=/shared/t           # the same command on every host
 """
 
 import os
@@ -36,6 +39,16 @@ flags.DEFINE_enum("mode", "train", cli.MODES, "train: train (or resume) a model;
                   "written to --workdir/evaluation.{json,md}; "
                   "style: render --config.style.content in the style a patch-head "
                   "model in --workdir learned (paper 4.2).")
+flags.DEFINE_bool("distributed", False,
+                  "Several hosts: call jax.distributed.initialize() first. Run the same "
+                  "command on every host; on Cloud TPU, Slurm and Open MPI JAX detects "
+                  "the rest, elsewhere also give --coordinator_address, "
+                  "--num_processes and --process_id. Use with --config.mesh.data=0.")
+flags.DEFINE_string("coordinator_address", "",
+                    "--distributed: host:port of process 0, the same on every host.")
+flags.DEFINE_integer("num_processes", 0, "--distributed: number of processes (hosts).")
+flags.DEFINE_integer("process_id", -1, "--distributed: this process's index, 0 to "
+                     "num_processes - 1.")
 
 
 def main(argv):
@@ -45,6 +58,13 @@ def main(argv):
           "main.py --help`.", file=sys.stderr)
     sys.exit(2)
   logging.set_verbosity(logging.INFO)
+  if FLAGS.distributed:
+    # Imported here so `main.py --help` answers without loading JAX.
+    from innjax import sharding  # pylint: disable=g-import-not-at-top
+    sharding.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes,
+                                    FLAGS.process_id)
+    if not sharding.is_main_process():  # one log for the whole run: process 0's
+      logging.set_verbosity(logging.WARNING)
   sys.exit(cli.run(FLAGS.mode, FLAGS.config, FLAGS.workdir))
 
 

@@ -134,7 +134,13 @@ def _saveable_template(template):
   sharding = getattr(template.key, "sharding", None)
   if sharding is not None:
     key_data = jax.ShapeDtypeStruct(key_data.shape, key_data.dtype, sharding=sharding)
-  return template.replace(key=key_data)
+  # Leaves without one go to this process's first device, as a one-device run
+  # placed them: left to Orbax, they would need the devices that saved them.
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  return jax.tree_util.tree_map(
+      lambda a: a if getattr(a, "sharding", None) is not None else
+      jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
+      template.replace(key=key_data))
 
 
 class Manager:

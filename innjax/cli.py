@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import logging as py_logging
 import shlex
+import signal
 import sys
 
 from absl import logging
@@ -116,7 +117,11 @@ def run(mode: str, config, workdir: str) -> int:
       for note in check_config_fields(config, reference):
         logging.warning("%s.", note)
     if mode == "train":
-      with preemption.SignalGuard() as stop:
+      import jax  # pylint: disable=g-import-not-at-top  (loaded by train already)
+      # Hosts must agree where to stop: with several, SIGTERM stays with JAX's
+      # preemption service and the loop asks Orbax at stage boundaries instead.
+      signals = ((signal.SIGTERM, signal.SIGINT) if jax.process_count() == 1 else ())
+      with preemption.SignalGuard(signals) as stop:
         state = train.train_and_evaluate(config, workdir, should_stop=stop)
       logging.info("Training finished after %d stages; checkpoints in %s. Sample with "
                    "`python main.py --config=... --workdir=%s --mode=sample`.",

@@ -23,14 +23,21 @@ import numpy as np
 from innjax import checkpointing
 from innjax import energy as energy_lib
 from innjax import images
+from innjax import sharding
 from innjax import train
 
 
-def load_cascade(config, workdir):
+def load_cascade(config, workdir, mesh=None):
   """Restores the trained cascade and its active-slot mask from `workdir`.
 
+  Args:
+    config: the run's config.
+    workdir: a trained run's folder.
+    mesh: restore onto this mesh (default: `sharding.make_mesh(config)`); a checkpoint
+      saved on any number of devices restores on any other.
+
   Returns:
-    (stacked variables, active mask, completed stages).
+    (stacked variables, active mask, completed stages), replicated over the mesh.
   """
   manager = checkpointing.Manager(workdir, config, read_only=True)
   if manager.latest_step() is None:
@@ -40,7 +47,9 @@ def load_cascade(config, workdir):
   model = train.build_model(config)
   template = jax.eval_shape(
       lambda: train.init_state(config, model, jax.random.key(0)))
-  state = manager.restore_latest(template)
+  mesh = sharding.make_mesh(config) if mesh is None else mesh
+  state = manager.restore_latest(sharding.with_shardings(
+      template, sharding.state_shardings(template, mesh)))
   manager.close()
   return state.cascade, state.active, int(state.stage)
 
@@ -62,32 +71,42 @@ def generate(config, workdir: str, num: int | None = None, key=None, size=None):
   train.validate_config(config)
   size = energy_lib.target_hw(config, config.sample.size if size is None else size)
   shape = energy_lib.negative_shape(config, size)  # checks the size before loading
-  stacked, active, stages = load_cascade(config, workdir)
+  mesh = sharding.make_mesh(config)
+  config = sharding.global_batch_config(config, mesh.size)
+  num = int(num or config.sample.num)
+  batch = min(int(config.sample.batch_size), num)
+  if batch % mesh.size:
+    raise ValueError(
+        f"Bad config: a sampling batch of {batch} images (min of sample.batch_size and "
+        f"the number of images) does not split over the {mesh.size} devices of the "
+        f"mesh; use a multiple of {mesh.size} for sample.batch_size and sample.num, or "
+        "--config.mesh.data=1.")
+  stacked, active, stages = load_cascade(config, workdir, mesh)
   if not bool(jnp.any(active)):
     raise ValueError(f"The checkpoint in {workdir} has no trained stage yet.")
-  num = int(num or config.sample.num)
   key = jax.random.key(int(config.sample.seed)) if key is None else key
   model = train.build_model(config)
   logit_fn = energy_lib.make_energy(config, model, shape[:2])
-  run = jax.jit(train.make_synthesis_sampler(
-      config, logit_fn, config.sample.mode, int(config.sample.max_steps)).run)
-  batch = min(int(config.sample.batch_size), num)
+  run = train.jit_run(train.make_synthesis_sampler(
+      config, logit_fn, config.sample.mode, int(config.sample.max_steps)), mesh)
   noise_key, run_key = jax.random.split(key)
   x0 = train.initial_negatives(noise_key, num, shape, float(config.pool.init_std))
   t0 = time.perf_counter()
   x, steps, probs = train.synthesize(
       run, stacked, active, train._pad_batches(x0, batch), run_key, batch,
       int(config.sample.max_steps))
-  x = np.asarray(jax.device_get(energy_lib.crop_to_target(config, x[:num])))
+  x = sharding.to_host(energy_lib.crop_to_target(config, x[:num]))
   seconds = time.perf_counter() - t0
   out_dir = os.path.join(workdir, "samples")
-  os.makedirs(out_dir, exist_ok=True)
   name = f"samples_stage{stages:03d}"
   if size != energy_lib.target_hw(config):
     name += f"_{size[0]}x{size[1]}"
-  png = images.save_grid(x, os.path.join(out_dir, f"{name}.png"))
+  png = os.path.join(out_dir, f"{name}.png")
   npz = os.path.join(out_dir, f"{name}.npz")
-  np.savez_compressed(npz, images=x)
+  if sharding.is_main_process():  # one writer in a multi-host run
+    os.makedirs(out_dir, exist_ok=True)
+    images.save_grid(x, png)
+    np.savez_compressed(npz, images=x)
   stats = {"png": png, "npz": npz, "stages": stages, "size": size,
            "kept_classifiers": int(jnp.sum(active)), "seconds": seconds,
            "mean_steps_per_batch": float(np.mean(steps)),

@@ -14,7 +14,8 @@
     4. checkpoint everything needed to resume exactly.
 
 The cascade is preallocated to its final number of slots with an active-slot mask, so
-the jitted sampler and training steps compile once for the whole run.
+the jitted sampler and training steps compile once for the whole run. With
+`config.mesh` both steps run data parallel over several devices (innjax/sharding.py).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from innjax import models
 from innjax import pool as pool_lib
 from innjax import preemption
 from innjax import sampler as sampler_lib
+from innjax import sharding
 
 VARIANTS = ("inng", "inng_compressed", "inng_single")
 
@@ -210,13 +212,18 @@ def make_optimizer(config) -> optax.GradientTransformation:
   return optax.sgd(float(config.train.learning_rate), momentum=momentum)
 
 
-def make_train_chunk(model, config, tx):
+def make_train_chunk(model, config, tx, mesh=None, rows=None):
   """Returns jitted `chunk(state, positives, key) -> (params, batch_stats, opt_state, metrics)`.
 
   One chunk is `train.log_every` SGD updates run by `lax.scan` on the device; each
   update draws `pos_batch` positives uniformly and `neg_batch` negatives from the pool
   with age weights (under the patch head: one random patch of each), and minimises
   sigmoid cross-entropy (paper 3.2.1).
+
+  With a `mesh` (innjax.sharding) the update is data parallel: the batch is split over
+  the devices, the classifier stays replicated (the compiler reduces the gradients),
+  and the classifier's buffers are donated to the outputs. `rows` (a
+  `sharding.RowLayout`) maps drawn indices into padded, row-sharded positives.
   """
   pos_batch, neg_batch = int(config.train.pos_batch), int(config.train.neg_batch)
   age_decay = float(config.pool.age_decay)
@@ -232,12 +239,17 @@ def make_train_chunk(model, config, tx):
   def update(carry, key):
     params, batch_stats, opt_state, pool, positives = carry
     pos_key, neg_key, patch_key = jax.random.split(key, 3)
-    idx = jax.random.randint(pos_key, (pos_batch,), 0, positives.shape[0])
-    pos = data_lib.to_float(positives[idx])
-    neg = pool_lib.sample(pool, neg_key, neg_batch, age_decay)
+    num_rows = positives.shape[0] if rows is None else rows.num_rows
+    idx = jax.random.randint(pos_key, (pos_batch,), 0, num_rows)
+    if rows is not None:
+      idx = rows.positions(idx)
+    pos = data_lib.to_float(sharding.constrain_batch(positives[idx], mesh))
+    neg = sharding.constrain_batch(pool_lib.sample(pool, neg_key, neg_batch, age_decay),
+                                   mesh)
     pos_key, neg_key = jax.random.split(patch_key)
-    x = jnp.concatenate([energy_lib.classifier_inputs(config, pos, pos_key),
-                         energy_lib.classifier_inputs(config, neg, neg_key)])
+    x = sharding.constrain_batch(jnp.concatenate(
+        [energy_lib.classifier_inputs(config, pos, pos_key),
+         energy_lib.classifier_inputs(config, neg, neg_key)]), mesh)
     labels = jnp.concatenate([jnp.ones(pos_batch), jnp.zeros(neg_batch)])
     (loss, (logits, batch_stats)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(params, batch_stats, x, labels)
@@ -253,7 +265,6 @@ def make_train_chunk(model, config, tx):
     }
     return (params, batch_stats, opt_state, pool, positives), metrics
 
-  @jax.jit
   def chunk(params, batch_stats, opt_state, pool, positives, key):
     keys = jax.random.split(key, length)
     (params, batch_stats, opt_state, _, _), metrics = jax.lax.scan(
@@ -263,7 +274,10 @@ def make_train_chunk(model, config, tx):
     summary.update({k: jnp.all(metrics[k]) for k in ("finite_loss", "finite_logits")})
     return params, batch_stats, opt_state, summary
 
-  return chunk
+  if mesh is None:
+    return jax.jit(chunk)
+  return jax.jit(chunk, out_shardings=sharding.replicated(mesh),
+                 donate_argnums=(0, 1, 2))
 
 
 def classification_step(state: TrainState, chunk, positives, config, key,
@@ -342,10 +356,27 @@ def _pad_batches(x, batch_size):
   return x
 
 
-def make_run_fn(config, logit_fn, mode):
-  """Jitted sampler `run` for training-time synthesis."""
+def jit_run(s: sampler_lib.Sampler, mesh=None):
+  """`jax.jit(s.run)`; with a mesh, the batch of images is split over its devices.
+
+  The params (the cascade) come in replicated; the returned images stay batch-sharded
+  and the RunInfo replicated. The early-stop test's batch mean of P(real) is then a
+  global mean: the compiler adds the all-reduce inside the while loop.
+  """
+  if mesh is None:
+    return jax.jit(s.run)
+
+  def run(params, x0, key, mask=None, max_steps=None):
+    return s.run(params, sharding.constrain_batch(x0, mesh), key, mask, max_steps)
+
+  return jax.jit(run, out_shardings=(sharding.batch_sharding(mesh),
+                                     sharding.replicated(mesh)))
+
+
+def make_run_fn(config, logit_fn, mode, mesh=None):
+  """Jitted sampler `run` for training-time synthesis (batch-sharded over `mesh`)."""
   s = make_synthesis_sampler(config, logit_fn, mode)
-  return jax.jit(s.run)
+  return jit_run(s, mesh)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -368,15 +399,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     The final TrainState.
   """
   validate_config(config)
+  mesh = sharding.make_mesh(config)
+  config = sharding.global_batch_config(config, mesh.size)
+  sharding.check_divisible(config, mesh.size)
   checkpointing.ensure_writable(workdir)
-  dataset = data_lib.load_dataset(config.data)
+  # Each host reads only its own slice (tfds.even_splits, as tfds.split_for_jax_process).
+  dataset = data_lib.load_dataset(config.data, process_index=jax.process_index(),
+                                  process_count=jax.process_count())
   image_shape = tuple(int(d) for d in dataset.images.shape[1:])
   expected = (config.data.image_size, config.data.image_size, config.data.channels)
   if image_shape != expected:
     raise ValueError(
         f"The dataset gives images of shape {image_shape} but the config expects "
         f"{expected} (data.image_size, data.channels).")
-  positives = jnp.asarray(dataset.images)  # uint8 on the device; batches gathered there
+  # uint8 on the devices, row-sharded over the mesh; batches are gathered there.
+  positives, rows = sharding.distribute_rows(dataset.images, mesh)
   model = build_model(config)
   logit_fn = energy_lib.make_energy(config, model)
   tx = make_optimizer(config)
@@ -384,16 +421,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   manager = checkpointing.Manager(workdir, config)
   template = jax.eval_shape(
       lambda: init_state(config, model, jax.random.key(config.seed)))
-  state = manager.restore_latest(template)
+  shardings = sharding.state_shardings(template, mesh)
+  # Restored straight onto this mesh, whatever device count saved the checkpoint.
+  state = manager.restore_latest(sharding.with_shardings(template, shardings))
   if state is None:
-    state = init_state(config, model, jax.random.key(config.seed))
-    logging.info("Starting a new run in %s.", workdir)
+    state = sharding.place(init_state(config, model, jax.random.key(config.seed)),
+                           shardings)
+    logging.info("Starting a new run in %s on %d device(s).", workdir, mesh.size)
   else:
-    logging.info("Resuming %s after stage %d.", workdir, int(state.stage))
+    logging.info("Resuming %s after stage %d on %d device(s).", workdir,
+                 int(state.stage), mesh.size)
 
   writer = images.make_writer(workdir)
-  chunk = make_train_chunk(model, config, tx)
-  run_fn = make_run_fn(config, logit_fn, config.synthesis.energy)
+  chunk = make_train_chunk(model, config, tx, mesh, rows)
+  run_fn = make_run_fn(config, logit_fn, config.synthesis.energy, mesh)
   total = int(config.num_stages)
   last = total if stop_after_stages is None else min(total, int(stop_after_stages))
   group = group_size(config)
@@ -447,6 +488,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           stage=jnp.asarray(t + 1, jnp.int32), cascade=stacked, active=active,
           pool=pool, negatives=x,
           group_start=x if end_of_group else state.group_start)
+      # Eager updates above may leave arrays placed otherwise; put each back where
+      # the jitted steps and the checkpoint expect it (a no-op when already there).
+      state = jax.device_put(state, shardings)
 
       metrics.update({
           "time_classification_s": t_cls, "time_synthesis_s": t_syn,
@@ -456,15 +500,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           "pool_size": float(pool_lib.size(pool)),
       })
       writer.write_scalars(t + 1, metrics)
-      images.save_grid(
-          energy_lib.crop_to_target(config, x[:int(config.grid_size)]),
-          os.path.join(workdir, "negatives", f"stage_{t + 1:03d}.png"))
-      logging.info(
-          "stage %d/%d: classifier loss %.4f, acc pos %.3f neg %.3f (%d updates, "
-          "%.1fs) | synthesis %.0f steps mean, P(real) %.3f (%.1fs)",
-          t + 1, total, metrics["loss_last"], metrics["acc_pos_last"],
-          metrics["acc_neg_last"], metrics["classifier_updates"], t_cls,
-          metrics["synthesis_steps_mean"], metrics["negatives_p_real"], t_syn)
+      # Every host takes part in fetching the grid (a collective); process 0 writes.
+      grid = sharding.to_host(
+          energy_lib.crop_to_target(config, x[:int(config.grid_size)]))
+      if sharding.is_main_process():
+        images.save_grid(grid, os.path.join(workdir, "negatives",
+                                            f"stage_{t + 1:03d}.png"))
+        logging.info(
+            "stage %d/%d: classifier loss %.4f, acc pos %.3f neg %.3f (%d updates, "
+            "%.1fs) | synthesis %.0f steps mean, P(real) %.3f (%.1fs)",
+            t + 1, total, metrics["loss_last"], metrics["acc_pos_last"],
+            metrics["acc_neg_last"], metrics["classifier_updates"], t_cls,
+            metrics["synthesis_steps_mean"], metrics["negatives_p_real"], t_syn)
       manager.save(int(state.stage), state)
   except preemption.TrainingInterrupted as stop:
     # `state.stage` only advances when a stage is complete and handed to the saver.
