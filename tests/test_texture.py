@@ -95,3 +95,18 @@ def test_bad_texture_inputs(trained, tmp_path):
     generate.generate(tiny.get_config(), workdir, size=(32, 32))
   with pytest.raises(ValueError, match="patch-head model"):
     style.stylize(tiny.get_config(), workdir)
+
+
+def test_named_images_load_offline_or_fail_clearly(tmp_path):
+  from innjax import data
+  assert data.load_named_image("brick", 1).shape == (512, 512, 1)
+  assert data.load_named_image("brick", 3).shape == (512, 512, 3)
+  with pytest.raises(ValueError, match="bundled"):
+    data.load_named_image("", 3)
+  with pytest.raises(FileNotFoundError, match="bundled"):
+    data.load_named_image(str(tmp_path / "missing.png"), 3)
+  truncated = tmp_path / "truncated.png"
+  Image.fromarray(np.zeros((32, 32), np.uint8)).save(truncated)
+  truncated.write_bytes(truncated.read_bytes()[:40])
+  with pytest.raises(ValueError, match="truncated"):
+    data.load_named_image(str(truncated), 1)
