@@ -38,6 +38,22 @@ def quiet_library_logs() -> None:
     handler.addFilter(_QuietLibraries())
 
 
+def with_overrides(config: ml_collections.ConfigDict,
+                   overrides: dict) -> ml_collections.ConfigDict:
+  """Sets dotted fields, e.g. {"train.learning_rate": 0.001}, as --config.X=Y would.
+
+  For scripts, tests and notebooks that build a config in Python; an unknown field
+  raises the same error as a misspelt command-line override.
+  """
+  for key, value in overrides.items():
+    node = config
+    *parents, leaf = key.split(".")
+    for part in parents:
+      node = node[part]
+    node[leaf] = value
+  return config
+
+
 # Fields that some readers use when present but that configs/default.py leaves out.
 OPTIONAL_FIELDS = ("data.reader", "data.value_range")
 

@@ -13,19 +13,13 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from innjax import checkpointing, generate, train
+from innjax import checkpointing, cli, generate, train
 
 
 def _config(**overrides):
   config = tiny.get_config()
   config.checkpoint.async_save = False
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return config
+  return cli.with_overrides(config, overrides)
 
 
 def _assert_trees_equal(a, b):
