@@ -80,43 +80,43 @@ SKIMAGE_IMAGES = (
 
 
 class Dataset(NamedTuple):
-    """An in-memory image dataset.
+  """An in-memory image dataset.
 
-    Attributes:
-      images: ``np.uint8`` array of shape ``(N, H, W, C)``.
-      labels: ``np.int64`` array of shape ``(N,)``, or ``None`` when the source
-        has no labels.
-      name: a short human-readable name (tfds name, folder or file stem, or
-        ``'skimage_<image>'``).
-    """
+  Attributes:
+    images: ``np.uint8`` array of shape ``(N, H, W, C)``.
+    labels: ``np.int64`` array of shape ``(N,)``, or ``None`` when the source
+      has no labels.
+    name: a short human-readable name (tfds name, folder or file stem, or
+      ``'skimage_<image>'``).
+  """
 
-    images: np.ndarray
-    labels: Optional[np.ndarray]
-    name: str
+  images: np.ndarray
+  labels: Optional[np.ndarray]
+  name: str
 
-    @property
-    def num_examples(self) -> int:
-        """Number of images N (``len(dataset)`` is the tuple length, 3)."""
-        return int(self.images.shape[0])
+  @property
+  def num_examples(self) -> int:
+    """Number of images N (``len(dataset)`` is the tuple length, 3)."""
+    return int(self.images.shape[0])
 
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        """``(H, W, C)`` of one image."""
-        return tuple(int(d) for d in self.images.shape[1:])
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    """``(H, W, C)`` of one image."""
+    return tuple(int(d) for d in self.images.shape[1:])
 
 
 class DatasetNotPreparedError(FileNotFoundError):
-    """A tfds dataset that exists but has not been downloaded/prepared."""
+  """A tfds dataset that exists but has not been downloaded/prepared."""
 
 
 @dataclasses.dataclass(frozen=True)
 class _TfdsSpec:
-    """How one tfds dataset becomes INNg positives."""
+  """How one tfds dataset becomes INNg positives."""
 
-    default_split: str
-    center_crop: int = 0  # crop this square from the center first (0 = none)
-    pad_small: bool = False  # zero-pad (instead of resize) up to image_size
-    note: str = ''
+  default_split: str
+  center_crop: int = 0  # crop this square from the center first (0 = none)
+  pad_small: bool = False  # zero-pad (instead of resize) up to image_size
+  note: str = ''
 
 
 TFDS_DATASETS = {
@@ -138,49 +138,49 @@ _SOURCES = ('tfds', 'folder', 'npz', 'skimage', 'image')
 
 
 def _is_jax_array(x: Any) -> bool:
-    # Checked through sys.modules so that numpy-only callers never pay for the
-    # jax import; jax tracers are jax.Array instances, so this works under jit.
-    jax = sys.modules.get('jax')
-    return jax is not None and isinstance(x, jax.Array)
+  # Checked through sys.modules so that numpy-only callers never pay for the
+  # jax import; jax tracers are jax.Array instances, so this works under jit.
+  jax = sys.modules.get('jax')
+  return jax is not None and isinstance(x, jax.Array)
 
 
 def to_float(images_uint8: Any) -> Any:
-    """Maps uint8 pixels to float32 in ``[-1, 1]`` as ``x / 127.5 - 1``.
+  """Maps uint8 pixels to float32 in ``[-1, 1]`` as ``x / 127.5 - 1``.
 
-    Args:
-      images_uint8: integer array (numpy or jax, any shape) with values in
-        ``[0, 255]``.
+  Args:
+    images_uint8: integer array (numpy or jax, any shape) with values in
+      ``[0, 255]``.
 
-    Returns:
-      A float32 array of the same kind (numpy in, numpy out; jax in, jax out)
-      and shape. Usable inside ``jax.jit``.
-    """
-    x = images_uint8 if hasattr(images_uint8, 'astype') else np.asarray(images_uint8)
-    return x.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
+  Returns:
+    A float32 array of the same kind (numpy in, numpy out; jax in, jax out)
+    and shape. Usable inside ``jax.jit``.
+  """
+  x = images_uint8 if hasattr(images_uint8, 'astype') else np.asarray(images_uint8)
+  return x.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
 
 
 def to_uint8(images_float: Any) -> Any:
-    """Inverse of :func:`to_float`: ``round((x + 1) * 127.5)``, clipped.
+  """Inverse of :func:`to_float`: ``round((x + 1) * 127.5)``, clipped.
 
-    The mapping is fixed: values outside ``[-1, 1]`` are clipped, never
-    rescaled to the image's own min/max (that would hide sampler overshoot and
-    make images incomparable). NaN maps to 0.
+  The mapping is fixed: values outside ``[-1, 1]`` are clipped, never
+  rescaled to the image's own min/max (that would hide sampler overshoot and
+  make images incomparable). NaN maps to 0.
 
-    Args:
-      images_float: float array (numpy or jax, any shape), nominally in
-        ``[-1, 1]``.
+  Args:
+    images_float: float array (numpy or jax, any shape), nominally in
+      ``[-1, 1]``.
 
-    Returns:
-      A uint8 array of the same kind and shape. ``to_uint8(to_float(x)) == x``
-      exactly for every uint8 ``x``.
-    """
-    if _is_jax_array(images_float):
-        import jax.numpy as xp  # pylint: disable=g-import-not-at-top
-    else:
-        xp = np
-        images_float = np.asarray(images_float)
-    x = xp.nan_to_num(images_float.astype(xp.float32), nan=-1.0)
-    return xp.clip(xp.round((x + 1.0) * 127.5), 0, 255).astype(xp.uint8)
+  Returns:
+    A uint8 array of the same kind and shape. ``to_uint8(to_float(x)) == x``
+    exactly for every uint8 ``x``.
+  """
+  if _is_jax_array(images_float):
+    import jax.numpy as xp  # pylint: disable=g-import-not-at-top
+  else:
+    xp = np
+    images_float = np.asarray(images_float)
+  x = xp.nan_to_num(images_float.astype(xp.float32), nan=-1.0)
+  return xp.clip(xp.round((x + 1.0) * 127.5), 0, 255).astype(xp.uint8)
 
 
 # ----------------------------------------------------------------------------
@@ -188,128 +188,128 @@ def to_uint8(images_float: Any) -> Any:
 
 
 def _rgb_to_luma(rgb: np.ndarray) -> np.ndarray:
-    """uint8 RGB (..., 3) -> uint8 gray (...), bit-exact with PIL's convert('L')."""
-    r, g, b = (rgb[..., i].astype(np.uint32) for i in range(3))
-    # PIL's fixed-point ITU-R 601-2 luma; matching it keeps tfds/npz/skimage
-    # images identical to the same pixels loaded through the folder source.
-    return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint8)
+  """uint8 RGB (..., 3) -> uint8 gray (...), bit-exact with PIL's convert('L')."""
+  r, g, b = (rgb[..., i].astype(np.uint32) for i in range(3))
+  # PIL's fixed-point ITU-R 601-2 luma; matching it keeps tfds/npz/skimage
+  # images identical to the same pixels loaded through the folder source.
+  return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint8)
 
 
 def _composite_on_white(rgba: np.ndarray) -> np.ndarray:
-    """uint8 (..., C+1) with alpha last -> uint8 (..., C), composited on white."""
-    color = rgba[..., :-1].astype(np.float32)
-    alpha = rgba[..., -1:].astype(np.float32) / 255.0
-    out = color * alpha + 255.0 * (1.0 - alpha)
-    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+  """uint8 (..., C+1) with alpha last -> uint8 (..., C), composited on white."""
+  color = rgba[..., :-1].astype(np.float32)
+  alpha = rgba[..., -1:].astype(np.float32) / 255.0
+  out = color * alpha + 255.0 * (1.0 - alpha)
+  return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
 def _convert_channels(image: np.ndarray, channels: int) -> np.ndarray:
-    """uint8 HW / HWC (C in 1-4) -> uint8 HWC with ``channels`` channels."""
-    if channels not in (1, 3):
-        raise ValueError(f'channels must be 1 or 3, got {channels!r}')
-    if image.ndim == 2:
-        image = image[..., None]
-    if image.ndim != 3 or image.shape[-1] not in (1, 2, 3, 4):
-        raise ValueError(f'expected an HW or HWC image with 1-4 channels, got shape {image.shape}')
-    if image.shape[-1] in (2, 4):  # LA / RGBA
-        image = _composite_on_white(image)
-    if image.shape[-1] == channels:
-        return image
-    if channels == 3:  # gray -> colour: replicate
-        return np.repeat(image, 3, axis=-1)
-    return _rgb_to_luma(image)[..., None]
+  """uint8 HW / HWC (C in 1-4) -> uint8 HWC with ``channels`` channels."""
+  if channels not in (1, 3):
+    raise ValueError(f'channels must be 1 or 3, got {channels!r}')
+  if image.ndim == 2:
+    image = image[..., None]
+  if image.ndim != 3 or image.shape[-1] not in (1, 2, 3, 4):
+    raise ValueError(f'expected an HW or HWC image with 1-4 channels, got shape {image.shape}')
+  if image.shape[-1] in (2, 4):  # LA / RGBA
+    image = _composite_on_white(image)
+  if image.shape[-1] == channels:
+    return image
+  if channels == 3:  # gray -> colour: replicate
+    return np.repeat(image, 3, axis=-1)
+  return _rgb_to_luma(image)[..., None]
 
 
 def center_crop(image: np.ndarray, size: Union[int, Sequence[int], None] = None) -> np.ndarray:
-    """Crops the central ``size`` region of an HW or HWC image.
+  """Crops the central ``size`` region of an HW or HWC image.
 
-    Args:
-      image: array of shape ``(H, W)`` or ``(H, W, C)``.
-      size: ``int`` for a square, ``(h, w)``, or ``None`` for the largest
-        central square (side ``min(H, W)``).
+  Args:
+    image: array of shape ``(H, W)`` or ``(H, W, C)``.
+    size: ``int`` for a square, ``(h, w)``, or ``None`` for the largest
+      central square (side ``min(H, W)``).
 
-    Returns:
-      The crop (a view). When the excess is odd the extra pixel is dropped at
-      the bottom/right, like ``PIL.ImageOps.fit`` and tf.image.
+  Returns:
+    The crop (a view). When the excess is odd the extra pixel is dropped at
+    the bottom/right, like ``PIL.ImageOps.fit`` and tf.image.
 
-    Raises:
-      ValueError: if the crop is larger than the image.
-    """
-    h, w = image.shape[:2]
-    if size is None:
-        ch = cw = min(h, w)
-    elif isinstance(size, (int, np.integer)):
-        ch = cw = int(size)
-    else:
-        ch, cw = (int(s) for s in size)
-    if ch > h or cw > w:
-        raise ValueError(f'center crop {ch}x{cw} is larger than the image {h}x{w}')
-    top, left = (h - ch) // 2, (w - cw) // 2
-    return image[top:top + ch, left:left + cw]
+  Raises:
+    ValueError: if the crop is larger than the image.
+  """
+  h, w = image.shape[:2]
+  if size is None:
+    ch = cw = min(h, w)
+  elif isinstance(size, (int, np.integer)):
+    ch = cw = int(size)
+  else:
+    ch, cw = (int(s) for s in size)
+  if ch > h or cw > w:
+    raise ValueError(f'center crop {ch}x{cw} is larger than the image {h}x{w}')
+  top, left = (h - ch) // 2, (w - cw) // 2
+  return image[top:top + ch, left:left + cw]
 
 
 def resize(image: np.ndarray, hw: Union[int, Sequence[int]], *, resample: Optional[int] = None) -> np.ndarray:
-    """Resizes one image with PIL (antialiased), keeping dtype and layout.
+  """Resizes one image with PIL (antialiased), keeping dtype and layout.
 
-    Args:
-      image: ``(H, W)`` or ``(H, W, C)`` array (numpy, or anything
-        ``np.asarray`` accepts such as a jax array); ``uint8`` or floating.
-      hw: output size, ``int`` (square) or ``(height, width)``.
-      resample: a ``PIL.Image.Resampling`` filter; default LANCZOS when
-        shrinking (antialiasing), BICUBIC when enlarging.
+  Args:
+    image: ``(H, W)`` or ``(H, W, C)`` array (numpy, or anything
+      ``np.asarray`` accepts such as a jax array); ``uint8`` or floating.
+    hw: output size, ``int`` (square) or ``(height, width)``.
+    resample: a ``PIL.Image.Resampling`` filter; default LANCZOS when
+      shrinking (antialiasing), BICUBIC when enlarging.
 
-    Returns:
-      The resized image, same dtype and number of dimensions. Float images are
-      resized per channel in 32-bit float and clipped to the input's own
-      ``[min, max]``, so LANCZOS/BICUBIC ringing cannot leave ``[-1, 1]``.
-    """
-    image = np.asarray(image)
-    oh, ow = (int(hw), int(hw)) if isinstance(hw, (int, np.integer)) else (int(hw[0]), int(hw[1]))
-    h, w = image.shape[:2]
-    if (h, w) == (oh, ow):
-        return image
-    if resample is None:
-        resample = Image.Resampling.LANCZOS if oh * ow < h * w else Image.Resampling.BICUBIC
-    squeeze = image.ndim == 2
-    img3 = image[..., None] if squeeze else image
-    if img3.dtype == np.uint8 and img3.shape[-1] in (1, 3):
-        mode = 'L' if img3.shape[-1] == 1 else 'RGB'
-        pil = Image.fromarray(img3[..., 0] if mode == 'L' else img3, mode=mode)
-        out = np.asarray(pil.resize((ow, oh), resample=resample))
-        out = out.reshape(oh, ow, img3.shape[-1])
-    elif img3.dtype == np.uint8:  # e.g. RGBA: resize channels independently
-        out = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(img3[..., c]), mode='L')
-                                   .resize((ow, oh), resample=resample)) for c in range(img3.shape[-1])], -1)
-    elif np.issubdtype(img3.dtype, np.floating):
-        chans = [np.asarray(Image.fromarray(np.ascontiguousarray(img3[..., c], dtype=np.float32), mode='F')
-                            .resize((ow, oh), resample=resample)) for c in range(img3.shape[-1])]
-        out = np.clip(np.stack(chans, -1), img3.min(), img3.max()).astype(image.dtype)
-    else:
-        raise ValueError(f'resize supports uint8 and float images, got dtype {image.dtype}')
-    return out[..., 0] if squeeze else out
+  Returns:
+    The resized image, same dtype and number of dimensions. Float images are
+    resized per channel in 32-bit float and clipped to the input's own
+    ``[min, max]``, so LANCZOS/BICUBIC ringing cannot leave ``[-1, 1]``.
+  """
+  image = np.asarray(image)
+  oh, ow = (int(hw), int(hw)) if isinstance(hw, (int, np.integer)) else (int(hw[0]), int(hw[1]))
+  h, w = image.shape[:2]
+  if (h, w) == (oh, ow):
+    return image
+  if resample is None:
+    resample = Image.Resampling.LANCZOS if oh * ow < h * w else Image.Resampling.BICUBIC
+  squeeze = image.ndim == 2
+  img3 = image[..., None] if squeeze else image
+  if img3.dtype == np.uint8 and img3.shape[-1] in (1, 3):
+    mode = 'L' if img3.shape[-1] == 1 else 'RGB'
+    pil = Image.fromarray(img3[..., 0] if mode == 'L' else img3, mode=mode)
+    out = np.asarray(pil.resize((ow, oh), resample=resample))
+    out = out.reshape(oh, ow, img3.shape[-1])
+  elif img3.dtype == np.uint8:  # e.g. RGBA: resize channels independently
+    out = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(img3[..., c]), mode='L')
+                               .resize((ow, oh), resample=resample)) for c in range(img3.shape[-1])], -1)
+  elif np.issubdtype(img3.dtype, np.floating):
+    chans = [np.asarray(Image.fromarray(np.ascontiguousarray(img3[..., c], dtype=np.float32), mode='F')
+                        .resize((ow, oh), resample=resample)) for c in range(img3.shape[-1])]
+    out = np.clip(np.stack(chans, -1), img3.min(), img3.max()).astype(image.dtype)
+  else:
+    raise ValueError(f'resize supports uint8 and float images, got dtype {image.dtype}')
+  return out[..., 0] if squeeze else out
 
 
 def _fit(image: np.ndarray, image_size: int, allow_upscale: bool, where: str) -> np.ndarray:
-    """Center square crop + resize to ``image_size``; refuses silent upscaling."""
-    h, w = image.shape[:2]
-    if min(h, w) < image_size and not allow_upscale:
-        raise ValueError(
-            f'{where}: image is {h}x{w} (HxW), smaller than image_size={image_size}; '
-            'use a smaller image_size, drop the image, or set data_config.allow_upscale=True')
-    return resize(center_crop(image), image_size)
+  """Center square crop + resize to ``image_size``; refuses silent upscaling."""
+  h, w = image.shape[:2]
+  if min(h, w) < image_size and not allow_upscale:
+    raise ValueError(
+        f'{where}: image is {h}x{w} (HxW), smaller than image_size={image_size}; '
+        'use a smaller image_size, drop the image, or set data_config.allow_upscale=True')
+  return resize(center_crop(image), image_size)
 
 
 def _pad_or_fit(image: np.ndarray, image_size: int, allow_upscale: bool, where: str) -> np.ndarray:
-    """Zero-pad a small image (e.g. MNIST 28 -> 32) to the center, or fit it."""
-    h, w = image.shape[:2]
-    if h > image_size or w > image_size:
-        return _fit(image, image_size, allow_upscale, where)
-    # Padding keeps the digit's pixels exact (the LeNet/DCGAN convention for
-    # MNIST at 32x32) instead of blurring them by an upscale.
-    top, left = (image_size - h) // 2, (image_size - w) // 2
-    out = np.zeros((image_size, image_size) + image.shape[2:], image.dtype)
-    out[top:top + h, left:left + w] = image
-    return out
+  """Zero-pad a small image (e.g. MNIST 28 -> 32) to the center, or fit it."""
+  h, w = image.shape[:2]
+  if h > image_size or w > image_size:
+    return _fit(image, image_size, allow_upscale, where)
+  # Padding keeps the digit's pixels exact (the LeNet/DCGAN convention for
+  # MNIST at 32x32) instead of blurring them by an upscale.
+  top, left = (image_size - h) // 2, (image_size - w) // 2
+  out = np.zeros((image_size, image_size) + image.shape[2:], image.dtype)
+  out[top:top + h, left:left + w] = image
+  return out
 
 
 # ----------------------------------------------------------------------------
@@ -317,90 +317,90 @@ def _pad_or_fit(image: np.ndarray, image_size: int, allow_upscale: bool, where: 
 
 
 def _pil_to_uint8(pil: Image.Image, channels: int) -> np.ndarray:
-    """Decoded PIL image of any mode -> uint8 HWC with ``channels`` channels."""
-    if channels not in (1, 3):
-        raise ValueError(f'channels must be 1 or 3, got {channels!r}')
-    mode = pil.mode
-    if mode in ('I;16', 'I;16L', 'I;16B', 'I;16N', 'I'):
-        # 16-bit gray (PNG/TIFF). Scale to 8 bit (65535 -> 255) rather than
-        # clip: PIL's own convert('L') clips, turning most 16-bit images white.
-        # 'I' (32-bit) is what some decoders return for 16-bit data, so it is
-        # treated as 16-bit too.
-        arr = np.asarray(pil, dtype=np.float64)
-        gray = np.clip(np.round(arr / 257.0), 0, 255).astype(np.uint8)
-        return _convert_channels(gray, channels)
-    if mode == 'F':
-        raise ValueError('32-bit float images are not supported (ambiguous value range)')
-    # Palette / LA / RGBA / PA with transparency: composite on white.
-    if mode == 'P' and 'transparency' in pil.info:
-        pil = pil.convert('RGBA')
-    elif mode == 'PA':
-        pil = pil.convert('RGBA')
-    if pil.mode in ('RGBA', 'LA', 'RGBa', 'La'):
-        if pil.mode in ('RGBa', 'La'):  # premultiplied: undo first
-            pil = pil.convert('RGBA' if pil.mode == 'RGBa' else 'LA')
-        return _convert_channels(np.asarray(pil), channels)
-    if pil.mode not in ('L', 'RGB'):
-        # '1', 'P' (opaque), 'CMYK', 'YCbCr', 'LAB', 'HSV', 'RGBX', ...
-        pil = pil.convert('L' if pil.mode == '1' else 'RGB')
+  """Decoded PIL image of any mode -> uint8 HWC with ``channels`` channels."""
+  if channels not in (1, 3):
+    raise ValueError(f'channels must be 1 or 3, got {channels!r}')
+  mode = pil.mode
+  if mode in ('I;16', 'I;16L', 'I;16B', 'I;16N', 'I'):
+    # 16-bit gray (PNG/TIFF). Scale to 8 bit (65535 -> 255) rather than
+    # clip: PIL's own convert('L') clips, turning most 16-bit images white.
+    # 'I' (32-bit) is what some decoders return for 16-bit data, so it is
+    # treated as 16-bit too.
+    arr = np.asarray(pil, dtype=np.float64)
+    gray = np.clip(np.round(arr / 257.0), 0, 255).astype(np.uint8)
+    return _convert_channels(gray, channels)
+  if mode == 'F':
+    raise ValueError('32-bit float images are not supported (ambiguous value range)')
+  # Palette / LA / RGBA / PA with transparency: composite on white.
+  if mode == 'P' and 'transparency' in pil.info:
+    pil = pil.convert('RGBA')
+  elif mode == 'PA':
+    pil = pil.convert('RGBA')
+  if pil.mode in ('RGBA', 'LA', 'RGBa', 'La'):
+    if pil.mode in ('RGBa', 'La'):  # premultiplied: undo first
+      pil = pil.convert('RGBA' if pil.mode == 'RGBa' else 'LA')
     return _convert_channels(np.asarray(pil), channels)
+  if pil.mode not in ('L', 'RGB'):
+    # '1', 'P' (opaque), 'CMYK', 'YCbCr', 'LAB', 'HSV', 'RGBX', ...
+    pil = pil.convert('L' if pil.mode == '1' else 'RGB')
+  return _convert_channels(np.asarray(pil), channels)
 
 
 def _read_uint8(path: Union[str, os.PathLike], channels: int) -> np.ndarray:
-    """Decode one file fully; errors are OSError/ValueError from PIL or ours."""
-    with Image.open(path) as pil:
-        pil.load()  # decode now so truncated data raises here, not later
-        # Honour camera EXIF orientation so photos are upright.
-        pil = ImageOps.exif_transpose(pil)
-        return _pil_to_uint8(pil, channels)
+  """Decode one file fully; errors are OSError/ValueError from PIL or ours."""
+  with Image.open(path) as pil:
+    pil.load()  # decode now so truncated data raises here, not later
+    # Honour camera EXIF orientation so photos are upright.
+    pil = ImageOps.exif_transpose(pil)
+    return _pil_to_uint8(pil, channels)
 
 
 def load_image_uint8(path: Union[str, os.PathLike], channels: int = 3) -> np.ndarray:
-    """Loads one image file as uint8 HWC (texture exemplars, style, content).
+  """Loads one image file as uint8 HWC (texture exemplars, style, content).
 
-    Args:
-      path: any image file Pillow can read (PNG, JPEG, BMP, WebP, TIFF, ...).
-      channels: 3 (RGB) or 1 (gray, ITU-R 601-2 luma). Transparency is
-        composited on white; 16-bit images are scaled to 8 bit.
+  Args:
+    path: any image file Pillow can read (PNG, JPEG, BMP, WebP, TIFF, ...).
+    channels: 3 (RGB) or 1 (gray, ITU-R 601-2 luma). Transparency is
+      composited on white; 16-bit images are scaled to 8 bit.
 
-    Returns:
-      ``np.uint8`` array of shape ``(H, W, channels)``.
+  Returns:
+    ``np.uint8`` array of shape ``(H, W, channels)``.
 
-    Raises:
-      FileNotFoundError: the file does not exist.
-      ValueError: the file is not a readable image (unsupported format,
-        corrupt or truncated), or ``channels`` is not 1 or 3.
-    """
-    path = pathlib.Path(path)
-    if channels not in (1, 3):
-        raise ValueError(f'channels must be 1 or 3, got {channels!r}')
-    if not path.is_file():
-        raise FileNotFoundError(f'image file not found: {str(path)!r}')
-    try:
-        return _read_uint8(path, channels)
-    except Image.UnidentifiedImageError as err:
-        raise ValueError(f'{str(path)!r} is not an image format Pillow can read '
-                         f'(supported: PNG, JPEG, BMP, WebP, TIFF, ...)') from err
-    except (OSError, SyntaxError, ValueError) as err:
-        # PIL reports truncation/corruption as OSError or SyntaxError.
-        raise ValueError(f'cannot decode image {str(path)!r} (corrupt or truncated?): {err}') from err
+  Raises:
+    FileNotFoundError: the file does not exist.
+    ValueError: the file is not a readable image (unsupported format,
+      corrupt or truncated), or ``channels`` is not 1 or 3.
+  """
+  path = pathlib.Path(path)
+  if channels not in (1, 3):
+    raise ValueError(f'channels must be 1 or 3, got {channels!r}')
+  if not path.is_file():
+    raise FileNotFoundError(f'image file not found: {str(path)!r}')
+  try:
+    return _read_uint8(path, channels)
+  except Image.UnidentifiedImageError as err:
+    raise ValueError(f'{str(path)!r} is not an image format Pillow can read '
+                     f'(supported: PNG, JPEG, BMP, WebP, TIFF, ...)') from err
+  except (OSError, SyntaxError, ValueError) as err:
+    # PIL reports truncation/corruption as OSError or SyntaxError.
+    raise ValueError(f'cannot decode image {str(path)!r} (corrupt or truncated?): {err}') from err
 
 
 def load_image(path: Union[str, os.PathLike], channels: int = 3) -> np.ndarray:
-    """Loads one image file as float32 HWC in ``[-1, 1]``.
+  """Loads one image file as float32 HWC in ``[-1, 1]``.
 
-    Args:
-      path: image file, see :func:`load_image_uint8`.
-      channels: 3 (RGB) or 1 (gray).
+  Args:
+    path: image file, see :func:`load_image_uint8`.
+    channels: 3 (RGB) or 1 (gray).
 
-    Returns:
-      ``np.float32`` array of shape ``(H, W, channels)`` equal to
-      ``to_float(load_image_uint8(path, channels))``.
+  Returns:
+    ``np.float32`` array of shape ``(H, W, channels)`` equal to
+    ``to_float(load_image_uint8(path, channels))``.
 
-    Raises:
-      FileNotFoundError, ValueError: as :func:`load_image_uint8`.
-    """
-    return to_float(load_image_uint8(path, channels))
+  Raises:
+    FileNotFoundError, ValueError: as :func:`load_image_uint8`.
+  """
+  return to_float(load_image_uint8(path, channels))
 
 
 # ----------------------------------------------------------------------------
@@ -408,34 +408,34 @@ def load_image(path: Union[str, os.PathLike], channels: int = 3) -> np.ndarray:
 
 
 def _get(cfg: Any, key: str, default: Any) -> Any:
-    """``cfg.get(key, default)`` that also maps ``None`` to the default."""
-    value = cfg.get(key, default) if hasattr(cfg, 'get') else getattr(cfg, key, default)
-    return default if value is None else value
+  """``cfg.get(key, default)`` that also maps ``None`` to the default."""
+  value = cfg.get(key, default) if hasattr(cfg, 'get') else getattr(cfg, key, default)
+  return default if value is None else value
 
 
 def _shard_range(n: int, process_index: int, process_count: int) -> tuple[int, int]:
-    """Contiguous [start, end) of ``n`` items for one process (as tfds.even_splits)."""
-    if not 0 <= process_index < process_count:
-        raise ValueError(f'process_index={process_index} not in [0, process_count={process_count})')
-    return (n * process_index) // process_count, (n * (process_index + 1)) // process_count
+  """Contiguous [start, end) of ``n`` items for one process (as tfds.even_splits)."""
+  if not 0 <= process_index < process_count:
+    raise ValueError(f'process_index={process_index} not in [0, process_count={process_count})')
+  return (n * process_index) // process_count, (n * (process_index + 1)) // process_count
 
 
 def _resolve_path(cfg: Any, split: Optional[str], source: str) -> pathlib.Path:
-    """``path`` with an optional ``{split}`` placeholder filled in."""
-    path = str(_get(cfg, 'path', ''))
-    if not path:
-        raise ValueError(f"source {source!r} needs data_config.path")
-    config_split = _get(cfg, 'split', '') or 'train'
-    if '{split}' in path:
-        return pathlib.Path(path.format(split=split or config_split)).expanduser()
-    if split not in (None, 'train', config_split):
-        # Returning the training images for an evaluation split would give
-        # silently optimistic numbers; make the caller say where 'test' lives.
-        raise ValueError(
-            f"source {source!r} at {path!r} has a single split, but split={split!r} was requested; "
-            "put a '{split}' placeholder in data_config.path (e.g. 'data/{split}.npz') "
-            'to provide one file or folder per split')
-    return pathlib.Path(path).expanduser()
+  """``path`` with an optional ``{split}`` placeholder filled in."""
+  path = str(_get(cfg, 'path', ''))
+  if not path:
+    raise ValueError(f"source {source!r} needs data_config.path")
+  config_split = _get(cfg, 'split', '') or 'train'
+  if '{split}' in path:
+    return pathlib.Path(path.format(split=split or config_split)).expanduser()
+  if split not in (None, 'train', config_split):
+    # Returning the training images for an evaluation split would give
+    # silently optimistic numbers; make the caller say where 'test' lives.
+    raise ValueError(
+        f"source {source!r} at {path!r} has a single split, but split={split!r} was requested; "
+        "put a '{split}' placeholder in data_config.path (e.g. 'data/{split}.npz') "
+        'to provide one file or folder per split')
+  return pathlib.Path(path).expanduser()
 
 
 # ----------------------------------------------------------------------------
@@ -443,202 +443,202 @@ def _resolve_path(cfg: Any, split: Optional[str], source: str) -> pathlib.Path:
 
 
 def _load_folder(cfg: Any, split: Optional[str], process_index: int, process_count: int) -> Dataset:
-    folder = _resolve_path(cfg, split, 'folder')
-    image_size, channels = int(cfg.image_size), int(_get(cfg, 'channels', 3))
-    allow_upscale = bool(_get(cfg, 'allow_upscale', False))
-    max_examples = int(_get(cfg, 'max_examples', 0))
-    looked_for = f"{'/'.join(FOLDER_EXTENSIONS)} files (recursive, any case)"
-    if not folder.is_dir():
-        raise ValueError(f'image folder {str(folder)!r} does not exist or is not a directory '
-                         f'(looked for {looked_for})')
-    # Sorted relative POSIX paths: the same order on every OS and filesystem,
-    # so indices (and hence PRNG-drawn batches) are reproducible.
-    files = sorted((p for p in folder.rglob('*') if p.suffix.lower() in FOLDER_EXTENSIONS and p.is_file()),
-                   key=lambda p: p.relative_to(folder).as_posix())
-    if not files:
-        raise ValueError(f'image folder {str(folder)!r} contains no {looked_for}')
-    start, end = _shard_range(len(files), process_index, process_count)
-    files = files[start:end]
-    if max_examples > 0:
-        # Corrupt files are skipped below, so this can return slightly fewer
-        # than max_examples; taking a prefix keeps it cheap and deterministic.
-        files = files[:max_examples]
+  folder = _resolve_path(cfg, split, 'folder')
+  image_size, channels = int(cfg.image_size), int(_get(cfg, 'channels', 3))
+  allow_upscale = bool(_get(cfg, 'allow_upscale', False))
+  max_examples = int(_get(cfg, 'max_examples', 0))
+  looked_for = f"{'/'.join(FOLDER_EXTENSIONS)} files (recursive, any case)"
+  if not folder.is_dir():
+    raise ValueError(f'image folder {str(folder)!r} does not exist or is not a directory '
+                     f'(looked for {looked_for})')
+  # Sorted relative POSIX paths: the same order on every OS and filesystem,
+  # so indices (and hence PRNG-drawn batches) are reproducible.
+  files = sorted((p for p in folder.rglob('*') if p.suffix.lower() in FOLDER_EXTENSIONS and p.is_file()),
+                 key=lambda p: p.relative_to(folder).as_posix())
+  if not files:
+    raise ValueError(f'image folder {str(folder)!r} contains no {looked_for}')
+  start, end = _shard_range(len(files), process_index, process_count)
+  files = files[start:end]
+  if max_examples > 0:
+    # Corrupt files are skipped below, so this can return slightly fewer
+    # than max_examples; taking a prefix keeps it cheap and deterministic.
+    files = files[:max_examples]
 
-    def read(path: pathlib.Path) -> Union[np.ndarray, str]:
-        try:
-            image = _read_uint8(path, channels)
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-            return f'{type(err).__name__}: {err}'  # reported by the caller
-        return _fit(image, image_size, allow_upscale, f'image file {str(path)!r}')
+  def read(path: pathlib.Path) -> Union[np.ndarray, str]:
+    try:
+      image = _read_uint8(path, channels)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+      return f'{type(err).__name__}: {err}'  # reported by the caller
+    return _fit(image, image_size, allow_upscale, f'image file {str(path)!r}')
 
-    # PIL decoders release the GIL, so threads give a real speed-up; map()
-    # keeps file order. Warnings are issued from this thread afterwards
-    # because warning capture is not thread-safe.
-    workers = max(1, min(8, os.cpu_count() or 1))
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        results = list(pool.map(read, files))
-    images = []
-    for path, result in zip(files, results):
-        if isinstance(result, str):
-            warnings.warn(f'skipping unreadable image {str(path)!r} ({result})', stacklevel=3)
-            logging.warning('skipping unreadable image %s (%s)', path, result)
-        else:
-            images.append(result)
-    if not images:
-        raise ValueError(f'image folder {str(folder)!r}: none of the {len(files)} {looked_for} '
-                         'could be decoded (see the warnings)')
-    return Dataset(np.stack(images), None, folder.name or str(folder))
+  # PIL decoders release the GIL, so threads give a real speed-up; map()
+  # keeps file order. Warnings are issued from this thread afterwards
+  # because warning capture is not thread-safe.
+  workers = max(1, min(8, os.cpu_count() or 1))
+  with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+    results = list(pool.map(read, files))
+  images = []
+  for path, result in zip(files, results):
+    if isinstance(result, str):
+      warnings.warn(f'skipping unreadable image {str(path)!r} ({result})', stacklevel=3)
+      logging.warning('skipping unreadable image %s (%s)', path, result)
+    else:
+      images.append(result)
+  if not images:
+    raise ValueError(f'image folder {str(folder)!r}: none of the {len(files)} {looked_for} '
+                     'could be decoded (see the warnings)')
+  return Dataset(np.stack(images), None, folder.name or str(folder))
 
 
 def _npz_to_uint8(x: np.ndarray, value_range: str, where: str) -> np.ndarray:
-    """uint8/uint16/int/float pixel array -> uint8, per the documented rules."""
-    if x.dtype == np.uint8:
-        return x
-    if x.dtype == np.uint16:
-        return np.clip(np.round(x / 257.0), 0, 255).astype(np.uint8)
-    if x.dtype == np.bool_:
-        return x.astype(np.uint8) * np.uint8(255)
-    if np.issubdtype(x.dtype, np.integer):
-        if x.size and (x.min() < 0 or x.max() > 255):
-            raise ValueError(f'{where}: integer images must lie in [0, 255], got [{x.min()}, {x.max()}]')
-        return x.astype(np.uint8)
-    if not np.issubdtype(x.dtype, np.floating):
-        raise ValueError(f'{where}: unsupported image dtype {x.dtype}')
-    lo, hi = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
-    if not np.isfinite([lo, hi]).all():
-        raise ValueError(f'{where}: images contain NaN or inf')
-    if value_range == 'auto':
-        # Any negative value means [-1, 1]; otherwise [0, 1]. (A [-1, 1]
-        # array without a single negative pixel is implausible; override with
-        # value_range='[-1,1]' if you have one.)
-        value_range = '[-1,1]' if lo < 0 else '[0,1]'
-    tol = 1e-6
-    if value_range == '[0,1]':
-        if lo < -tol or hi > 1 + tol:
-            raise ValueError(f'{where}: float images outside [0, 1]: [{lo}, {hi}]')
-        return np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)
-    if value_range == '[-1,1]':
-        if lo < -1 - tol or hi > 1 + tol:
-            raise ValueError(f'{where}: float images outside [-1, 1]: [{lo}, {hi}] '
-                             '(0-255 floats are not accepted: store uint8)')
-        return to_uint8(x)
-    raise ValueError(f"value_range must be 'auto', '[0,1]' or '[-1,1]', got {value_range!r}")
+  """uint8/uint16/int/float pixel array -> uint8, per the documented rules."""
+  if x.dtype == np.uint8:
+    return x
+  if x.dtype == np.uint16:
+    return np.clip(np.round(x / 257.0), 0, 255).astype(np.uint8)
+  if x.dtype == np.bool_:
+    return x.astype(np.uint8) * np.uint8(255)
+  if np.issubdtype(x.dtype, np.integer):
+    if x.size and (x.min() < 0 or x.max() > 255):
+      raise ValueError(f'{where}: integer images must lie in [0, 255], got [{x.min()}, {x.max()}]')
+    return x.astype(np.uint8)
+  if not np.issubdtype(x.dtype, np.floating):
+    raise ValueError(f'{where}: unsupported image dtype {x.dtype}')
+  lo, hi = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
+  if not np.isfinite([lo, hi]).all():
+    raise ValueError(f'{where}: images contain NaN or inf')
+  if value_range == 'auto':
+    # Any negative value means [-1, 1]; otherwise [0, 1]. (A [-1, 1]
+    # array without a single negative pixel is implausible; override with
+    # value_range='[-1,1]' if you have one.)
+    value_range = '[-1,1]' if lo < 0 else '[0,1]'
+  tol = 1e-6
+  if value_range == '[0,1]':
+    if lo < -tol or hi > 1 + tol:
+      raise ValueError(f'{where}: float images outside [0, 1]: [{lo}, {hi}]')
+    return np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)
+  if value_range == '[-1,1]':
+    if lo < -1 - tol or hi > 1 + tol:
+      raise ValueError(f'{where}: float images outside [-1, 1]: [{lo}, {hi}] '
+                       '(0-255 floats are not accepted: store uint8)')
+    return to_uint8(x)
+  raise ValueError(f"value_range must be 'auto', '[0,1]' or '[-1,1]', got {value_range!r}")
 
 
 def _load_npz(cfg: Any, split: Optional[str], process_index: int, process_count: int) -> Dataset:
-    path = _resolve_path(cfg, split, 'npz')
-    image_size, channels = int(cfg.image_size), int(_get(cfg, 'channels', 3))
-    allow_upscale = bool(_get(cfg, 'allow_upscale', False))
-    max_examples = int(_get(cfg, 'max_examples', 0))
-    if not path.is_file():
-        raise ValueError(f'npz file {str(path)!r} not found')
-    with np.load(path, allow_pickle=False) as npz:
-        keys = list(npz.keys())
-        x_key = next((k for k in ('x', 'images') if k in npz), None)
-        if x_key is None:
-            raise ValueError(f"npz file {str(path)!r} has no 'x' or 'images' array (keys: {keys})")
-        y_key = next((k for k in ('y', 'labels') if k in npz), None)
-        x = npz[x_key]
-        y = npz[y_key] if y_key is not None else None
-    where = f'npz file {str(path)!r}'
-    if x.ndim == 3:  # NHW gray
-        x = x[..., None]
-    if x.ndim != 4 or x.shape[-1] not in (1, 2, 3, 4):
-        raise ValueError(f"{where}: '{x_key}' must be NHWC (C in 1-4) or NHW, got shape {x.shape}"
-                         + ('; it looks NCHW, transpose to NHWC' if x.ndim == 4 and x.shape[1] in (1, 3) else ''))
-    if y is not None:
-        y = np.asarray(y).reshape(-1)
-        if y.shape[0] != x.shape[0]:
-            raise ValueError(f"{where}: {len(y)} labels for {x.shape[0]} images")
-        y = y.astype(np.int64)
-    start, end = _shard_range(x.shape[0], process_index, process_count)
-    if max_examples > 0:
-        end = min(end, start + max_examples)
-    x = _npz_to_uint8(x[start:end], str(_get(cfg, 'value_range', 'auto')), where)
-    y = y[start:end] if y is not None else None
-    images = np.empty((x.shape[0], image_size, image_size, channels), np.uint8)
-    for i in range(x.shape[0]):
-        images[i] = _fit(_convert_channels(x[i], channels), image_size, allow_upscale, f'{where}, image {start + i}')
-    return Dataset(images, y, path.stem)
+  path = _resolve_path(cfg, split, 'npz')
+  image_size, channels = int(cfg.image_size), int(_get(cfg, 'channels', 3))
+  allow_upscale = bool(_get(cfg, 'allow_upscale', False))
+  max_examples = int(_get(cfg, 'max_examples', 0))
+  if not path.is_file():
+    raise ValueError(f'npz file {str(path)!r} not found')
+  with np.load(path, allow_pickle=False) as npz:
+    keys = list(npz.keys())
+    x_key = next((k for k in ('x', 'images') if k in npz), None)
+    if x_key is None:
+      raise ValueError(f"npz file {str(path)!r} has no 'x' or 'images' array (keys: {keys})")
+    y_key = next((k for k in ('y', 'labels') if k in npz), None)
+    x = npz[x_key]
+    y = npz[y_key] if y_key is not None else None
+  where = f'npz file {str(path)!r}'
+  if x.ndim == 3:  # NHW gray
+    x = x[..., None]
+  if x.ndim != 4 or x.shape[-1] not in (1, 2, 3, 4):
+    raise ValueError(f"{where}: '{x_key}' must be NHWC (C in 1-4) or NHW, got shape {x.shape}"
+                     + ('; it looks NCHW, transpose to NHWC' if x.ndim == 4 and x.shape[1] in (1, 3) else ''))
+  if y is not None:
+    y = np.asarray(y).reshape(-1)
+    if y.shape[0] != x.shape[0]:
+      raise ValueError(f"{where}: {len(y)} labels for {x.shape[0]} images")
+    y = y.astype(np.int64)
+  start, end = _shard_range(x.shape[0], process_index, process_count)
+  if max_examples > 0:
+    end = min(end, start + max_examples)
+  x = _npz_to_uint8(x[start:end], str(_get(cfg, 'value_range', 'auto')), where)
+  y = y[start:end] if y is not None else None
+  images = np.empty((x.shape[0], image_size, image_size, channels), np.uint8)
+  for i in range(x.shape[0]):
+    images[i] = _fit(_convert_channels(x[i], channels), image_size, allow_upscale, f'{where}, image {start + i}')
+  return Dataset(images, y, path.stem)
 
 
 def _load_skimage(cfg: Any, split: Optional[str], process_index: int, process_count: int) -> Dataset:
-    import skimage.data  # pylint: disable=g-import-not-at-top  (optional dependency)
-    name = str(_get(cfg, 'name', 'brick'))
-    image_size, channels = int(cfg.image_size), int(_get(cfg, 'channels', 3))
-    num_crops = int(_get(cfg, 'num_crops', 1000))
-    crop_scale = float(_get(cfg, 'crop_scale', 1.0))
-    seed = int(_get(cfg, 'seed', 0))
-    max_examples = int(_get(cfg, 'max_examples', 0))
-    if name not in SKIMAGE_IMAGES:
-        raise ValueError(f'unknown skimage image {name!r}; bundled images (no download needed): '
-                         f'{", ".join(SKIMAGE_IMAGES)}')
-    if split not in (None, 'train', _get(cfg, 'split', 'train')):
-        raise ValueError(f"source 'skimage' has a single split; got split={split!r}")
-    if num_crops < 1 or not 0 < crop_scale <= 1:
-        raise ValueError(f'need num_crops >= 1 and 0 < crop_scale <= 1, got {num_crops}, {crop_scale}')
-    image = np.asarray(getattr(skimage.data, name)())
-    image = (image.astype(np.uint8) * 255) if image.dtype == np.bool_ else image.astype(np.uint8)
-    image = _convert_channels(image, channels)
-    h, w = image.shape[:2]
-    sh, sw = max(1, round(h * crop_scale)), max(1, round(w * crop_scale))
-    # Downscale first so that an image_size crop covers a larger part of the
-    # scene (e.g. several bricks at 0.25), as a texture patch should.
-    image = resize(image, (sh, sw))
-    if min(sh, sw) < image_size:
-        raise ValueError(f'skimage {name!r} downscaled by crop_scale={crop_scale} is {sh}x{sw}, '
-                         f'smaller than image_size={image_size}; raise crop_scale')
-    rng = np.random.default_rng(seed)  # crops depend on the seed only
-    tops = rng.integers(0, sh - image_size + 1, size=num_crops)
-    lefts = rng.integers(0, sw - image_size + 1, size=num_crops)
-    start, end = _shard_range(num_crops, process_index, process_count)
-    if max_examples > 0:
-        end = min(end, start + max_examples)
-    crops = np.stack([image[t:t + image_size, l:l + image_size]
-                      for t, l in zip(tops[start:end], lefts[start:end])])
-    return Dataset(crops, None, f'skimage_{name}')
+  import skimage.data  # pylint: disable=g-import-not-at-top  (optional dependency)
+  name = str(_get(cfg, 'name', 'brick'))
+  image_size, channels = int(cfg.image_size), int(_get(cfg, 'channels', 3))
+  num_crops = int(_get(cfg, 'num_crops', 1000))
+  crop_scale = float(_get(cfg, 'crop_scale', 1.0))
+  seed = int(_get(cfg, 'seed', 0))
+  max_examples = int(_get(cfg, 'max_examples', 0))
+  if name not in SKIMAGE_IMAGES:
+    raise ValueError(f'unknown skimage image {name!r}; bundled images (no download needed): '
+                     f'{", ".join(SKIMAGE_IMAGES)}')
+  if split not in (None, 'train', _get(cfg, 'split', 'train')):
+    raise ValueError(f"source 'skimage' has a single split; got split={split!r}")
+  if num_crops < 1 or not 0 < crop_scale <= 1:
+    raise ValueError(f'need num_crops >= 1 and 0 < crop_scale <= 1, got {num_crops}, {crop_scale}')
+  image = np.asarray(getattr(skimage.data, name)())
+  image = (image.astype(np.uint8) * 255) if image.dtype == np.bool_ else image.astype(np.uint8)
+  image = _convert_channels(image, channels)
+  h, w = image.shape[:2]
+  sh, sw = max(1, round(h * crop_scale)), max(1, round(w * crop_scale))
+  # Downscale first so that an image_size crop covers a larger part of the
+  # scene (e.g. several bricks at 0.25), as a texture patch should.
+  image = resize(image, (sh, sw))
+  if min(sh, sw) < image_size:
+    raise ValueError(f'skimage {name!r} downscaled by crop_scale={crop_scale} is {sh}x{sw}, '
+                     f'smaller than image_size={image_size}; raise crop_scale')
+  rng = np.random.default_rng(seed)  # crops depend on the seed only
+  tops = rng.integers(0, sh - image_size + 1, size=num_crops)
+  lefts = rng.integers(0, sw - image_size + 1, size=num_crops)
+  start, end = _shard_range(num_crops, process_index, process_count)
+  if max_examples > 0:
+    end = min(end, start + max_examples)
+  crops = np.stack([image[t:t + image_size, l:l + image_size]
+                    for t, l in zip(tops[start:end], lefts[start:end])])
+  return Dataset(crops, None, f'skimage_{name}')
 
 
 def load_named_image(spec: str, channels: int = 3) -> np.ndarray:
-    """Loads an image given as a file path or as the name of a bundled scikit-image image.
+  """Loads an image given as a file path or as the name of a bundled scikit-image image.
 
-    Texture exemplars, style images and content images are all given this way, so
-    ``brick`` or ``astronaut`` work offline with nothing to download.
+  Texture exemplars, style images and content images are all given this way, so
+  ``brick`` or ``astronaut`` work offline with nothing to download.
 
-    Args:
-      spec: a path to an image file, or one of ``SKIMAGE_IMAGES`` (e.g. 'brick').
-      channels: 1 or 3.
+  Args:
+    spec: a path to an image file, or one of ``SKIMAGE_IMAGES`` (e.g. 'brick').
+    channels: 1 or 3.
 
-    Returns:
-      ``np.uint8`` array of shape ``(H, W, channels)``.
-    """
-    spec = str(spec)
-    if not spec:
-        raise ValueError('no image given: pass a file path or one of the bundled '
-                         f'scikit-image images ({", ".join(SKIMAGE_IMAGES)})')
-    if spec in SKIMAGE_IMAGES and not os.path.exists(spec):
-        import skimage.data  # pylint: disable=g-import-not-at-top  (optional dependency)
-        image = np.asarray(getattr(skimage.data, spec)())
-        image = (image.astype(np.uint8) * 255) if image.dtype == np.bool_ else image.astype(np.uint8)
-        return _convert_channels(image, channels)
-    if not os.path.exists(spec):
-        raise FileNotFoundError(
-            f'image {spec!r} not found: give an existing file or one of the bundled '
-            f'scikit-image images ({", ".join(SKIMAGE_IMAGES)})')
-    return load_image_uint8(spec, channels)
+  Returns:
+    ``np.uint8`` array of shape ``(H, W, channels)``.
+  """
+  spec = str(spec)
+  if not spec:
+    raise ValueError('no image given: pass a file path or one of the bundled '
+                     f'scikit-image images ({", ".join(SKIMAGE_IMAGES)})')
+  if spec in SKIMAGE_IMAGES and not os.path.exists(spec):
+    import skimage.data  # pylint: disable=g-import-not-at-top  (optional dependency)
+    image = np.asarray(getattr(skimage.data, spec)())
+    image = (image.astype(np.uint8) * 255) if image.dtype == np.bool_ else image.astype(np.uint8)
+    return _convert_channels(image, channels)
+  if not os.path.exists(spec):
+    raise FileNotFoundError(
+        f'image {spec!r} not found: give an existing file or one of the bundled '
+        f'scikit-image images ({", ".join(SKIMAGE_IMAGES)})')
+  return load_image_uint8(spec, channels)
 
 
 def _load_exemplar(cfg: Any, split: Optional[str], process_index: int, process_count: int) -> Dataset:
-    """One texture/style exemplar (``cfg.image``), center-cropped and resized to image_size.
+  """One texture/style exemplar (``cfg.image``), center-cropped and resized to image_size.
 
-    Every host loads the same image: the patch head cuts its training patches from it.
-    """
-    del split, process_index, process_count  # one image, shared by every host
-    spec = str(_get(cfg, 'image', ''))
-    image_size, channels = int(cfg.image_size), int(_get(cfg, 'channels', 3))
-    image = load_named_image(spec, channels)
-    image = _fit(image, image_size, bool(_get(cfg, 'allow_upscale', False)), f'image {spec!r}')
-    return Dataset(image[None], None, pathlib.Path(spec).stem)
+  Every host loads the same image: the patch head cuts its training patches from it.
+  """
+  del split, process_index, process_count  # one image, shared by every host
+  spec = str(_get(cfg, 'image', ''))
+  image_size, channels = int(cfg.image_size), int(_get(cfg, 'channels', 3))
+  image = load_named_image(spec, channels)
+  image = _fit(image, image_size, bool(_get(cfg, 'allow_upscale', False)), f'image {spec!r}')
+  return Dataset(image[None], None, pathlib.Path(spec).stem)
 
 
 # ----------------------------------------------------------------------------
@@ -646,186 +646,186 @@ def _load_exemplar(cfg: Any, split: Optional[str], process_index: int, process_c
 
 
 def _hide_accelerators_from_tf() -> None:
-    """Keeps TensorFlow (if it is loaded) off GPUs/TPUs, which belong to JAX.
+  """Keeps TensorFlow (if it is loaded) off GPUs/TPUs, which belong to JAX.
 
-    TensorFlow is only imported by tfds' ``tfds.load`` path; the
-    ``tfds.data_source`` path never imports it, so nothing is done (and no
-    multi-second import paid) unless it is already loaded or about to be.
-    """
-    tf = sys.modules.get('tensorflow')
-    if tf is None:
-        return
-    for kind in ('GPU', 'TPU'):
-        try:
-            tf.config.set_visible_devices([], kind)
-        except (RuntimeError, ValueError) as err:  # devices already initialised / unknown kind
-            logging.debug('could not hide %s from TensorFlow: %s', kind, err)
+  TensorFlow is only imported by tfds' ``tfds.load`` path; the
+  ``tfds.data_source`` path never imports it, so nothing is done (and no
+  multi-second import paid) unless it is already loaded or about to be.
+  """
+  tf = sys.modules.get('tensorflow')
+  if tf is None:
+    return
+  for kind in ('GPU', 'TPU'):
+    try:
+      tf.config.set_visible_devices([], kind)
+    except (RuntimeError, ValueError) as err:  # devices already initialised / unknown kind
+      logging.debug('could not hide %s from TensorFlow: %s', kind, err)
 
 
 def _tfds_unknown(name: str) -> ValueError:
-    supported = '\n'.join(f'  {k}: {s.note}' for k, s in TFDS_DATASETS.items())
-    return ValueError(
-        f'tfds does not know a dataset named {name!r}. Supported datasets:\n{supported}\n'
-        'Other image datasets that tfds knows are read generically (center square crop, resize); '
-        'see tfds.list_builders() for the names. For your own images use '
-        "data_config.source='folder' or 'npz'; for an offline default use source='skimage'.")
+  supported = '\n'.join(f'  {k}: {s.note}' for k, s in TFDS_DATASETS.items())
+  return ValueError(
+      f'tfds does not know a dataset named {name!r}. Supported datasets:\n{supported}\n'
+      'Other image datasets that tfds knows are read generically (center square crop, resize); '
+      'see tfds.list_builders() for the names. For your own images use '
+      "data_config.source='folder' or 'npz'; for an offline default use source='skimage'.")
 
 
 def _not_prepared(name: str, split: Any, data_dir: Optional[str], err: BaseException) -> DatasetNotPreparedError:
-    where = repr(data_dir) if data_dir else 'the default tfds data_dir ($TFDS_DATA_DIR or ~/tensorflow_datasets)'
-    return DatasetNotPreparedError(
-        f'tfds dataset {name!r} (split {split}) is not downloaded/prepared in {where}. '
-        f'Prepare it once on a machine with internet access, e.g. '
-        f'`tfds build {name} --file_format=array_record --data_dir=DIR` '
-        '(array_record is read without TensorFlow), or run once with data_config.download=True; '
-        'then point data_config.data_dir (or $TFDS_DATA_DIR) at DIR. '
-        f'Underlying error: {type(err).__name__}: {(str(err).splitlines() or [""])[0][:200]}')
+  where = repr(data_dir) if data_dir else 'the default tfds data_dir ($TFDS_DATA_DIR or ~/tensorflow_datasets)'
+  return DatasetNotPreparedError(
+      f'tfds dataset {name!r} (split {split}) is not downloaded/prepared in {where}. '
+      f'Prepare it once on a machine with internet access, e.g. '
+      f'`tfds build {name} --file_format=array_record --data_dir=DIR` '
+      '(array_record is read without TensorFlow), or run once with data_config.download=True; '
+      'then point data_config.data_dir (or $TFDS_DATA_DIR) at DIR. '
+      f'Underlying error: {type(err).__name__}: {(str(err).splitlines() or [""])[0][:200]}')
 
 
 def _tfds_process(spec: Optional[_TfdsSpec], image_size: int, channels: int,
                   allow_upscale: bool) -> Callable[[np.ndarray, str], np.ndarray]:
-    """Per-image transform for a tfds dataset: channels, crop, pad/resize."""
+  """Per-image transform for a tfds dataset: channels, crop, pad/resize."""
 
-    def process(image: np.ndarray, where: str) -> np.ndarray:
-        image = _convert_channels(np.asarray(image, dtype=np.uint8), channels)
-        if spec is not None and spec.center_crop:
-            image = center_crop(image, min(spec.center_crop, *image.shape[:2]))
-        if spec is not None and spec.pad_small:
-            return _pad_or_fit(image, image_size, allow_upscale, where)
-        return _fit(image, image_size, allow_upscale, where)
+  def process(image: np.ndarray, where: str) -> np.ndarray:
+    image = _convert_channels(np.asarray(image, dtype=np.uint8), channels)
+    if spec is not None and spec.center_crop:
+      image = center_crop(image, min(spec.center_crop, *image.shape[:2]))
+    if spec is not None and spec.pad_small:
+      return _pad_or_fit(image, image_size, allow_upscale, where)
+    return _fit(image, image_size, allow_upscale, where)
 
-    return process
+  return process
 
 
 def _read_data_source(source: Any, n: int, process: Callable, name: str):
-    """Reads the first ``n`` records of a ``tfds.data_source`` in chunks."""
-    images, labels = None, None
-    chunk, batched = 1024, hasattr(source, '__getitems__')
-    for start in range(0, n, chunk):
-        keys = list(range(start, min(n, start + chunk)))
-        records = None
-        if batched:
-            try:
-                records = source.__getitems__(keys)  # one bulk ArrayRecord read
-            except TypeError:
-                # tfds 4.9.10's mock_data patches __getitems__ with a broken
-                # signature; per-record reads are equivalent, just slower.
-                batched = False
-        if records is None:
-            records = [source[k] for k in keys]
-        for k, ex in zip(keys, records):
-            if images is None:
-                first = process(ex['image'], f'{name}[0]')
-                images = np.empty((n,) + first.shape, np.uint8)
-                labels = np.empty((n,), np.int64) if 'label' in ex else None
-            images[k] = process(ex['image'], f'{name}[{k}]')
-            if labels is not None:
-                labels[k] = ex['label']
-    return images, labels
+  """Reads the first ``n`` records of a ``tfds.data_source`` in chunks."""
+  images, labels = None, None
+  chunk, batched = 1024, hasattr(source, '__getitems__')
+  for start in range(0, n, chunk):
+    keys = list(range(start, min(n, start + chunk)))
+    records = None
+    if batched:
+      try:
+        records = source.__getitems__(keys)  # one bulk ArrayRecord read
+      except TypeError:
+        # tfds 4.9.10's mock_data patches __getitems__ with a broken
+        # signature; per-record reads are equivalent, just slower.
+        batched = False
+    if records is None:
+      records = [source[k] for k in keys]
+    for k, ex in zip(keys, records):
+      if images is None:
+        first = process(ex['image'], f'{name}[0]')
+        images = np.empty((n,) + first.shape, np.uint8)
+        labels = np.empty((n,), np.int64) if 'label' in ex else None
+      images[k] = process(ex['image'], f'{name}[{k}]')
+      if labels is not None:
+        labels[k] = ex['label']
+  return images, labels
 
 
 def _read_tf_dataset(ds: Any, process: Callable, name: str, tfds: Any):
-    """Reads a ``tf.data.Dataset`` of tfds examples (the TFRecord fallback)."""
-    keep = [k for k in ('image', 'label') if k in ds.element_spec]
-    ds = ds.map(lambda ex: {k: ex[k] for k in keep})
-    batched = ds.element_spec['image'].shape.is_fully_defined()
-    if batched:  # fixed-size images: batch to cut per-example Python overhead
-        ds = ds.batch(1024)
-    images, labels, i = [], [], 0
-    for ex in tfds.as_numpy(ds):
-        batch = ex['image'] if batched else ex['image'][None]
-        for image in batch:
-            images.append(process(image, f'{name}[{i}]'))
-            i += 1
-        if 'label' in ex:
-            labels.extend(np.atleast_1d(ex['label']).tolist())
-    if not images:
-        return None, None
-    return np.stack(images), (np.asarray(labels, np.int64) if 'label' in keep else None)
+  """Reads a ``tf.data.Dataset`` of tfds examples (the TFRecord fallback)."""
+  keep = [k for k in ('image', 'label') if k in ds.element_spec]
+  ds = ds.map(lambda ex: {k: ex[k] for k in keep})
+  batched = ds.element_spec['image'].shape.is_fully_defined()
+  if batched:  # fixed-size images: batch to cut per-example Python overhead
+    ds = ds.batch(1024)
+  images, labels, i = [], [], 0
+  for ex in tfds.as_numpy(ds):
+    batch = ex['image'] if batched else ex['image'][None]
+    for image in batch:
+      images.append(process(image, f'{name}[{i}]'))
+      i += 1
+    if 'label' in ex:
+      labels.extend(np.atleast_1d(ex['label']).tolist())
+  if not images:
+    return None, None
+  return np.stack(images), (np.asarray(labels, np.int64) if 'label' in keep else None)
 
 
 def _load_tfds(cfg: Any, split: Optional[str], process_index: int, process_count: int) -> Dataset:
+  try:
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  except ImportError as err:
+    raise ImportError("data_config.source='tfds' needs tensorflow-datasets "
+                      '(pip install tensorflow-datasets importlib_resources)') from err
+  name = str(_get(cfg, 'name', ''))
+  base = name.split(':')[0].split('/')[0]
+  spec = TFDS_DATASETS.get(base)
+  data_dir = _get(cfg, 'data_dir', None) or None
+  download = bool(_get(cfg, 'download', True))
+  reader = str(_get(cfg, 'reader', 'auto'))
+  if reader not in ('auto', 'data_source', 'tf'):
+    raise ValueError(f"data_config.reader must be 'auto', 'data_source' or 'tf', got {reader!r}")
+  image_size, channels = int(cfg.image_size), int(_get(cfg, 'channels', 3))
+  allow_upscale = bool(_get(cfg, 'allow_upscale', False))
+  max_examples = int(_get(cfg, 'max_examples', 0))
+  split = split or _get(cfg, 'split', '') or (spec.default_split if spec else 'train')
+
+  try:  # validates the name without touching the data
+    builder = tfds.builder(name, data_dir=data_dir)
+  except tfds.core.registered.DatasetNotFoundError:
+    raise _tfds_unknown(name) from None
+  if 'image' not in builder.info.features:
+    raise ValueError(f'tfds dataset {name!r} has no "image" feature; cannot use it as images')
+  if spec is None:
+    logging.warning('tfds dataset %r is not one of %s; reading it generically '
+                    '(center square crop, resize to %d)', name, sorted(TFDS_DATASETS), image_size)
+
+  read_split: Any = split
+  if process_count > 1:  # each host reads only its own contiguous slice
+    _shard_range(0, process_index, process_count)  # validates the indices
+    read_split = tfds.even_splits(split, n=process_count)[process_index]
+  process = _tfds_process(spec, image_size, channels, allow_upscale)
+  label = f'{name}[{split}]'
+  _hide_accelerators_from_tf()
+
+  images = labels = None
+  done = False
+  if reader in ('auto', 'data_source'):
     try:
-        import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+      source = tfds.data_source(name, split=read_split, data_dir=data_dir, download=download)
+    except Exception as err:  # pylint: disable=broad-except
+      # Typical: not prepared (offline download failure), or prepared as
+      # TFRecord, which data_source cannot read -> tfds.load below.
+      if not _is_prepared(tfds, name, data_dir):
+        raise _not_prepared(name, split, data_dir, err) from err
+      if reader == 'data_source':
+        raise
+      logging.info('tfds.data_source(%r) failed (%s); falling back to tfds.load', name, err)
+    else:
+      n = len(source) if max_examples <= 0 else min(len(source), max_examples)
+      images, labels = _read_data_source(source, n, process, label)
+      done = True
+  if not done:
+    try:
+      import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
     except ImportError as err:
-        raise ImportError("data_config.source='tfds' needs tensorflow-datasets "
-                          '(pip install tensorflow-datasets importlib_resources)') from err
-    name = str(_get(cfg, 'name', ''))
-    base = name.split(':')[0].split('/')[0]
-    spec = TFDS_DATASETS.get(base)
-    data_dir = _get(cfg, 'data_dir', None) or None
-    download = bool(_get(cfg, 'download', True))
-    reader = str(_get(cfg, 'reader', 'auto'))
-    if reader not in ('auto', 'data_source', 'tf'):
-        raise ValueError(f"data_config.reader must be 'auto', 'data_source' or 'tf', got {reader!r}")
-    image_size, channels = int(cfg.image_size), int(_get(cfg, 'channels', 3))
-    allow_upscale = bool(_get(cfg, 'allow_upscale', False))
-    max_examples = int(_get(cfg, 'max_examples', 0))
-    split = split or _get(cfg, 'split', '') or (spec.default_split if spec else 'train')
-
-    try:  # validates the name without touching the data
-        builder = tfds.builder(name, data_dir=data_dir)
-    except tfds.core.registered.DatasetNotFoundError:
-        raise _tfds_unknown(name) from None
-    if 'image' not in builder.info.features:
-        raise ValueError(f'tfds dataset {name!r} has no "image" feature; cannot use it as images')
-    if spec is None:
-        logging.warning('tfds dataset %r is not one of %s; reading it generically '
-                        '(center square crop, resize to %d)', name, sorted(TFDS_DATASETS), image_size)
-
-    read_split: Any = split
-    if process_count > 1:  # each host reads only its own contiguous slice
-        _shard_range(0, process_index, process_count)  # validates the indices
-        read_split = tfds.even_splits(split, n=process_count)[process_index]
-    process = _tfds_process(spec, image_size, channels, allow_upscale)
-    label = f'{name}[{split}]'
+      raise ImportError(
+          f'tfds dataset {name!r} is stored as TFRecord, which needs TensorFlow to read '
+          '(pip install tensorflow-cpu), or re-prepare it with '
+          f'`tfds build {name} --file_format=array_record`') from err
     _hide_accelerators_from_tf()
-
-    images = labels = None
-    done = False
-    if reader in ('auto', 'data_source'):
-        try:
-            source = tfds.data_source(name, split=read_split, data_dir=data_dir, download=download)
-        except Exception as err:  # pylint: disable=broad-except
-            # Typical: not prepared (offline download failure), or prepared as
-            # TFRecord, which data_source cannot read -> tfds.load below.
-            if not _is_prepared(tfds, name, data_dir):
-                raise _not_prepared(name, split, data_dir, err) from err
-            if reader == 'data_source':
-                raise
-            logging.info('tfds.data_source(%r) failed (%s); falling back to tfds.load', name, err)
-        else:
-            n = len(source) if max_examples <= 0 else min(len(source), max_examples)
-            images, labels = _read_data_source(source, n, process, label)
-            done = True
-    if not done:
-        try:
-            import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
-        except ImportError as err:
-            raise ImportError(
-                f'tfds dataset {name!r} is stored as TFRecord, which needs TensorFlow to read '
-                '(pip install tensorflow-cpu), or re-prepare it with '
-                f'`tfds build {name} --file_format=array_record`') from err
-        _hide_accelerators_from_tf()
-        try:
-            ds = tfds.load(name, split=read_split, data_dir=data_dir, download=download, shuffle_files=False)
-        except Exception as err:  # pylint: disable=broad-except
-            if not _is_prepared(tfds, name, data_dir):
-                raise _not_prepared(name, split, data_dir, err) from err
-            raise
-        if max_examples > 0:
-            ds = ds.take(max_examples)
-        images, labels = _read_tf_dataset(ds, process, label, tfds)
-    if images is None or images.shape[0] == 0:
-        raise ValueError(f'tfds dataset {name!r} split {read_split} is empty')
-    return Dataset(images, labels, base)
+    try:
+      ds = tfds.load(name, split=read_split, data_dir=data_dir, download=download, shuffle_files=False)
+    except Exception as err:  # pylint: disable=broad-except
+      if not _is_prepared(tfds, name, data_dir):
+        raise _not_prepared(name, split, data_dir, err) from err
+      raise
+    if max_examples > 0:
+      ds = ds.take(max_examples)
+    images, labels = _read_tf_dataset(ds, process, label, tfds)
+  if images is None or images.shape[0] == 0:
+    raise ValueError(f'tfds dataset {name!r} split {read_split} is empty')
+  return Dataset(images, labels, base)
 
 
 def _is_prepared(tfds: Any, name: str, data_dir: Optional[str]) -> bool:
-    try:
-        return bool(tfds.builder(name, data_dir=data_dir).is_prepared())
-    except Exception:  # pylint: disable=broad-except
-        return False
+  try:
+    return bool(tfds.builder(name, data_dir=data_dir).is_prepared())
+  except Exception:  # pylint: disable=broad-except
+    return False
 
 
 # ----------------------------------------------------------------------------
@@ -837,45 +837,45 @@ _LOADERS = {'tfds': _load_tfds, 'folder': _load_folder, 'npz': _load_npz, 'skima
 
 def load_dataset(data_config: Any, split: Optional[str] = None, *, process_index: int = 0,
                  process_count: int = 1) -> Dataset:
-    """Loads a whole dataset split (this process's share) into host memory.
+  """Loads a whole dataset split (this process's share) into host memory.
 
-    Args:
-      data_config: ``ml_collections.ConfigDict`` (or dict). Keys: ``source``
-        ('tfds' | 'folder' | 'npz' | 'skimage' | 'image'); ``name`` (tfds
-        dataset or skimage image); ``image`` (source 'image': one exemplar, a file
-        path or a bundled skimage name, center-cropped and resized to image_size); ``split`` (tfds split; default per dataset, e.g.
-        'train+extra' for svhn_cropped); ``data_dir`` (tfds data_dir or None);
-        ``path`` (folder or .npz; may contain '{split}'); ``image_size`` (square
-        output side); ``channels`` (1 or 3); ``max_examples`` (0 = all);
-        ``num_crops``, ``crop_scale`` (skimage); ``seed``. ``max_examples``
-        caps this process's share (after the multi-host split). Optional:
-        ``allow_upscale`` (False), ``download`` (tfds, True), ``reader``
-        (tfds: 'auto' | 'data_source' | 'tf'), ``value_range`` (npz floats:
-        'auto' | '[0,1]' | '[-1,1]').
-      split: overrides ``data_config.split`` (evaluation asks for 'test').
-      process_index: this host's index, for multi-host runs.
-      process_count: number of hosts; each reads a contiguous
-        ``1/process_count`` slice (``tfds.even_splits`` for tfds).
+  Args:
+    data_config: ``ml_collections.ConfigDict`` (or dict). Keys: ``source``
+      ('tfds' | 'folder' | 'npz' | 'skimage' | 'image'); ``name`` (tfds
+      dataset or skimage image); ``image`` (source 'image': one exemplar, a file
+      path or a bundled skimage name, center-cropped and resized to image_size); ``split`` (tfds split; default per dataset, e.g.
+      'train+extra' for svhn_cropped); ``data_dir`` (tfds data_dir or None);
+      ``path`` (folder or .npz; may contain '{split}'); ``image_size`` (square
+      output side); ``channels`` (1 or 3); ``max_examples`` (0 = all);
+      ``num_crops``, ``crop_scale`` (skimage); ``seed``. ``max_examples``
+      caps this process's share (after the multi-host split). Optional:
+      ``allow_upscale`` (False), ``download`` (tfds, True), ``reader``
+      (tfds: 'auto' | 'data_source' | 'tf'), ``value_range`` (npz floats:
+      'auto' | '[0,1]' | '[-1,1]').
+    split: overrides ``data_config.split`` (evaluation asks for 'test').
+    process_index: this host's index, for multi-host runs.
+    process_count: number of hosts; each reads a contiguous
+      ``1/process_count`` slice (``tfds.even_splits`` for tfds).
 
-    Returns:
-      A :class:`Dataset` with ``images`` uint8 ``(N, image_size, image_size,
-      channels)`` and ``labels`` int64 ``(N,)`` or None.
+  Returns:
+    A :class:`Dataset` with ``images`` uint8 ``(N, image_size, image_size,
+    channels)`` and ``labels`` int64 ``(N,)`` or None.
 
-    Raises:
-      ValueError: unknown source or dataset name, missing/empty folder, images
-        smaller than ``image_size``, bad npz contents.
-      DatasetNotPreparedError: a tfds dataset that is not downloaded.
-    """
-    source = str(_get(data_config, 'source', ''))
-    if source not in _LOADERS:
-        raise ValueError(f'data_config.source must be one of {_SOURCES}, got {source!r}')
-    channels = int(_get(data_config, 'channels', 3))
-    if channels not in (1, 3):
-        raise ValueError(f'data_config.channels must be 1 or 3, got {channels}')
-    if int(_get(data_config, 'image_size', 0)) < 1:
-        raise ValueError('data_config.image_size must be a positive int')
-    dataset = _LOADERS[source](data_config, split, process_index, process_count)
-    logging.info('loaded %s (%s, split=%s): images %s, labels %s', dataset.name, source,
-                 split or _get(data_config, 'split', None), dataset.images.shape,
-                 None if dataset.labels is None else dataset.labels.shape)
-    return dataset
+  Raises:
+    ValueError: unknown source or dataset name, missing/empty folder, images
+      smaller than ``image_size``, bad npz contents.
+    DatasetNotPreparedError: a tfds dataset that is not downloaded.
+  """
+  source = str(_get(data_config, 'source', ''))
+  if source not in _LOADERS:
+    raise ValueError(f'data_config.source must be one of {_SOURCES}, got {source!r}')
+  channels = int(_get(data_config, 'channels', 3))
+  if channels not in (1, 3):
+    raise ValueError(f'data_config.channels must be 1 or 3, got {channels}')
+  if int(_get(data_config, 'image_size', 0)) < 1:
+    raise ValueError('data_config.image_size must be a positive int')
+  dataset = _LOADERS[source](data_config, split, process_index, process_count)
+  logging.info('loaded %s (%s, split=%s): images %s, labels %s', dataset.name, source,
+               split or _get(data_config, 'split', None), dataset.images.shape,
+               None if dataset.labels is None else dataset.labels.shape)
+  return dataset
