@@ -42,9 +42,6 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
-import math
-import time
 
 import jax
 import numpy as np
@@ -54,11 +51,9 @@ from innjax import cascade, models
 
 
 def parse_args():
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-  common.add_common_args(p, repeats=5)
+  p = common.make_parser(__doc__, repeats=5)
   p.add_argument("--batch", type=int, default=None, help="default 100 (quick 20)")
-  p.add_argument("--sizes", type=common.parse_int_list, default=[32, 64],
+  p.add_argument("--sizes", type=common.parse_int_list, default=None,
                  help="default 32,64 (quick 32)")
   p.add_argument("--stages", type=common.parse_int_list, default=[1, 10])
   p.add_argument("--strategies", type=common.parse_str_list,
@@ -70,18 +65,9 @@ def parse_args():
   p.add_argument("--slow-threshold", type=float, default=None,
                  help="seconds per call above which a cell uses --slow-batch "
                  "(default 30, quick 3; inf disables)")
-  args = p.parse_args()
-  args.repeats = common.default_repeats(args, full=5)
-  if args.batch is None:
-    args.batch = 20 if args.quick else 100
-  if args.quick and args.sizes == [32, 64]:
-    args.sizes = [32]
-  if args.slow_batch is None:
-    args.slow_batch = 5 if args.quick else 20
-  if args.slow_threshold is None:
-    args.slow_threshold = 3.0 if args.quick else 30.0
-  if args.cell_budget is None:
-    args.cell_budget = 4.0 if args.quick else 15.0
+  args = common.fill_defaults(
+      p.parse_args(), batch=(100, 20), sizes=([32, 64], [32]), slow_batch=(20, 5),
+      slow_threshold=(30.0, 3.0), cell_budget=(15.0, 4.0))
   for s in args.strategies:
     if s not in cascade.STRATEGIES:
       p.error(f"unknown strategy {s!r}; choose from {cascade.STRATEGIES}")
@@ -93,10 +79,7 @@ def parse_args():
 
 def main():
   args = parse_args()
-  t_start = time.perf_counter()
-  info = common.machine_info()
-  common.log("measuring matmul peak ...")
-  peak = common.matmul_peak(args.matmul_n)
+  bench = common.Bench("cascade_strategies", args)
   key = jax.random.PRNGKey(args.seed)
   k_var, k_x = jax.random.split(key)
   max_stages = max(args.stages)
@@ -124,9 +107,7 @@ def main():
       out["g"] = compiled(x, stacked)
       return out["g"]
 
-    timing = common.time_calls(call, repeats=args.repeats, warmup=max(args.warmup, 1),
-                               budget_s=args.cell_budget,
-                               min_repeats=args.min_repeats)
+    timing = common.time_cell(args, call)
     g = np.asarray(out["g"])
     ref_key = (size, stages)
     if ref_key not in ref_grad:
@@ -146,8 +127,7 @@ def main():
                               + timing["warmup_s"][0],
         "median_s": med, "min_s": timing["min_s"], "max_s": timing["max_s"],
         "repeats": timing["repeats"], "times_s": timing["times_s"],
-        "gflop": flops / 1e9, "gflops": flops / med / 1e9,
-        "pct_peak": 100.0 * flops / med / 1e9 / peak["median_gflops"],
+        **common.rate_fields(flops, med, batch, bench.peak_gflops),
         "max_abs_grad_diff": diff, "median_image_max_abs_grad_diff": diff_med,
         "max_abs_grad": float(np.abs(g).max()), "grad_ref": ref_grad[ref_key][0],
         "temp_mb": cinfo.get("temp_mb"),
@@ -182,20 +162,13 @@ def main():
               measure(size, impl, strategy, 1, batch, model, stacked_all, x_full)
           measure(size, impl, strategy, stages, batch, model, stacked_all, x_full)
 
-  total_s = time.perf_counter() - t_start
-  print_report(args, info, peak, rows, resolved_auto, total_s)
-  common.write_json(args.json, {
-      "benchmark": "cascade_strategies", "machine": info, "matmul_peak": peak,
-      "args": vars(args), "auto_resolves_to": resolved_auto, "rows": rows,
-      "total_s": total_s})
+  bench.header("cascade_logits input-gradient: strategy x conv impl",
+               f"conv_impl 'auto' resolves to '{resolved_auto}' on this backend")
+  print_report(args, rows, resolved_auto)
+  bench.finish(auto_resolves_to=resolved_auto, rows=rows)
 
 
-def print_report(args, info, peak, rows, resolved_auto, total_s):
-  print("# cascade_logits input-gradient: strategy x conv impl\n")
-  print(common.machine_markdown(info))
-  print(f"- float32 matmul {peak['n']}x{peak['n']}: {peak['median_gflops']:.1f} "
-        f"GFLOP/s median, {peak['best_gflops']:.1f} best (the '% peak' reference)")
-  print(f"- conv_impl 'auto' resolves to '{resolved_auto}' on this backend\n")
+def print_report(args, rows, resolved_auto):
   headers = ["size", "impl", "strategy", "T", "batch", "compile s", "1st exec s",
              "ms/step", "ms/stage", "GFLOP/s", "% peak", "vs Tx1", "dg med/max", "n"]
   table = []
@@ -222,7 +195,6 @@ def print_report(args, info, peak, rows, resolved_auto, total_s):
         f"{args.batch} ran at batch {args.slow_batch}.")
   print()
   print(summary(rows, resolved_auto))
-  print(f"\nTotal wall time {total_s / 60:.1f} min.")
 
 
 def summary(rows, resolved_auto):

@@ -1,36 +1,43 @@
 """Shared helpers for the innjax benchmark scripts (not part of the library or tests).
 
-What lives here:
+Every script under `benchmarks/` answers one performance question and prints a
+markdown table (and, with `--json PATH`, all numbers as JSON). What they share lives
+here, so that each script is only its question:
 
-* `machine_info` / `machine_markdown`: CPU model, core count, load, jax backend and
-  devices, so every table says where it was measured.
-* `compile_jitted`: trace + lower and XLA compile timed separately (via
-  ``jax.jit(f).lower(...).compile()``), plus XLA's own buffer-size estimate.
-* `time_calls`: warm-up calls, then timed calls, each ending in
-  ``jax.block_until_ready``; reports the median (and min/max).
-* `classifier_flops`: analytic FLOP count of an `innjax.models.Classifier` forward
-  pass, and `GRAD_FLOPS_FACTOR`, the convention for an input-gradient step.
-* `stacked_variables`: T distinct classifier stages, stacked along a leading axis,
-  with non-trivial BatchNorm statistics (running mean/var set from a random batch,
-  scale/bias perturbed), so nothing is timed on zeros or on identity BatchNorms.
-* `random_images`: N(0, 1) clipped to [-1, 1].
-* `matmul_peak`: a measured dense float32 matmul rate, the "peak" the tables compare
-  against.
-* `markdown_table`, `write_json`, `add_common_args`.
+* command line: `add_common_args`, `fill_defaults` (full vs `--quick` values);
+* `Bench`: one invocation: the machine description (CPU model, cores, load, jax
+  backend), the measured dense float32 matmul peak, the report header, the total wall
+  time and the JSON file;
+* timing: `compile_jitted` (trace + lower and XLA compile timed separately, wall and
+  process CPU seconds, plus XLA's buffer estimate), `time_calls` / `time_cell` (warm-up
+  calls, then timed calls, each ending in ``jax.block_until_ready``; the median is the
+  result), `chained` / `time_chained` (a jitted step whose state is fed back in, as
+  in synthesis), `interleaved` (several functions timed in alternation, for ratios),
+  `CompileCounter` (every XLA compilation in a block of code, to count recompiles);
+* FLOPs: `classifier_flops`, `grad_step_flops`, `train_step_flops`, `rate_fields`;
+* memory: `memory_fields` (XLA's buffer estimate of an executable, the process's peak
+  RSS, the device's peak bytes where the backend reports them);
+* inputs: `stacked_variables` (distinct stages with non-trivial BatchNorm statistics),
+  `random_images`, `load_config`, `offline_colour_data`;
+* output: `markdown_table`, `fmt`, `verdict`, `write_json`, `log`.
 
 FLOP convention (used by every script): a convolution layer costs
 2*k*k*C_in*C_out*H_out*W_out FLOPs per image forward, the dense layer 2*D; bias,
-BatchNorm and leaky ReLU are not counted. The gradient with respect to the input
-only (the sampler never needs weight gradients) costs one transposed convolution
-per layer, the same FLOPs as the forward, so a forward + input-gradient step counts
-as 2x the forward FLOPs (`GRAD_FLOPS_FACTOR`). The "3x forward" often quoted is a
-training step (it adds the weight gradient); pass ``--grad-factor 3`` to report in
-that convention (it overstates the work done here by 1.5x).
+BatchNorm, leaky ReLU, the im2col gathers, the Adam update and the clip are not
+counted. The gradient with respect to the input only (the sampler never needs weight
+gradients) costs one transposed convolution per layer, the same FLOPs as the forward,
+so a forward + input-gradient step counts as 2x the forward FLOPs
+(`GRAD_FLOPS_FACTOR`). A classifier training step adds the weight gradients but needs
+no input gradient for the first layer: 3x forward minus the first convolution
+(`train_step_flops`). Timings on a shared machine are noisy: compare alternatives as
+ratios measured in one invocation, and read medians.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
 import json
 import os
 import platform
@@ -44,14 +51,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from innjax import cascade, models
+# The scripts run as `python benchmarks/<name>.py` from a checkout: put the repository
+# root on the path so `innjax` and `configs` import whether or not it is pip-installed.
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+
+from innjax import cascade, models  # pylint: disable=wrong-import-position
 
 GRAD_FLOPS_FACTOR = 2.0
 
 FLOP_NOTE = (
     "FLOPs: per image forward = sum over convs of 2*k*k*Cin*Cout*Hout*Wout + 2*D for "
-    "the dense (bias/BN/activations not counted); a forward + input-gradient step "
-    "counts as {factor:g}x forward. GFLOP/s = counted FLOPs / median wall time.")
+    "the dense (bias/BN/activations/gathers/Adam not counted); a forward + "
+    "input-gradient pass counts as {factor:g}x forward. GFLOP/s = counted FLOPs / "
+    "median wall time; '% peak' = GFLOP/s / the measured float32 matmul rate.")
 
 
 # ----------------------------------------------------------------------------------
@@ -74,19 +87,57 @@ def add_common_args(parser: argparse.ArgumentParser, repeats: int = 5) -> None:
                       help="lower bound on timed calls when --cell-budget cuts a "
                       "cell short (default 2)")
   parser.add_argument("--grad-factor", type=float, default=GRAD_FLOPS_FACTOR,
-                      help="FLOPs of a forward+input-gradient step as a multiple of "
+                      help="FLOPs of a forward+input-gradient pass as a multiple of "
                       "the forward (default 2; 3 is the training-step convention)")
   parser.add_argument("--matmul-n", type=int, default=2048,
                       help="size of the square float32 matmul used as the peak")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--json", type=str, default=None, metavar="PATH",
                       help="also write all results as JSON to PATH")
+  parser.set_defaults(_default_repeats=repeats)
 
 
-def default_repeats(args: argparse.Namespace, full: int) -> int:
-  if args.repeats is not None:
-    return max(1, args.repeats)
-  return 3 if args.quick else full
+def make_parser(doc: str, repeats: int = 5) -> argparse.ArgumentParser:
+  """A parser whose description is the script's docstring, with the common flags."""
+  parser = argparse.ArgumentParser(
+      description=doc.split("\n")[0], epilog=doc,
+      formatter_class=argparse.RawDescriptionHelpFormatter)
+  add_common_args(parser, repeats)
+  return parser
+
+
+def add_training_args(parser: argparse.ArgumentParser, defaults: dict) -> None:
+  """Flags of the scripts that train a scaled-down cascade (`scaled_svhn_config`).
+
+  Args:
+    parser: the script's parser.
+    defaults: name -> (full, quick) for "stages", "updates", "batch", "max_steps";
+      only shown in the help text (apply them with `fill_defaults`).
+  """
+  helps = {
+      "stages": "training stages (cascade slots)",
+      "updates": "classifier updates per stage",
+      "batch": "synthesis batch (images per sampler run)",
+      "max_steps": "synthesis step cap",
+  }
+  for name, text in helps.items():
+    full, quick = defaults[name]
+    parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None,
+                        help=f"{text} (default {full}, quick {quick})")
+
+
+def fill_defaults(args: argparse.Namespace, **defaults) -> argparse.Namespace:
+  """Sets every flag left at None to its (full, quick) default; also `repeats`.
+
+  Example: ``fill_defaults(args, batch=(100, 20), cell_budget=(15.0, 4.0))``.
+  """
+  if args.repeats is None:
+    args.repeats = 3 if args.quick else args._default_repeats
+  args.repeats = max(1, args.repeats)
+  for name, (full, quick) in defaults.items():
+    if getattr(args, name, None) is None:
+      setattr(args, name, quick if args.quick else full)
+  return args
 
 
 def parse_int_list(text: str) -> list[int]:
@@ -153,8 +204,7 @@ def machine_info() -> dict:
       "load_average_at_start": list(os.getloadavg()),
       "python": platform.python_version(),
       "jax": jax.__version__,
-      "jaxlib": getattr(sys.modules.get("jaxlib"), "__version__", None)
-                or _jaxlib_version(),
+      "jaxlib": _jaxlib_version(),
       "flax": flax.__version__,
       "backend": jax.default_backend(),
       "device": str(dev),
@@ -173,11 +223,12 @@ def _jaxlib_version() -> Optional[str]:
 
 
 def machine_markdown(info: dict) -> str:
+  """The machine description as markdown bullet points."""
   lines = [
       f"- CPU: {info['cpu_model']} ({info['cpu_flags']}); "
       f"{info['usable_cpus']} usable of {info['logical_cpus']} logical CPUs"
       + (f", cgroup quota {info['cgroup_cpu_quota']}" if info["cgroup_cpu_quota"] else ""),
-      f"- load average at start: "
+      "- load average at start: "
       + ", ".join(f"{v:.2f}" for v in info["load_average_at_start"])
       + " (other processes share this machine; expect noise)",
       f"- jax {info['jax']} (jaxlib {info['jaxlib']}), flax {info['flax']}, "
@@ -187,6 +238,49 @@ def machine_markdown(info: dict) -> str:
   if info["xla_flags"]:
     lines.append(f"- XLA_FLAGS: {info['xla_flags']}")
   return "\n".join(lines)
+
+
+class Bench:
+  """One benchmark invocation: machine, measured peak, report header, JSON.
+
+  Construct it first thing in `main()`: it records the start time, describes the
+  machine and measures the float32 matmul peak that '% peak' columns refer to.
+  """
+
+  def __init__(self, name: str, args: argparse.Namespace, peak: bool = True):
+    self.name = name
+    self.args = args
+    self.t_start = time.perf_counter()
+    self.info = machine_info()
+    self.peak = None
+    if peak:
+      log("measuring matmul peak ...")
+      self.peak = matmul_peak(args.matmul_n)
+
+  @property
+  def peak_gflops(self) -> Optional[float]:
+    return self.peak["median_gflops"] if self.peak else None
+
+  def header(self, title: str, *lines: str) -> None:
+    """Prints the report title, the machine, the peak and any extra bullet lines."""
+    print(f"# {title}\n")
+    print(machine_markdown(self.info))
+    if self.peak:
+      print(f"- float32 matmul {self.peak['n']}x{self.peak['n']}: "
+            f"{self.peak['median_gflops']:.1f} GFLOP/s median, "
+            f"{self.peak['best_gflops']:.1f} best (the '% peak' reference)")
+    for line in lines:
+      print(f"- {line}")
+    print()
+
+  def finish(self, **payload) -> None:
+    """Prints the total wall time and writes the JSON file (if --json was given)."""
+    total_s = time.perf_counter() - self.t_start
+    print(f"\nTotal wall time {total_s / 60:.1f} min.")
+    write_json(self.args.json, {
+        "benchmark": self.name, "machine": self.info, "matmul_peak": self.peak,
+        "args": {k: v for k, v in vars(self.args).items() if not k.startswith("_")},
+        **payload, "total_s": total_s})
 
 
 # ----------------------------------------------------------------------------------
@@ -200,17 +294,21 @@ def block(tree: Any) -> Any:
 def compile_jitted(fn: Callable, *args, **jit_kwargs) -> tuple[Any, dict]:
   """jit-lowers and compiles `fn` for `args`, timing the two phases separately.
 
+  Wall time on a shared machine includes waiting for a core; the process CPU time
+  (`compile_cpu_s`, all threads) is what the compiler itself spent.
+
   Returns:
     (compiled, info): `compiled(*args)` runs the executable; info has trace_lower_s,
-    compile_s and XLA's memory analysis in MB where the backend provides it.
+    compile_s, compile_cpu_s and XLA's memory analysis in MB where available.
   """
   jitted = jax.jit(fn, **jit_kwargs)
-  t0 = time.perf_counter()
+  c0, t0 = time.process_time(), time.perf_counter()
   lowered = jitted.lower(*args)
   t1 = time.perf_counter()
   compiled = lowered.compile()
-  t2 = time.perf_counter()
-  info = {"trace_lower_s": t1 - t0, "compile_s": t2 - t1}
+  t2, c2 = time.perf_counter(), time.process_time()
+  info = {"trace_lower_s": t1 - t0, "compile_s": t2 - t1,
+          "total_compile_s": t2 - t0, "compile_cpu_s": c2 - c0}
   info.update(memory_analysis(compiled))
   return compiled, info
 
@@ -241,7 +339,8 @@ def time_calls(fn: Callable[[], Any], repeats: int, warmup: int = 1,
   longer, the number of timed calls is cut (to at least `min_repeats`).
 
   Returns:
-    dict with warmup_s (list), times_s (list), median_s, min_s, max_s, repeats.
+    dict with warmup_s (list), times_s (list), cpu_s (list, process CPU seconds per
+    call), median_s, median_cpu_s, min_s, max_s, repeats.
   """
   warm = []
   for _ in range(max(warmup, 0)):
@@ -251,15 +350,110 @@ def time_calls(fn: Callable[[], Any], repeats: int, warmup: int = 1,
   n = repeats
   if budget_s is not None and warm:
     n = int(min(repeats, max(min_repeats, budget_s // max(warm[-1], 1e-9))))
-  times = []
+  times, cpu = [], []
   for _ in range(max(n, 1)):
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     block(fn())
     times.append(time.perf_counter() - t0)
+    cpu.append(time.process_time() - c0)
   return {
-      "warmup_s": warm, "times_s": times, "repeats": len(times),
-      "median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
+      "warmup_s": warm, "times_s": times, "cpu_s": cpu, "repeats": len(times),
+      "median_s": statistics.median(times), "median_cpu_s": statistics.median(cpu),
+      "min_s": min(times), "max_s": max(times),
   }
+
+
+def time_cell(args: argparse.Namespace, fn: Callable[[], Any]) -> dict:
+  """`time_calls` with the script's --repeats, --warmup, --cell-budget, --min-repeats."""
+  return time_calls(fn, repeats=args.repeats, warmup=max(args.warmup, 1),
+                    budget_s=args.cell_budget, min_repeats=args.min_repeats)
+
+
+def interleaved(fns: dict, rounds: int, warmup: int = 1) -> dict:
+  """Times several functions in alternation, for ratios robust to a shared machine.
+
+  Each round calls every function once, in order, so load from other processes hits
+  all of them about equally; the medians over rounds are compared.
+
+  Args:
+    fns: name -> fn() returning jax values (blocked on before the clock is read).
+    rounds: timed rounds.
+    warmup: untimed rounds first.
+
+  Returns:
+    name -> dict with times_s, median_s, min_s, max_s, repeats.
+  """
+  for _ in range(warmup):
+    for fn in fns.values():
+      block(fn())
+  times = {name: [] for name in fns}
+  for _ in range(max(rounds, 1)):
+    for name, fn in fns.items():
+      t0 = time.perf_counter()
+      block(fn())
+      times[name].append(time.perf_counter() - t0)
+  return {name: {"times_s": t, "median_s": statistics.median(t), "min_s": min(t),
+                 "max_s": max(t), "repeats": len(t)} for name, t in times.items()}
+
+
+def chained(compiled: Callable, state: Any, *operands) -> Callable[[], Any]:
+  """fn() that runs `state, info = compiled(*operands, state)`, feeding the state back.
+
+  This is how a synthesis loop calls its step: x (and the optimizer moments) move
+  from call to call. fn returns the new images.
+  """
+  holder = {"state": state}
+
+  def call():
+    holder["state"], _ = compiled(*operands, holder["state"])
+    return holder["state"].x
+
+  return call
+
+
+def time_chained(args: argparse.Namespace, compiled: Callable, state: Any,
+                 *operands) -> dict:
+  """Times `state, info = compiled(*operands, state)` with the state fed back in.
+
+  See `chained`; each timed call blocks on the new images.
+
+  Returns:
+    timing as from `time_cell`.
+  """
+  return time_cell(args, chained(compiled, state, *operands))
+
+
+class CompileCounter(contextlib.AbstractContextManager):
+  """Records every XLA backend compilation while active: (function name, seconds).
+
+  Uses jax's monitoring hook for backend compiles, so it sees compilations from any
+  jitted function (including ones inside library code), not only those timed here.
+  """
+
+  EVENT = "/jax/core/compile/backend_compile_duration"
+
+  def __init__(self):
+    self.events: list[tuple[str, float]] = []
+
+  def _listener(self, event: str, duration: float, **kwargs) -> None:
+    if event == self.EVENT:
+      self.events.append((str(kwargs.get("fun_name", "?")), float(duration)))
+
+  def __enter__(self):
+    jax.monitoring.register_event_duration_secs_listener(self._listener)
+    return self
+
+  def __exit__(self, *exc):
+    jax.monitoring.unregister_event_duration_listener(self._listener)
+    return False
+
+  def mark(self) -> int:
+    """A position in the record, for `since`."""
+    return len(self.events)
+
+  def since(self, mark: int) -> list[tuple[str, float]]:
+    """The compilations recorded after `mark`."""
+    return self.events[mark:]
 
 
 def max_rss_mb() -> float:
@@ -277,6 +471,23 @@ def device_peak_memory_mb() -> Optional[float]:
   if not stats or "peak_bytes_in_use" not in stats:
     return None
   return stats["peak_bytes_in_use"] / 2**20
+
+
+def memory_fields(cinfo: dict) -> dict:
+  """Memory columns of a cell: XLA's estimate of its executable, RSS, device peak.
+
+  `xla_args_temp_mb` (arguments + temporaries) is what the executable needs beside
+  its outputs; on CPU it is the best per-executable measure of device memory, the
+  process RSS being monotonic and shared by everything the script ran before.
+  """
+  return {
+      "xla_args_mb": cinfo.get("argument_mb"),
+      "xla_temp_mb": cinfo.get("temp_mb"),
+      "xla_args_temp_mb": (cinfo.get("argument_mb") or 0.0)
+                          + (cinfo.get("temp_mb") or 0.0),
+      "max_rss_mb": max_rss_mb(),
+      "device_peak_mb": device_peak_memory_mb(),
+  }
 
 
 # ----------------------------------------------------------------------------------
@@ -308,8 +519,29 @@ def grad_step_flops(model: models.Classifier, height: int, width: int, batch: in
       stage_passes
 
 
+def train_step_flops(model: models.Classifier, height: int, width: int,
+                     batch: int) -> float:
+  """FLOPs of one classifier training update over a batch.
+
+  Forward + weight gradients + input gradients of every layer but the first (the
+  images need none): 3x forward minus the first convolution.
+  """
+  counts = classifier_flops(model, height, width)
+  return (3 * counts["forward"] - counts["layers"][0][1]) * batch
+
+
+def rate_fields(flops: float, median_s: float, items: float,
+                peak_gflops: Optional[float]) -> dict:
+  """Throughput columns: items per second, GFLOP/s and percent of the measured peak."""
+  gflops = flops / median_s / 1e9
+  return {
+      "items_per_s": items / median_s, "gflop": flops / 1e9, "gflops": gflops,
+      "pct_peak": 100.0 * gflops / peak_gflops if peak_gflops else None,
+  }
+
+
 # ----------------------------------------------------------------------------------
-# Inputs and variables.
+# Inputs, variables and configs.
 
 
 def random_images(key: jax.Array, batch: int, size: int, channels: int = 3
@@ -363,6 +595,69 @@ def stacked_variables(model: models.Classifier, size: int, num_stages: int,
   return block(cascade.stack([one_jit(k) for k in keys]))
 
 
+def load_config(name: str):
+  """`configs/<name>.py`'s get_config(), e.g. load_config("svhn")."""
+  return importlib.import_module(f"configs.{name}").get_config()
+
+
+CIFAR_SUBSET = os.path.join(os.path.dirname(REPO_ROOT), "shared", "data",
+                            "cifar10_subset", "data_batch_1_partial.npz")
+
+
+def offline_colour_data(config) -> str:
+  """Points `config.data` at 32x32 colour images that need no download.
+
+  SVHN itself needs tensorflow-datasets and internet. Stand-ins of the same shape:
+  the CIFAR-10 subset beside the project (`../shared/data`) when it is there, else
+  random crops of scikit-image's bundled `astronaut` photo.
+
+  Returns:
+    A short description of the data used.
+  """
+  config.data.image_size = 32
+  config.data.channels = 3
+  if os.path.isfile(CIFAR_SUBSET):
+    config.data.source = "npz"
+    config.data.path = CIFAR_SUBSET
+    return "CIFAR-10 subset (1017 images, 32x32x3) standing in for SVHN"
+  config.data.source = "skimage"
+  config.data.name = "astronaut"
+  config.data.num_crops = 1000
+  config.data.crop_scale = 0.25
+  return "1000 random 32x32 crops of skimage's astronaut standing in for SVHN"
+
+
+def scaled_svhn_config(stages: int, updates: int, negatives: int, batch: int,
+                       max_steps: int, energy: str = "sum"):
+  """configs/svhn.py (the paper network, 32x32x3) scaled down to run in minutes.
+
+  Args:
+    stages: number of stages (slots of the preallocated cascade).
+    updates: classifier updates per stage (in chunks of half as many).
+    negatives: pseudo-negatives synthesised per stage; the pool keeps all stages'.
+    batch: the synthesis batch (negatives are padded up to a multiple of it).
+    max_steps: the synthesis step cap (training and sampling).
+    energy: "sum" (the SVHN config) or "sequential".
+
+  Returns:
+    (config, description of the offline stand-in data).
+  """
+  config = load_config("svhn")
+  data = offline_colour_data(config)
+  config.num_stages = stages
+  config.train.steps_per_stage = updates
+  config.train.log_every = max(1, updates // 2)
+  config.pool.negatives_per_stage = negatives
+  config.pool.capacity = negatives * (stages + 1)
+  config.synthesis.batch_size = batch
+  config.synthesis.max_steps = max_steps
+  config.synthesis.energy = energy
+  config.sample.max_steps = max_steps
+  config.sample.batch_size = batch
+  config.grid_size = min(64, negatives)
+  return config, data
+
+
 # ----------------------------------------------------------------------------------
 # Peak.
 
@@ -388,6 +683,7 @@ def matmul_peak(n: int = 2048, repeats: int = 10, key: Optional[jax.Array] = Non
 
 
 def fmt(value: Any, digits: int = 1) -> str:
+  """A table cell: '-' for None/NaN, thousands separators for floats."""
   if value is None:
     return "-"
   if isinstance(value, float):
@@ -395,6 +691,13 @@ def fmt(value: Any, digits: int = 1) -> str:
       return "-"
     return f"{value:,.{digits}f}"
   return str(value)
+
+
+def verdict(ok: Optional[bool]) -> str:
+  """'met' / 'NOT met' / 'n/a' for a target."""
+  if ok is None:
+    return "n/a"
+  return "met" if ok else "NOT met"
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]],
@@ -417,6 +720,7 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]],
 
 
 def write_json(path: Optional[str], payload: dict) -> None:
+  """Writes `payload` as JSON to `path` (no-op when path is None)."""
   if not path:
     return
   directory = os.path.dirname(os.path.abspath(path))

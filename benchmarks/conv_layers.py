@@ -19,9 +19,6 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
-import time
-
 import jax
 
 import common
@@ -29,30 +26,18 @@ from innjax import models
 
 
 def parse_args():
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-  common.add_common_args(p, repeats=5)
+  p = common.make_parser(__doc__, repeats=5)
   p.add_argument("--batch", type=int, default=None, help="default 100 (quick 20)")
   p.add_argument("--sizes", type=common.parse_int_list, default=None,
                  help="image sizes (default 32,64; quick 32)")
   p.add_argument("--impls", type=common.parse_str_list, default=["im2col", "xla"])
-  args = p.parse_args()
-  args.repeats = common.default_repeats(args, full=5)
-  if args.batch is None:
-    args.batch = 20 if args.quick else 100
-  if args.sizes is None:
-    args.sizes = [32] if args.quick else [32, 64]
-  if args.cell_budget is None:
-    args.cell_budget = 4.0 if args.quick else 10.0
-  return args
+  return common.fill_defaults(p.parse_args(), batch=(100, 20), sizes=([32, 64], [32]),
+                              cell_budget=(10.0, 4.0))
 
 
 def main():
   args = parse_args()
-  t_start = time.perf_counter()
-  info = common.machine_info()
-  common.log("measuring matmul peak ...")
-  peak = common.matmul_peak(args.matmul_n)
+  bench = common.Bench("conv_layers", args)
   model = models.Classifier()
   key = jax.random.PRNGKey(args.seed)
   rows = []
@@ -81,27 +66,19 @@ def main():
         for direction, fn, fargs in (("forward", fwd, (x, kernel)),
                                      ("dx", dx, (x, kernel, cotangent))):
           compiled, cinfo = common.compile_jitted(fn, *fargs)
-          timing = common.time_calls(lambda: compiled(*fargs), args.repeats,
-                                     warmup=max(args.warmup, 1),
-                                     budget_s=args.cell_budget,
-                                     min_repeats=args.min_repeats)
+          timing = common.time_cell(args, lambda: compiled(*fargs))
           med = timing["median_s"]
           rows.append({
               "size": size, "layer": f"conv{i}", "input": f"{h}x{h}x{c_in}",
               "c_out": c_out, "impl": impl, "direction": direction,
-              "batch": args.batch, "compile_s": cinfo["trace_lower_s"]
-              + cinfo["compile_s"], "median_s": med, "repeats": timing["repeats"],
-              "gflops": flops / med / 1e9,
-              "pct_peak": 100 * flops / med / 1e9 / peak["median_gflops"]})
+              "batch": args.batch, "compile_s": cinfo["total_compile_s"],
+              "median_s": med, "repeats": timing["repeats"],
+              **common.rate_fields(flops, med, args.batch, bench.peak_gflops)})
           common.log(f"  {size} conv{i} {impl:6s} {direction:7s} {med * 1e3:9.1f} ms "
                      f"{flops / med / 1e9:6.1f} GFLOP/s")
       h, c_in = out, c_out
 
-  total_s = time.perf_counter() - t_start
-  print("# Per-layer convolution time: xla vs im2col\n")
-  print(common.machine_markdown(info))
-  print(f"- float32 matmul {peak['n']}x{peak['n']}: {peak['median_gflops']:.1f} "
-        f"GFLOP/s median (the '% peak' reference); batch {args.batch}\n")
+  bench.header("Per-layer convolution time: xla vs im2col", f"batch {args.batch}")
   headers = ["image", "layer", "input", "Cout", "impl", "direction", "compile s",
              "ms", "GFLOP/s", "% peak", "n"]
   table = [[f"{r['size']}x{r['size']}", r["layer"], r["input"], r["c_out"], r["impl"],
@@ -112,10 +89,7 @@ def main():
   print("\nMedian of n calls after warm-up. FLOPs per layer = "
         "2*k*k*Cin*Cout*Hout*Wout*batch for both the forward and the input gradient "
         "('dx', a transposed convolution).")
-  print(f"\nTotal wall time {total_s / 60:.1f} min.")
-  common.write_json(args.json, {
-      "benchmark": "conv_layers", "machine": info, "matmul_peak": peak,
-      "args": vars(args), "rows": rows, "total_s": total_s})
+  bench.finish(rows=rows)
 
 
 if __name__ == "__main__":

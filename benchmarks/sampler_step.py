@@ -1,43 +1,44 @@
-"""Throughput of `innjax.sampler.make_sampler(...).step`, and `run` vs single steps.
+"""How fast is one sampler step, by image size, number of stages, strategy and mode?
 
-Part 1 times the jitted `step(params, state)` (one Adam update of the images: the
-cascade energy, its input gradient, the moment updates, the clip) for each image
-size, number of stages and mode, with the default strategy and conv_impl="auto".
-The state is chained from call to call (x moves, as in a real synthesis loop); every
-call ends in `block_until_ready`. In "sum" mode a step evaluates every stage; in
-"sequential" mode it evaluates only the current stage (picked out of the stacked
-params by a dynamic index), so its cost should not depend on the number of stages.
+Question 1 of the performance issue. Times the jitted
+`innjax.sampler.make_sampler(...).step(params, state)`: one Adam update of a batch of
+images (the cascade energy, its gradient with respect to the images, the moment
+updates, the clip), for the paper's `Classifier()` (5x5 stride-2 convolutions with
+64/128/256/512 channels, conv_impl "auto"), batch 100, at 32x32 and 64x64, for 1, 10
+(and with --full 20) stages:
 
-Part 2 (host round-trip check) compares `run(params, x0, key)` with stop_prob=None
-and max_steps=N, one jitted `lax.while_loop`, with N single jitted steps called
-from Python: ratio_vs_median = time(run) / (N * median single-step time), and
-ratio_vs_loop = time(run) / time(Python loop of N steps, blocking once at the end).
-`run` also evaluates the energy once more at the end (the final P(real): one
-forward pass, about 0.5/N of the N steps under the 2x convention), so
-1 + 0.5/N means "no overhead".
+* ``mode="sum"`` evaluates every stage at every step; it is timed for each stage-axis
+  strategy ("scan", the default, "unrolled", "vmap"). "vs Tx1" = t(T) / (T * t(1))
+  for the same strategy: 1.00 means stacking T stages costs exactly T single stages.
+* ``mode="sequential"`` evaluates only the current stage, picked out of the stacked
+  params by a dynamic index; the strategy is not used there, so it is timed once per
+  (size, T). "vs Tx1" is t(T) / t(1): 1.00 means the unused stages cost nothing.
 
-Memory: XLA's buffer estimate of the compiled step (`memory_analysis()`: arguments +
-temporaries, MB), the process's peak RSS so far (monotonic, CPU), and the device's
-peak bytes in use where the backend reports it (GPU/TPU).
-
-Stage variables are distinct per stage, with non-trivial BatchNorm statistics;
-images are N(0,1) clipped to [-1, 1].
+The state is fed back from call to call (x moves, as in a real synthesis loop) and
+every call ends in `block_until_ready`. The stage counts of one (size, mode,
+strategy) are timed in alternation, one call of each per round, so that "vs Tx1"
+compares them under the same machine load; medians over the rounds are reported. Stage variables are distinct per stage, with
+non-trivial BatchNorm statistics; images are N(0,1) clipped to [-1, 1]. Compile time
+(trace + lower + XLA compile, wall and process CPU seconds) is reported apart from
+the median step time. Memory is XLA's buffer estimate of the compiled step
+(`memory_analysis()`: arguments + temporaries), which does not depend on what ran
+before in the process.
 
 FLOP convention: per image forward = sum over convs 2*k*k*Cin*Cout*Hout*Wout + 2*D
 (dense); one forward + input-gradient stage pass = 2x forward (--grad-factor to
-change); a sum-mode step is T stage passes, a sequential step one. The Adam update
-and clip are not counted. "% peak" is relative to a measured float32 matmul.
+change); a sum-mode step is T stage passes, a sequential step one. The Adam update,
+the clip and the im2col gathers are not counted. "% peak" is relative to a float32
+2048x2048 matmul measured by the same script.
 
 Usage:
-  python benchmarks/sampler_step.py                  # ~6-10 min on a 2-core CPU
-  python benchmarks/sampler_step.py --quick          # 32x32, T 1 and 10, batch 20, ~2 min
-  python benchmarks/sampler_step.py --stages 1,10 --modes sum --json out.json
+  python benchmarks/sampler_step.py            # 32+64, T 1,10, all strategies at 32: ~10 min
+  python benchmarks/sampler_step.py --quick    # 32x32, T 1,4, batch 20: ~3 min
+  python benchmarks/sampler_step.py --full     # the issue's grid (T 1,10,20, all
+                                               # strategies at both sizes): ~1 h here
+  python benchmarks/sampler_step.py --sizes 32 --stages 1,10 --modes sum --json out.json
 """
 
 from __future__ import annotations
-
-import argparse
-import time
 
 import jax
 
@@ -46,212 +47,158 @@ from innjax import cascade, models, sampler
 
 
 def parse_args():
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-  common.add_common_args(p, repeats=5)
+  p = common.make_parser(__doc__, repeats=4)
+  p.add_argument("--full", action="store_true",
+                 help="the issue's grid: T 1,10,20 and every strategy at every size")
   p.add_argument("--batch", type=int, default=None, help="default 100 (quick 20)")
   p.add_argument("--sizes", type=common.parse_int_list, default=None,
                  help="default 32,64 (quick 32)")
   p.add_argument("--stages", type=common.parse_int_list, default=None,
-                 help="default 1,10,20 (quick 1,10)")
+                 help="default 1,10 (--full 1,10,20; quick 1,4)")
   p.add_argument("--modes", type=common.parse_str_list, default=list(sampler.MODES))
-  p.add_argument("--strategy", default=cascade.DEFAULT_STRATEGY,
-                 choices=cascade.STRATEGIES)
+  p.add_argument("--strategies", type=common.parse_str_list,
+                 default=list(cascade.STRATEGIES),
+                 help="sum-mode stage-axis strategies (default all three)")
+  p.add_argument("--strategy-sizes", type=common.parse_int_list, default=None,
+                 help="sizes at which strategies other than scan run (default 32; "
+                 "--full: every size)")
   p.add_argument("--conv-impl", default="auto", choices=models.CONV_IMPLS)
-  p.add_argument("--run-steps", type=int, default=None,
-                 help="N for the run-vs-steps check (default 10, quick 5); 0 skips it")
-  p.add_argument("--run-stages", type=common.parse_int_list, default=[1],
-                 help="stage counts for the run-vs-steps check (default 1)")
   args = p.parse_args()
-  args.repeats = common.default_repeats(args, full=5)
-  if args.batch is None:
-    args.batch = 20 if args.quick else 100
-  if args.stages is None:
-    args.stages = [1, 10] if args.quick else [1, 10, 20]
-  if args.sizes is None:
-    args.sizes = [32] if args.quick else [32, 64]
-  if args.run_steps is None:
-    args.run_steps = 5 if args.quick else 10
-  if args.cell_budget is None:
-    args.cell_budget = 4.0 if args.quick else 15.0
+  full_stages = [1, 10, 20] if args.full else [1, 10]
+  common.fill_defaults(args, batch=(100, 20), sizes=([32, 64], [32]),
+                       stages=(full_stages, [1, 4]))
+  if args.strategy_sizes is None:
+    args.strategy_sizes = list(args.sizes) if args.full else [min(args.sizes)]
   for m in args.modes:
     if m not in sampler.MODES:
       p.error(f"unknown mode {m!r}; choose from {sampler.MODES}")
+  for s in args.strategies:
+    if s not in cascade.STRATEGIES:
+      p.error(f"unknown strategy {s!r}; choose from {cascade.STRATEGIES}")
   return args
+
+
+def groups(args):
+  """(size, mode, strategy) groups in the order they run; sequential has no strategy.
+
+  The stage counts of one group are timed together, in alternation, so that their
+  ratio ("vs Tx1") is not skewed by load that changes between cells.
+  """
+  out = []
+  for size in args.sizes:
+    for mode in args.modes:
+      if mode == "sequential":
+        out.append((size, mode, "-"))
+        continue
+      for strategy in args.strategies:
+        if strategy == cascade.DEFAULT_STRATEGY or size in args.strategy_sizes:
+          out.append((size, mode, strategy))
+  return out
 
 
 def main():
   args = parse_args()
-  t_start = time.perf_counter()
-  info = common.machine_info()
-  common.log("measuring matmul peak ...")
-  peak = common.matmul_peak(args.matmul_n)
+  bench = common.Bench("sampler_step", args)
   key = jax.random.PRNGKey(args.seed)
   k_var, k_x, k_s = jax.random.split(key, 3)
   model = models.Classifier(conv_impl=args.conv_impl)
   logit_fn = models.make_logit_fn(model)
-  max_stages = max(args.stages + (args.run_stages if args.run_steps else []))
-  step_rows, run_rows = [], []
-  step_median = {}
+  rows, variables = [], {}
 
-  for size in args.sizes:
-    common.log(f"size {size}: building {max_stages} stages ...")
-    stacked_all = common.stacked_variables(model, size, max_stages,
-                                           jax.random.fold_in(k_var, size))
+  for size, mode, strategy in groups(args):
+    if size not in variables:
+      common.log(f"size {size}: building {max(args.stages)} stages ...")
+      variables = {size: common.stacked_variables(
+          model, size, max(args.stages), jax.random.fold_in(k_var, size))}
     x0 = common.random_images(jax.random.fold_in(k_x, size), args.batch, size)
-    for mode in args.modes:
-      for stages in sorted(args.stages):
-        params = jax.tree_util.tree_map(lambda l: l[:stages], stacked_all)
-        smp = sampler.make_sampler(logit_fn, mode=mode, strategy=args.strategy,
-                                   stop_prob=None, max_steps=max(args.run_steps, 1))
-        state0 = smp.init(x0, k_s)
-        common.log(f"  {size}x{size} {mode:10s} T={stages:<3d}: compiling step ...")
-        compiled, cinfo = common.compile_jitted(smp.step, params, state0)
-        holder = {"state": state0}
+    smp = sampler.make_sampler(
+        logit_fn, mode=mode, stop_prob=None,
+        strategy=cascade.DEFAULT_STRATEGY if strategy == "-" else strategy)
+    calls, infos = {}, {}
+    for stages in sorted(args.stages):
+      params = jax.tree_util.tree_map(lambda l, t=stages: l[:t], variables[size])
+      common.log(f"  {size}x{size} {mode:10s} {strategy:8s} T={stages:<3d}: compiling ...")
+      compiled, infos[stages] = common.compile_jitted(smp.step, params,
+                                                      smp.init(x0, k_s))
+      calls[stages] = common.chained(compiled, smp.init(x0, k_s), params)
+    common.log(f"  timing {args.repeats} rounds of T={sorted(calls)} in turn ...")
+    timings = common.interleaved(calls, rounds=args.repeats, warmup=max(args.warmup, 1))
+    one = timings[min(calls)]["median_s"] if 1 in calls else None
+    for stages, timing in timings.items():
+      med, cinfo = timing["median_s"], infos[stages]
+      passes = stages if mode == "sum" else 1
+      flops = common.grad_step_flops(model, size, size, args.batch, passes,
+                                     args.grad_factor)
+      row = {
+          "size": size, "mode": mode, "strategy": strategy, "stages": stages,
+          "stage_passes": passes, "batch": args.batch, **cinfo,
+          "median_s": med, "times_s": timing["times_s"], "repeats": timing["repeats"],
+          **common.rate_fields(flops, med, args.batch, bench.peak_gflops),
+          **common.memory_fields(cinfo),
+          "vs_T_x_1": med / (passes * one) if one else None,
+      }
+      rows.append(row)
+      common.log(f"    T={stages}: {med * 1e3:9.1f} ms/step  {row['gflops']:6.1f} "
+                 f"GFLOP/s  compile {cinfo['total_compile_s']:.1f} s")
 
-        def call():
-          holder["state"], info_ = compiled(params, holder["state"])
-          return holder["state"].x, info_.mean_prob
-
-        timing = common.time_calls(call, repeats=args.repeats,
-                                   warmup=max(args.warmup, 1),
-                                   budget_s=args.cell_budget,
-                                   min_repeats=args.min_repeats)
-        med = timing["median_s"]
-        passes = stages if mode == "sum" else 1
-        flops = common.grad_step_flops(model, size, size, args.batch, passes,
-                                       args.grad_factor)
-        row = {
-            "size": size, "mode": mode, "stages": stages, "stage_passes": passes,
-            "batch": args.batch, "trace_lower_s": cinfo["trace_lower_s"],
-            "compile_s": cinfo["compile_s"], "first_exec_s": timing["warmup_s"][0],
-            "median_s": med, "min_s": timing["min_s"], "max_s": timing["max_s"],
-            "times_s": timing["times_s"], "repeats": timing["repeats"],
-            "images_steps_per_s": args.batch / med,
-            "gflops": flops / med / 1e9,
-            "pct_peak": 100.0 * flops / med / 1e9 / peak["median_gflops"],
-            "xla_args_temp_mb": (cinfo.get("argument_mb") or 0.0)
-                                + (cinfo.get("temp_mb") or 0.0),
-            "xla_temp_mb": cinfo.get("temp_mb"),
-            "max_rss_mb": common.max_rss_mb(),
-            "device_peak_mb": common.device_peak_memory_mb(),
-        }
-        step_median[(size, mode, stages)] = med
-        step_rows.append(row)
-        common.log(f"    {med * 1e3:9.1f} ms/step  {row['images_steps_per_s']:7.1f} "
-                   f"img*steps/s  {row['gflops']:6.1f} GFLOP/s")
-
-        if args.run_steps and stages in args.run_stages:
-          run_rows.append(run_check(args, smp, compiled, params, x0, k_s, size, mode,
-                                    stages, med))
-
-  total_s = time.perf_counter() - t_start
-  print_report(args, info, peak, step_rows, run_rows, total_s)
-  common.write_json(args.json, {
-      "benchmark": "sampler_step", "machine": info, "matmul_peak": peak,
-      "args": vars(args), "auto_resolves_to": models.resolve_conv_impl(args.conv_impl),
-      "step_rows": step_rows, "run_rows": run_rows, "total_s": total_s})
-
-
-def run_check(args, smp, compiled_step, params, x0, key, size, mode, stages,
-              step_med):
-  """time(run of N steps) against N single jitted steps from Python."""
-  n = args.run_steps
-  updates = n * (stages if mode == "sequential" else 1)
-  common.log(f"  {size}x{size} {mode:10s} T={stages:<3d}: compiling run (N={n}) ...")
-  compiled_run, cinfo = common.compile_jitted(
-      lambda p, x, k: smp.run(p, x, k), params, x0, key)
-
-  out = {}
-
-  def call_run():
-    out["x"], out["info"] = compiled_run(params, x0, key)
-    return out["x"], out["info"]
-
-  t_run = common.time_calls(call_run, repeats=args.repeats, warmup=max(args.warmup, 1),
-                            budget_s=args.cell_budget, min_repeats=args.min_repeats)
-  applied = int(jax.device_get(out["info"].steps).sum())
-
-  state0 = smp.init(x0, key)
-
-  def call_loop():
-    state = state0
-    for _ in range(updates):
-      state, _ = compiled_step(params, state)
-    return state.x
-
-  # The step is already compiled and warm: no warm-up loop, and as many loops as
-  # the cell budget allows (at least --min-repeats).
-  loops = int(min(args.repeats, max(args.min_repeats,
-                                    args.cell_budget // (updates * step_med))))
-  t_loop = common.time_calls(call_loop, repeats=loops, warmup=0)
-  row = {
-      "size": size, "mode": mode, "stages": stages, "batch": args.batch, "n": n,
-      "updates": updates, "updates_applied_by_run": applied,
-      "run_compile_s": cinfo["trace_lower_s"] + cinfo["compile_s"],
-      "run_median_s": t_run["median_s"], "run_times_s": t_run["times_s"],
-      "loop_median_s": t_loop["median_s"], "loop_times_s": t_loop["times_s"],
-      "step_median_s": step_med,
-      "ratio_vs_median": t_run["median_s"] / (updates * step_med),
-      "ratio_vs_loop": t_run["median_s"] / t_loop["median_s"],
-      "expected_no_overhead": 1.0 + 0.5 / updates,
-  }
-  common.log(f"    run {t_run['median_s']:.2f} s, loop {t_loop['median_s']:.2f} s, "
-             f"ratio {row['ratio_vs_median']:.3f}")
-  return row
-
-
-def print_report(args, info, peak, step_rows, run_rows, total_s):
-  print("# innjax sampler step throughput\n")
-  print(common.machine_markdown(info))
-  print(f"- float32 matmul {peak['n']}x{peak['n']}: {peak['median_gflops']:.1f} "
-        f"GFLOP/s median, {peak['best_gflops']:.1f} best (the '% peak' reference)")
-  print(f"- strategy '{args.strategy}', conv_impl '{args.conv_impl}' -> "
-        f"'{models.resolve_conv_impl(args.conv_impl)}', batch {args.batch}\n")
-  headers = ["size", "mode", "T", "passes", "compile s", "1st exec s", "ms/step",
-             "img*steps/s", "GFLOP/s", "% peak", "XLA args+temp MB", "max RSS MB", "n"]
-  dev_mem = any(r["device_peak_mb"] is not None for r in step_rows)
-  if dev_mem:
-    headers.insert(-1, "device peak MB")
-  table = []
-  for r in step_rows:
-    row = [f"{r['size']}x{r['size']}", r["mode"], r["stages"], r["stage_passes"],
-           common.fmt(r["trace_lower_s"] + r["compile_s"]),
-           common.fmt(r["first_exec_s"], 2), common.fmt(r["median_s"] * 1e3),
-           common.fmt(r["images_steps_per_s"]), common.fmt(r["gflops"]),
-           common.fmt(r["pct_peak"], 0), common.fmt(r["xla_args_temp_mb"], 0),
-           common.fmt(r["max_rss_mb"], 0), r["repeats"]]
-    if dev_mem:
-      row.insert(-1, common.fmt(r["device_peak_mb"], 0))
-    table.append(row)
-  print(common.markdown_table(headers, table, align="llrr" + "r" * (len(headers) - 4)))
+  bench.header(
+      "innjax sampler step throughput",
+      f"conv_impl '{args.conv_impl}' -> '{models.resolve_conv_impl(args.conv_impl)}', "
+      f"batch {args.batch}, Adam on the images + clip, stop_prob=None")
+  print_table(rows, args)
   print()
-  print("Median of n chained calls of the jitted step after 1 warm-up call; "
-        "'compile s' = trace+lower+XLA compile, '1st exec s' = first execution "
-        "(first call = their sum). 'passes' = stage forward+input-gradient passes "
-        "per step. 'XLA args+temp MB' is compiled.memory_analysis(); 'max RSS MB' is "
-        "the process peak so far (monotonic). "
-        + common.FLOP_NOTE.format(factor=args.grad_factor))
-  if run_rows:
-    print("\n## run (one lax.while_loop) vs N single steps from Python\n")
-    headers = ["size", "mode", "T", "N updates", "compile s", "run s",
-               "N x median step s", "Python loop s", "run / (N x step)",
-               "run / loop", "no-overhead value"]
-    table = []
-    for r in run_rows:
-      table.append([
-          f"{r['size']}x{r['size']}", r["mode"], r["stages"], r["updates"],
-          common.fmt(r["run_compile_s"]), common.fmt(r["run_median_s"], 3),
-          common.fmt(r["updates"] * r["step_median_s"], 3),
-          common.fmt(r["loop_median_s"], 3), common.fmt(r["ratio_vs_median"], 3),
-          common.fmt(r["ratio_vs_loop"], 3), common.fmt(r["expected_no_overhead"], 3)])
-    print(common.markdown_table(headers, table, align="llr" + "r" * 8))
-    print()
-    print("run uses stop_prob=None and max_steps=N, so it applies exactly N updates "
-          "(per stage in sequential mode) and then one extra forward pass for the "
-          "final P(real); 'no-overhead value' = 1 + 0.5/N accounts for that pass. "
-          "The Python loop dispatches N jitted steps asynchronously and blocks once.")
-  print(f"\nTotal wall time {total_s / 60:.1f} min.")
+  print(targets(rows, bench.peak_gflops))
+  bench.finish(auto_resolves_to=models.resolve_conv_impl(args.conv_impl), rows=rows)
+
+
+def print_table(rows, args):
+  headers = ["size", "mode", "strategy", "T", "compile s", "compile CPU s",
+             "ms/step", "img*steps/s", "GFLOP/s", "% peak", "vs Tx1",
+             "XLA args+temp MB", "n"]
+  table = [[f"{r['size']}x{r['size']}", r["mode"], r["strategy"], r["stages"],
+            common.fmt(r["total_compile_s"]), common.fmt(r["compile_cpu_s"]),
+            common.fmt(r["median_s"] * 1e3), common.fmt(r["items_per_s"]),
+            common.fmt(r["gflops"]), common.fmt(r["pct_peak"], 0),
+            common.fmt(r["vs_T_x_1"], 2), common.fmt(r["xla_args_temp_mb"], 0),
+            r["repeats"]] for r in rows]
+  print(common.markdown_table(headers, table, align="lllr" + "r" * 9))
+  print()
+  print(f"Median of n chained calls of the jitted step after {max(args.warmup, 1)} "
+        "warm-up round(s); the stage counts of one size, mode and strategy are timed "
+        "in alternation (one call of each per round), so their ratio 'vs Tx1' sees "
+        "the same machine load. 'compile s' = trace+lower+XLA compile wall time, 'compile "
+        "CPU s' the process CPU time spent on it (other processes share the cores). "
+        "'vs Tx1': sum mode t(T) / (T * t(1)), sequential t(T) / t(1), same size, "
+        "mode and strategy. 'XLA args+temp MB' = compiled.memory_analysis() "
+        "(arguments + temporaries). " + common.FLOP_NOTE.format(factor=args.grad_factor))
+
+
+def targets(rows, peak_gflops):
+  """The issue's targets that this script measures, with verdicts."""
+  lines = ["Targets:"]
+  for r in rows:
+    if r["stages"] == 1 or r["vs_T_x_1"] is None:
+      continue
+    if r["mode"] == "sum":
+      lines.append(
+          f"- sum, {r['strategy']}, {r['size']}x{r['size']}, T={r['stages']}: "
+          f"{r['vs_T_x_1']:.2f}x of {r['stages']} single-stage steps (target <= 1.15): "
+          f"{common.verdict(r['vs_T_x_1'] <= 1.15)}")
+    else:
+      lines.append(
+          f"- sequential, {r['size']}x{r['size']}, T={r['stages']}: {r['vs_T_x_1']:.2f}x "
+          f"of the 1-stage step (target: unused stages cost nothing, <= 1.10 allowing "
+          f"for noise): {common.verdict(r['vs_T_x_1'] <= 1.10)}")
+  scan = [r for r in rows if r["strategy"] in (cascade.DEFAULT_STRATEGY, "-")]
+  for size in sorted({r["size"] for r in scan}):
+    pct = [r["pct_peak"] for r in scan if r["size"] == size and r["pct_peak"]]
+    if pct:
+      lines.append(
+          f"- achieved GFLOP/s at {size}x{size} (default strategy, all T and modes): "
+          f"{min(pct):.0f}-{max(pct):.0f}% of the measured matmul peak "
+          f"({peak_gflops:.1f} GFLOP/s; target >= 60%): "
+          f"{common.verdict(min(pct) >= 60)}")
+  return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -9,13 +9,21 @@ linear -> 1 logit), then one Adam step on the *image* that ascends the summed lo
 * PyTorch: `nn.Conv2d(padding=2)` in NCHW (eager, oneDNN on CPU), weights frozen
   (requires_grad False, so no weight gradients), `torch.optim.Adam([x])` minimising
   -sum(logits), `x.clamp_(-1, 1)`; `torch.set_num_threads(<usable cores>)`.
-* innjax: `make_sampler(make_logit_fn(Classifier(conv_impl=...)), step_size=0.02,
-  beta1=0.5, stop_prob=None).step`, jitted, state chained between calls.
+* innjax "step": `make_sampler(make_logit_fn(Classifier(conv_impl=...)),
+  step_size=0.02, beta1=0.5, stop_prob=None).step`, jitted, one call per step, state
+  chained between calls.
+* innjax "run": the same sampler's `run` with max_steps=--steps, jitted: one call
+  does all the steps in a `lax.while_loop` (how training and sampling call it). Its
+  per-step time is the call's time / (steps + 0.5): the run ends with one forward
+  pass for the final P(real), half a step of work. XLA allocates an executable's
+  temporaries afresh on every call; a step pays that (page faults on first touch,
+  expensive on a virtual machine) every step, the run once per call.
 
 The two run in the same invocation, interleaved: each of --repeats rounds times
---steps consecutive steps of PyTorch, then of innjax (innjax blocks on the result of
-every step), so load from other processes hits both about equally; the per-step
-median over rounds is reported, and the ratio innjax / PyTorch (> 1: innjax slower).
+--steps consecutive steps of PyTorch, then of innjax's step, then one innjax run of
+--steps steps (blocking on innjax's images at the end of each), so load from other processes hits both about equally; the
+per-step median over rounds is reported, and the ratio innjax / PyTorch (> 1: innjax
+slower) with its inverse, the speed-up.
 
 Before timing, the PyTorch network is loaded with innjax's variables (BatchNorm
 statistics included; innjax uses TF "SAME" padding, i.e. (1, 2) for these layers, so
@@ -29,14 +37,13 @@ and "SAME" give the same output sizes, so the count is the same for both.
 If PyTorch is not installed this prints a message and exits 0.
 
 Usage:
-  python benchmarks/torch_compare.py               # 32x32 and 64x64, batch 100, ~3-5 min
+  python benchmarks/torch_compare.py               # 32x32 and 64x64, batch 100, ~10 min
   python benchmarks/torch_compare.py --quick       # batch 20
   python benchmarks/torch_compare.py --conv-impls auto,xla --json out.json
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -46,9 +53,7 @@ import common  # Imports jax; torch is imported in main() so its absence is repo
 
 
 def parse_args():
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-  common.add_common_args(p, repeats=5)
+  p = common.make_parser(__doc__, repeats=5)
   p.add_argument("--batch", type=int, default=None, help="default 100 (quick 20)")
   p.add_argument("--sizes", type=common.parse_int_list, default=[32, 64])
   p.add_argument("--steps", type=int, default=None,
@@ -59,13 +64,7 @@ def parse_args():
                  help="torch.set_num_threads (default: usable cores)")
   p.add_argument("--channels-last", action="store_true",
                  help="also time PyTorch with channels_last memory format")
-  args = p.parse_args()
-  args.repeats = common.default_repeats(args, full=5)
-  if args.batch is None:
-    args.batch = 20 if args.quick else 100
-  if args.steps is None:
-    args.steps = 3 if args.quick else 5
-  return args
+  return common.fill_defaults(p.parse_args(), batch=(100, 20), steps=(5, 3))
 
 
 def build_torch_net(torch, features, size, channels=3, same_padding=False):
@@ -136,8 +135,7 @@ def main():
   import numpy as np
   from innjax import cascade, models, sampler
 
-  t_start = time.perf_counter()
-  info = common.machine_info()
+  bench = common.Bench("torch_compare", args)
   try:
     usable = len(os.sched_getaffinity(0))
   except AttributeError:
@@ -149,8 +147,6 @@ def main():
       "mkldnn": bool(torch.backends.mkldnn.is_available()),
       "interop_threads": torch.get_num_interop_threads(),
   }
-  common.log("measuring matmul peak ...")
-  peak = common.matmul_peak(args.matmul_n)
   features = (64, 128, 256, 512)
   key = jax.random.PRNGKey(args.seed)
   rows, checks = [], []
@@ -211,50 +207,48 @@ def main():
 
       torch_steps.append((name, torch_step))
 
-    # --- innjax sampler step.
-    jax_steps = []
+    # --- innjax: the jitted step called once per step, and the jitted run (the
+    # lax.while_loop that training and sampling call) doing --steps steps per call.
+    jax_steps, compile_s, temp_mb, work = [], {}, {}, {}
     for impl in args.conv_impls:
       model = models.Classifier(conv_impl=impl)
       smp = sampler.make_sampler(models.make_logit_fn(model), step_size=0.02,
-                                 beta1=0.5, beta2=0.999, stop_prob=None)
+                                 beta1=0.5, beta2=0.999, stop_prob=None,
+                                 max_steps=args.steps)
       state0 = smp.init(x0_j, jax.random.PRNGKey(1))
+      resolved = models.resolve_conv_impl(impl)
       compiled, cinfo = common.compile_jitted(smp.step, stacked, state0)
-      holder = {"state": state0}
+      name = f"innjax {impl} ({resolved}) step"
+      jax_steps.append((name, common.chained(compiled, state0, stacked)))
+      compile_s[name], temp_mb[name] = cinfo["total_compile_s"], cinfo.get("temp_mb")
+      run, rinfo = common.compile_jitted(smp.run, stacked, x0_j, jax.random.PRNGKey(1))
+      name = f"innjax {impl} ({resolved}) run"
+      # One call = all --steps steps, so the round calls it once; its final P(real)
+      # forward pass is half a step of work.
+      jax_steps.append(
+          (name, lambda run=run: run(stacked, x0_j, jax.random.PRNGKey(1))[0]))
+      compile_s[name], temp_mb[name] = rinfo["total_compile_s"], rinfo.get("temp_mb")
+      work[name] = args.steps + 0.5
 
-      def jax_step(compiled=compiled, holder=holder):
-        holder["state"], _ = compiled(stacked, holder["state"])
-        jax.block_until_ready(holder["state"].x)
-
-      jax_steps.append((f"innjax {impl} ({models.resolve_conv_impl(impl)})",
-                        jax_step, cinfo))
-
-    # Warm-up (first PyTorch calls allocate and pick oneDNN kernels).
+    # The first calls (PyTorch allocates and picks oneDNN kernels) are reported
+    # apart; then rounds of --steps steps of each implementation in turn.
     first = {}
-    for name, fn in torch_steps:
+    for name, fn in torch_steps + jax_steps:
       t0 = time.perf_counter()
-      fn()
+      common.block(fn())
       first[name] = time.perf_counter() - t0
-      fn()
-    for name, fn, _ in jax_steps:
-      t0 = time.perf_counter()
-      fn()
-      first[name] = time.perf_counter() - t0
-
-    # Interleaved rounds.
-    per_step = {name: [] for name, _ in torch_steps}
-    per_step.update({name: [] for name, _, _ in jax_steps})
     common.log(f"  timing {args.repeats} rounds x {args.steps} steps ...")
-    for _ in range(args.repeats):
-      for name, fn in torch_steps + [(n, f) for n, f, _ in jax_steps]:
-        t0 = time.perf_counter()
-        for _ in range(args.steps):
-          fn()
-        per_step[name].append((time.perf_counter() - t0) / args.steps)
+    timings = common.interleaved(
+        {name: (lambda fn=fn, n=1 if name in work else args.steps:
+                [fn() for _ in range(n)])
+         for name, fn in torch_steps + jax_steps},
+        rounds=args.repeats, warmup=1)
+    per_step = {name: [t / work.get(name, args.steps) for t in timing["times_s"]]
+                for name, timing in timings.items()}
 
     flops = common.grad_step_flops(ref_model, size, size, args.batch, 1,
                                    args.grad_factor)
     torch_ref = statistics.median(per_step[torch_steps[0][0]])
-    compile_s = {n: c["trace_lower_s"] + c["compile_s"] for n, _, c in jax_steps}
     for name in per_step:
       med = statistics.median(per_step[name])
       rows.append({
@@ -262,52 +256,57 @@ def main():
           "min_s": min(per_step[name]), "max_s": max(per_step[name]),
           "round_times_s": per_step[name], "first_call_s": first[name],
           "compile_s": compile_s.get(name),
-          "images_steps_per_s": args.batch / med, "gflops": flops / med / 1e9,
-          "pct_peak": 100.0 * flops / med / 1e9 / peak["median_gflops"],
-          "ratio_vs_pytorch": med / torch_ref,
+          **common.rate_fields(flops, med, args.batch, bench.peak_gflops),
+          "ratio_vs_pytorch": med / torch_ref, "speedup_vs_pytorch": torch_ref / med,
+          "xla_temp_mb": temp_mb.get(name),
       })
       common.log(f"    {name:32s} {med * 1e3:8.1f} ms/step")
 
-  total_s = time.perf_counter() - t_start
-  print_report(args, info, torch_info, peak, rows, checks, total_s)
-  common.write_json(args.json, {
-      "benchmark": "torch_compare", "machine": info, "torch": torch_info,
-      "matmul_peak": peak, "args": vars(args), "checks": checks, "rows": rows,
-      "total_s": total_s})
+  bench.header(
+      "innjax sampler step vs PyTorch eager (1 stage)",
+      f"PyTorch {torch_info['torch']}, {torch_info['threads']} threads (interop "
+      f"{torch_info['interop_threads']}), oneDNN available: {torch_info['mkldnn']}")
+  print_report(args, rows, checks)
+  bench.finish(torch=torch_info, checks=checks, rows=rows)
   return 0
 
 
-def print_report(args, info, torch_info, peak, rows, checks, total_s):
-  print("# innjax sampler step vs PyTorch eager (1 stage)\n")
-  print(common.machine_markdown(info))
-  print(f"- PyTorch {torch_info['torch']}, {torch_info['threads']} threads "
-        f"(interop {torch_info['interop_threads']}), oneDNN available: "
-        f"{torch_info['mkldnn']}")
-  print(f"- float32 matmul {peak['n']}x{peak['n']}: {peak['median_gflops']:.1f} "
-        f"GFLOP/s median, {peak['best_gflops']:.1f} best (the '% peak' reference)\n")
+def print_report(args, rows, checks):
   headers = ["size", "implementation", "batch", "compile s", "1st call s", "ms/step",
-             "img*steps/s", "GFLOP/s", "% peak", "time / PyTorch"]
+             "img*steps/s", "GFLOP/s", "% peak", "XLA temp MB", "time / PyTorch",
+             "speed-up vs PyTorch"]
   table = []
   for r in rows:
     table.append([f"{r['size']}x{r['size']}", r["impl"], r["batch"],
                   common.fmt(r["compile_s"]), common.fmt(r["first_call_s"], 2),
-                  common.fmt(r["median_s"] * 1e3), common.fmt(r["images_steps_per_s"]),
+                  common.fmt(r["median_s"] * 1e3), common.fmt(r["items_per_s"]),
                   common.fmt(r["gflops"]), common.fmt(r["pct_peak"], 0),
-                  common.fmt(r["ratio_vs_pytorch"], 2)])
-  print(common.markdown_table(headers, table, align="llrrrrrrrr"))
+                  common.fmt(r["xla_temp_mb"], 0), common.fmt(r["ratio_vs_pytorch"], 2),
+                  common.fmt(r["speedup_vs_pytorch"], 2)])
+  print(common.markdown_table(headers, table, align="llrrrrrrrrrr"))
   print()
-  print(f"Median over {args.repeats} interleaved rounds of {args.steps} steps each "
-        "(per-step time = round time / steps), after warm-up. 'compile s' = innjax "
-        "trace+lower+XLA compile; '1st call s' = first call after that (PyTorch: "
-        "its first eager step). 'time / PyTorch' > 1 means slower than PyTorch "
-        "eager. " + common.FLOP_NOTE.format(factor=args.grad_factor))
+  print(f"Median over {args.repeats} interleaved rounds after a warm-up round. Per-step "
+        f"time: PyTorch and innjax 'step' = round time / {args.steps} steps; innjax "
+        f"'run' = time of one run of {args.steps} steps / {args.steps + 0.5} (its final "
+        "P(real) forward pass is half a step of work). 'compile s' = innjax "
+        "trace+lower+XLA compile; '1st call s' = first call after that (PyTorch: its "
+        "first eager step; innjax run: a whole run). 'XLA temp MB' = temporaries of the "
+        "compiled executable. 'time / PyTorch' > 1 means slower than PyTorch eager. "
+        + common.FLOP_NOTE.format(factor=args.grad_factor))
   print("\nSame-function check (innjax variables copied into PyTorch, 'SAME' "
         "padding, 4 images):")
   for c in checks:
     print(f"- {c['size']}x{c['size']}: max |logit diff| {c['max_abs_logit_diff']:.1e} "
           f"(max |logit| {c['max_abs_logit']:.1e}); max |grad diff| "
           f"{c['max_abs_grad_diff']:.1e} (max |grad| {c['max_abs_grad']:.1e})")
-  print(f"\nTotal wall time {total_s / 60:.1f} min.")
+  print("\nTargets:")
+  for r in rows:
+    if not r["impl"].startswith("innjax"):
+      continue
+    print(f"- {r['size']}x{r['size']} {r['impl']}: {r['speedup_vs_pytorch']:.2f}x the "
+          f"PyTorch eager throughput (target >= 1.0, aim 1.2): "
+          f"{common.verdict(r['speedup_vs_pytorch'] >= 1.0)}"
+          + (" (aim met)" if r["speedup_vs_pytorch"] >= 1.2 else ""))
 
 
 if __name__ == "__main__":

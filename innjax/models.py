@@ -9,11 +9,12 @@ The convolution has two numerically equal implementations with the same paramete
 
 * ``"xla"``: ``lax.conv_general_dilated``, XLA's native convolution. The fast path on
   GPU and TPU.
-* ``"im2col"``: the image is cut into k*k strided slices and multiplied by the kernel
-  as one matmul. XLA:CPU computes the *input* gradient of a strided native convolution
-  as a convolution with lhs dilation, which ran at 4-12 GFLOP/s on a 2-core CPU; the
-  im2col form turns both directions into matmuls and strided slices (80-100 GFLOP/s).
-  Sampling is entirely input gradients, so this matters on CPU.
+* ``"im2col"``: the image is cut into its k*k strided patches (one gather) and
+  multiplied by the kernel as one matmul. XLA:CPU computes the *input* gradient of a
+  strided native convolution as a convolution with lhs dilation, which ran at 4-12
+  GFLOP/s on a 2-core CPU; the im2col form turns both directions into matmuls plus
+  memory-bound gathers and strided pads (80-100 GFLOP/s). Sampling is entirely input
+  gradients, so this matters on CPU.
 
 ``"auto"`` picks ``im2col`` on CPU and ``xla`` elsewhere. Nothing about training lives
 here.
@@ -21,6 +22,7 @@ here.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
@@ -80,8 +82,13 @@ def conv2d(x: jax.Array, kernel: jax.Array, stride: int, impl: str) -> jax.Array
   out_h = -(-x.shape[1] // stride)
   out_w = -(-x.shape[2] // stride)
   xp = jnp.pad(x, ((0, 0), pad_h, pad_w, (0, 0)))
-  # One strided slice per kernel tap. Their transposes (the input gradient) are
-  # strided pads, which XLA:CPU runs at memory speed; the FLOPs all go to one matmul.
+  cols = _im2col(xp, kh, kw, stride, out_h, out_w)  # (N, oh, ow, kh*kw*C_in)
+  # HWIO reshaped row-major gives the same (tap, C_in) ordering as the patches.
+  return cols @ kernel.reshape(-1, c_out)
+
+
+def _im2col_by_slices(xp, kh, kw, stride, out_h, out_w):
+  """Patches as one strided slice per kernel tap, concatenated tap-major."""
   taps = [
       lax.slice(xp, (0, i, j, 0),
                 (xp.shape[0], i + (out_h - 1) * stride + 1,
@@ -89,9 +96,31 @@ def conv2d(x: jax.Array, kernel: jax.Array, stride: int, impl: str) -> jax.Array
                 (1, stride, stride, 1))
       for i in range(kh) for j in range(kw)
   ]
-  cols = jnp.concatenate(taps, axis=-1)  # (N, oh, ow, kh*kw*C_in), tap-major
-  # HWIO reshaped row-major gives the same (tap, C_in) ordering as the concatenation.
-  return cols @ kernel.reshape(-1, c_out)
+  return jnp.concatenate(taps, axis=-1)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3, 4, 5))
+def _im2col(xp, kh, kw, stride, out_h, out_w):
+  """(N, Hp, Wp, C) padded images -> (N, out_h, out_w, kh*kw*C) patches, tap-major.
+
+  The value is one gather with static indices. XLA:CPU compiles the equivalent k*k
+  strided slices + concatenate as k*k separate kernels per layer (the classifier's
+  step took 4x longer to compile), the gather as one; they run equally fast.
+  """
+  rows = np.arange(out_h)[:, None] * stride + np.arange(kh)[None, :]   # (oh, kh)
+  cols = np.arange(out_w)[:, None] * stride + np.arange(kw)[None, :]   # (ow, kw)
+  patches = xp[:, rows[:, None, :, None], cols[None, :, None, :], :]  # (N,oh,ow,kh,kw,C)
+  return patches.reshape(*patches.shape[:3], -1)
+
+
+@_im2col.defjvp
+def _im2col_jvp(kh, kw, stride, out_h, out_w, primals, tangents):
+  # The same linear map written as strided slices: jax.grad transposes this, not the
+  # gather, so the input gradient is a sum of strided pads (one fused kernel at
+  # memory speed) instead of a scatter-add. Forward mode keeps working too.
+  (xp,), (t,) = primals, tangents
+  return (_im2col(xp, kh, kw, stride, out_h, out_w),
+          _im2col_by_slices(t, kh, kw, stride, out_h, out_w))
 
 
 def flat_normal(stddev: float = 0.02):

@@ -227,7 +227,7 @@ def make_sampler(
     if mode == "sum":
       fn = (lambda p, xx: stage_logits_fn(p, xx, key))
       return cascade.cascade_logits(fn, params, x, strategy, mask)
-    return stage_logits_fn(cascade.get_stage(params, stage), x, key)
+    return stage_logits_fn(_materialized(cascade.get_stage(params, stage)), x, key)
 
   def init(x0: jax.Array, key: jax.Array) -> SamplerState:
     """Starts a chain at x0 (clipped into range) with fresh optimizer moments."""
@@ -245,11 +245,15 @@ def make_sampler(
     key = jax.random.fold_in(state.key, state.step)
     energy_key, noise_key = jax.random.split(key)
 
-    def objective(x):
-      logits = energy_logits(params, x, state.stage, mask, energy_key)
-      return jnp.sum(logits), logits
+    if mode == "sum" and strategy == "scan":
+      fn = (lambda p, xx: stage_logits_fn(p, xx, energy_key))
+      logits, grad = _scan_logits_and_grad(fn, params, state.x, mask)
+    else:
+      def objective(x):
+        logits = energy_logits(params, x, state.stage, mask, energy_key)
+        return jnp.sum(logits), logits
 
-    grad, logits = jax.grad(objective, has_aux=True)(state.x)
+      grad, logits = jax.grad(objective, has_aux=True)(state.x)
     mean_prob = jnp.mean(jax.nn.sigmoid(logits.astype(jnp.float32)))
     t = state.stage_step + 1
     if optimizer == "adam":
@@ -377,6 +381,62 @@ def make_sampler(
     return prob >= stop_prob
 
   return Sampler(init=init, step=step, run=run)
+
+
+def _scan_logits_and_grad(fn: Callable, stacked: Any, x: jax.Array,
+                          mask: Optional[jax.Array]) -> tuple:
+  """`cascade_logits(fn, stacked, x, "scan", mask)` and the gradient of its sum.
+
+  The same numbers as `jax.grad` of the scanned sum (up to the order of float
+  additions), computed stage by stage: each scan iteration runs one stage's forward
+  and backward pass and adds its gradient to the carry. `jax.grad` of a scan instead
+  stores every stage's activations for a reverse scan, so its memory grows with the
+  number of stages (10 paper-network stages, 32x32, batch 100: 263 MB of XLA
+  temporaries against 71 MB here, at the same speed).
+
+  Returns:
+    (summed float32 logits, d sum(logits) / dx).
+  """
+  total = cascade.num_stages(stacked)
+  shape = jax.eval_shape(lambda: fn(cascade.get_stage(stacked, 0), x)).shape
+
+  def one(stage):
+    stage = _materialized(stage)
+    logits, vjp = jax.vjp(lambda xx: fn(stage, xx).astype(jnp.float32), x)
+    return logits, vjp(jnp.ones_like(logits))[0]
+
+  def skip(_):
+    return jnp.zeros(shape, jnp.float32), jnp.zeros_like(x)
+
+  if mask is None:
+    def body(carry, inputs):
+      logits, grad = one(inputs[0])
+      return (carry[0] + logits, carry[1] + grad), None
+  else:
+    mask = jnp.asarray(mask)
+    if mask.shape != (total,):
+      raise ValueError(
+          f"mask must have shape ({total},) to match the cascade, got {mask.shape}.")
+
+    # lax.cond skips an inactive slot's forward and backward pass entirely.
+    def body(carry, inputs):
+      logits, grad = lax.cond(inputs[1], one, skip, inputs[0])
+      return (carry[0] + logits, carry[1] + grad), None
+  active = jnp.ones((total,), bool) if mask is None else mask
+  (logits, grad), _ = lax.scan(body, skip(None), (stacked, active))
+  return logits, grad
+
+
+def _materialized(stage_params: Any) -> Any:
+  """One stage's variables, cut out of the stacked cascade into their own buffers.
+
+  Without the barrier XLA is free to fuse the slice by (traced) stage index into the
+  weights' consumers, and on CPU a step through a stacked cascade measured 30%
+  slower than through a single stage (paper network, 3 stages, batch 50: 466 vs 351
+  ms in sequential mode); with it the slice is one copy of one stage's weights and
+  the two cost the same.
+  """
+  return lax.optimization_barrier(stage_params)
 
 
 def _next_active(active: jax.Array, start, total: int) -> jax.Array:
