@@ -51,6 +51,7 @@ from innjax import cascade, models
 
 
 def parse_args():
+  """The command line (see the module docstring), with defaults filled in."""
   p = common.make_parser(__doc__, repeats=5)
   p.add_argument("--batch", type=int, default=None, help="default 100 (quick 20)")
   p.add_argument("--sizes", type=common.parse_int_list, default=None,
@@ -78,6 +79,7 @@ def parse_args():
 
 
 def main():
+  """Runs the benchmark and prints its report."""
   args = parse_args()
   bench = common.Bench("cascade_strategies", args)
   key = jax.random.PRNGKey(args.seed)
@@ -90,6 +92,7 @@ def main():
   ref_grad = {}   # (size, stages) -> (label, gradient at args.batch rows)
 
   def measure(size, impl, strategy, stages, batch, model, stacked_all, x_full):
+    """Compiles and times one cell; returns its row."""
     stacked = jax.tree_util.tree_map(lambda l: l[:stages], stacked_all)
     x = x_full[:batch]
     logit_fn = models.make_logit_fn(model)
@@ -169,6 +172,7 @@ def main():
 
 
 def print_report(args, rows, resolved_auto):
+  """Prints the report tables below the header."""
   headers = ["size", "impl", "strategy", "T", "batch", "compile s", "1st exec s",
              "ms/step", "ms/stage", "GFLOP/s", "% peak", "vs Tx1", "dg med/max", "n"]
   table = []

@@ -141,10 +141,12 @@ def fill_defaults(args: argparse.Namespace, **defaults) -> argparse.Namespace:
 
 
 def parse_int_list(text: str) -> list[int]:
+  """'32,64' -> [32, 64]."""
   return [int(v) for v in text.split(",") if v.strip()]
 
 
 def parse_str_list(text: str) -> list[str]:
+  """'sum,sequential' -> ['sum', 'sequential']."""
   return [v.strip() for v in text.split(",") if v.strip()]
 
 
@@ -259,6 +261,7 @@ class Bench:
 
   @property
   def peak_gflops(self) -> Optional[float]:
+    """The measured matmul rate (GFLOP/s), or None if not measured."""
     return self.peak["median_gflops"] if self.peak else None
 
   def header(self, title: str, *lines: str) -> None:
@@ -288,6 +291,7 @@ class Bench:
 
 
 def block(tree: Any) -> Any:
+  """`jax.block_until_ready`: waits for every array in `tree`."""
   return jax.block_until_ready(tree)
 
 

@@ -26,6 +26,7 @@ from innjax import models
 
 
 def parse_args():
+  """The command line (see the module docstring), with defaults filled in."""
   p = common.make_parser(__doc__, repeats=5)
   p.add_argument("--batch", type=int, default=None, help="default 100 (quick 20)")
   p.add_argument("--sizes", type=common.parse_int_list, default=None,
@@ -36,6 +37,7 @@ def parse_args():
 
 
 def main():
+  """Runs the benchmark and prints its report."""
   args = parse_args()
   bench = common.Bench("conv_layers", args)
   model = models.Classifier()

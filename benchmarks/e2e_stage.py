@@ -43,6 +43,7 @@ SIZES = {"stages": (3, 2), "updates": (20, 4), "batch": (100, 20),
 
 
 def parse_args():
+  """The command line (see the module docstring), with defaults filled in."""
   p = common.make_parser(__doc__, repeats=1)
   common.add_training_args(p, SIZES)
   p.add_argument("--negatives", type=int, default=None,
@@ -58,17 +59,19 @@ class StageClock:
     self.counter = counter
     self.stages = []
 
-  def _close_stage(self, now):
+  def close_stage(self, now: float) -> None:
+    """Ends the open stage at `now`: its wall time and the compilations it saw."""
     if self.stages:
       last = self.stages[-1]
       last["total_s"] = now - last["t0"]
       last["compiles"] = self.counter.since(last["mark"])
 
   def classification(self, fn):
+    """Wraps `train.classification_step`: opens a stage and times it."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
       now = time.perf_counter()
-      self._close_stage(now)
+      self.close_stage(now)
       self.stages.append({"t0": now, "mark": self.counter.mark()})
       out = jax.block_until_ready(fn(*args, **kwargs))
       self.stages[-1]["classification_s"] = time.perf_counter() - now
@@ -77,6 +80,7 @@ class StageClock:
     return wrapper
 
   def synthesis(self, fn):
+    """Wraps `train.synthesize`: times the stage's synthesis."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
       t0 = time.perf_counter()
@@ -90,6 +94,7 @@ class StageClock:
 
 
 def main():
+  """Runs the benchmark and prints its report."""
   args = parse_args()
   bench = common.Bench("e2e_stage", args)
   config, data = common.scaled_svhn_config(args.stages, args.updates, args.negatives,
@@ -103,7 +108,7 @@ def main():
     try:
       common.log(f"training {args.stages} stages in {workdir} ...")
       train.train_and_evaluate(config, workdir)
-      clock._close_stage(time.perf_counter())  # pylint: disable=protected-access
+      clock.close_stage(time.perf_counter())
     finally:
       train.classification_step, train.synthesize = originals
       shutil.rmtree(workdir, ignore_errors=True)

@@ -59,6 +59,7 @@ SIZES = {"stages": (3, 2), "updates": (40, 10), "batch": (50, 10),
 
 
 def parse_args():
+  """The command line (see the module docstring), with defaults filled in."""
   p = common.make_parser(__doc__, repeats=3)
   common.add_training_args(p, SIZES)
   p.add_argument("--n", type=int, default=None,
@@ -222,6 +223,7 @@ def compile_times(args, config):
 
 
 def main():
+  """Runs the benchmark and prints its report."""
   args = parse_args()
   bench = common.Bench("run_cascade", args)
   config, state, data = trained_cascade(args)
@@ -245,6 +247,7 @@ def main():
 
 
 def print_report(args, runs, grow, compiles):
+  """Prints the report tables below the header."""
   print("## 1. Early-stopped run, all trained stages active\n")
   headers = ["mode", "T", "compile s", "compile CPU s", "run s", "iterations",
              "updates", "ms/iteration", "ms/step (jitted step)", "iteration / step",

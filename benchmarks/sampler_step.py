@@ -47,6 +47,7 @@ from innjax import cascade, models, sampler
 
 
 def parse_args():
+  """The command line (see the module docstring), with defaults filled in."""
   p = common.make_parser(__doc__, repeats=4)
   p.add_argument("--full", action="store_true",
                  help="the issue's grid: T 1,10,20 and every strategy at every size")
@@ -97,6 +98,7 @@ def groups(args):
 
 
 def main():
+  """Runs the benchmark and prints its report."""
   args = parse_args()
   bench = common.Bench("sampler_step", args)
   key = jax.random.PRNGKey(args.seed)
@@ -152,6 +154,7 @@ def main():
 
 
 def print_table(rows, args):
+  """Prints the step table and its notes."""
   headers = ["size", "mode", "strategy", "T", "compile s", "compile CPU s",
              "ms/step", "img*steps/s", "GFLOP/s", "% peak", "vs Tx1",
              "XLA args+temp MB", "n"]

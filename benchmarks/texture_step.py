@@ -35,6 +35,7 @@ from innjax import energy, models, sampler, train
 
 
 def parse_args():
+  """The command line (see the module docstring), with defaults filled in."""
   p = common.make_parser(__doc__, repeats=3)
   p.add_argument("--sizes", type=common.parse_int_list, default=[256, 512],
                  help="target sizes (before the half-patch padding)")
@@ -52,6 +53,7 @@ def parse_args():
 
 
 def main():
+  """Runs the benchmark and prints its report."""
   args = parse_args()
   bench = common.Bench("texture_step", args)
   config = common.load_config("texture")

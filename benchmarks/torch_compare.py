@@ -53,6 +53,7 @@ import common  # Imports jax; torch is imported in main() so its absence is repo
 
 
 def parse_args():
+  """The command line (see the module docstring), with defaults filled in."""
   p = common.make_parser(__doc__, repeats=5)
   p.add_argument("--batch", type=int, default=None, help="default 100 (quick 20)")
   p.add_argument("--sizes", type=common.parse_int_list, default=[32, 64])
@@ -73,6 +74,7 @@ def build_torch_net(torch, features, size, channels=3, same_padding=False):
 
   class Discriminator(nn.Module):
 
+    """The paper network as a PyTorch module (NCHW)."""
     def __init__(self):
       super().__init__()
       convs, norms = [], []
@@ -124,6 +126,7 @@ def load_innjax_variables(torch, net, variables, features, size):
 
 
 def main():
+  """Runs the benchmark and prints its report."""
   args = parse_args()
   try:
     import torch
@@ -272,6 +275,7 @@ def main():
 
 
 def print_report(args, rows, checks):
+  """Prints the report tables below the header."""
   headers = ["size", "implementation", "batch", "compile s", "1st call s", "ms/step",
              "img*steps/s", "GFLOP/s", "% peak", "XLA temp MB", "time / PyTorch",
              "speed-up vs PyTorch"]

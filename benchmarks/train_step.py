@@ -37,6 +37,7 @@ from innjax import models, train
 
 
 def parse_args():
+  """The command line (see the module docstring), with defaults filled in."""
   p = common.make_parser(__doc__, repeats=3)
   p.add_argument("--sizes", type=common.parse_int_list, default=None,
                  help="image sizes (default 32,64; quick 32)")
@@ -97,6 +98,7 @@ def measure(args, bench, size, impl, key):
 
 
 def main():
+  """Runs the benchmark and prints its report."""
   bench = common.Bench("train_step", parse_args())
   args, rows = bench.args, []
   key = jax.random.PRNGKey(args.seed)

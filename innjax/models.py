@@ -9,12 +9,14 @@ The convolution has two numerically equal implementations with the same paramete
 
 * ``"xla"``: ``lax.conv_general_dilated``, XLA's native convolution. The fast path on
   GPU and TPU.
-* ``"im2col"``: the image is cut into its k*k strided patches (one gather) and
-  multiplied by the kernel as one matmul. XLA:CPU computes the *input* gradient of a
-  strided native convolution as a convolution with lhs dilation, which ran at 4-12
-  GFLOP/s on a 2-core CPU; the im2col form turns both directions into matmuls plus
-  memory-bound gathers and strided pads (80-100 GFLOP/s). Sampling is entirely input
-  gradients, so this matters on CPU.
+* ``"im2col"``: the gradients are computed as if the image were cut into its k*k
+  strided patches and multiplied by the kernel as one matmul. XLA:CPU computes the
+  *input* gradient of a strided native convolution as a convolution with lhs
+  dilation, which ran at 4-12 GFLOP/s on a 2-core CPU; the im2col form turns it into
+  a matmul and a sum of strided pads (80-100 GFLOP/s). Sampling is entirely input
+  gradients, so this matters on CPU. The forward value comes from the native
+  convolution on large inputs (where XLA:CPU's forward is the faster one) and from
+  patches @ kernel on small ones (see `NATIVE_FORWARD_MIN_SIZE`).
 
 ``"auto"`` picks ``im2col`` on CPU and ``xla`` elsewhere. Nothing about training lives
 here.
@@ -30,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
 CONV_IMPLS = ("auto", "xla", "im2col")
 
@@ -79,12 +82,54 @@ def conv2d(x: jax.Array, kernel: jax.Array, stride: int, impl: str) -> jax.Array
         dimension_numbers=("NHWC", "HWIO", "NHWC"))
   if impl != "im2col":
     raise ValueError(f"impl must be 'xla' or 'im2col', got {impl!r}.")
+  return _conv_im2col(x, kernel, stride, pad_h, pad_w)
+
+
+# The im2col convolution's value comes from XLA's native convolution when its input
+# is at least this large: XLA:CPU's forward convolution measured 1.2-2.6x faster than
+# patches @ kernel there (the paper network's 16x16 and larger inputs, batch 100),
+# and 1.8-60x slower on the deep 8x8 and 4x4 inputs. Gradients never use it.
+NATIVE_FORWARD_MIN_SIZE = 16
+
+
+def _patches_matmul(x, kernel, stride, pad_h, pad_w, patches_fn):
+  """`patches_fn(padded x) @ kernel` as a "SAME" convolution."""
+  kh, kw, _, c_out = kernel.shape
   out_h = -(-x.shape[1] // stride)
   out_w = -(-x.shape[2] // stride)
   xp = jnp.pad(x, ((0, 0), pad_h, pad_w, (0, 0)))
-  cols = _im2col(xp, kh, kw, stride, out_h, out_w)  # (N, oh, ow, kh*kw*C_in)
+  cols = patches_fn(xp, kh, kw, stride, out_h, out_w)  # (N, oh, ow, kh*kw*C_in)
   # HWIO reshaped row-major gives the same (tap, C_in) ordering as the patches.
   return cols @ kernel.reshape(-1, c_out)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
+def _conv_im2col(x, kernel, stride, pad_h, pad_w):
+  """The "im2col" convolution: its value by whichever method is faster for the shape."""
+  if min(x.shape[1], x.shape[2]) >= NATIVE_FORWARD_MIN_SIZE:
+    return lax.conv_general_dilated(
+        x, kernel, window_strides=(stride, stride), padding=(pad_h, pad_w),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  return _patches_matmul(x, kernel, stride, pad_h, pad_w, _im2col)
+
+
+def _conv_im2col_jvp(stride, pad_h, pad_w, primals, tangents):
+  # Both tangent terms are patches @ kernel, so the gradients jax.grad derives are
+  # matmuls: the input gradient a matmul and a sum of strided pads (the transpose of
+  # the strided slices), never XLA:CPU's slow convolution with lhs dilation; the
+  # kernel gradient patches^T @ output gradient. Terms for inputs that are not
+  # differentiated (the kernel while sampling, the images while training) are skipped.
+  (x, kernel), (tx, tk) = primals, tangents
+  y = _conv_im2col(x, kernel, stride, pad_h, pad_w)
+  terms = []
+  if not isinstance(tx, SymbolicZero):
+    terms.append(_patches_matmul(tx, kernel, stride, pad_h, pad_w, _im2col_by_slices))
+  if not isinstance(tk, SymbolicZero):
+    terms.append(_patches_matmul(x, tk, stride, pad_h, pad_w, _im2col))
+  return y, sum(terms[1:], terms[0]) if terms else jnp.zeros_like(y)
+
+
+_conv_im2col.defjvp(_conv_im2col_jvp, symbolic_zeros=True)
 
 
 def _im2col_by_slices(xp, kh, kw, stride, out_h, out_w):

@@ -73,6 +73,31 @@ def test_conv2d_matches_lax_for_odd_sizes_and_stride_one():
         rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("hw,c_in,kernel_size,stride", [
+    ((17, 20), 16, 5, 2),   # large input: the native convolution's forward value
+    ((16, 16), 3, 4, 2),    # an even kernel
+    ((18, 16), 8, 3, 3),    # stride 3
+    ((16, 19), 8, 3, 1),    # stride 1
+    ((9, 7), 16, 5, 2),     # small input: patches @ kernel forward
+])
+def test_im2col_gradients_match_xla_on_every_path(hw, c_in, kernel_size, stride):
+  """Value, input and kernel gradients and forward mode agree with lax's convolution,
+  whichever of the im2col implementation's internal paths the shape takes."""
+  x = jax.random.normal(jax.random.key(0), (2, *hw, c_in))
+  k = 0.1 * jax.random.normal(jax.random.key(1), (kernel_size, kernel_size, c_in, 6))
+  g = jax.random.normal(jax.random.key(2), (2, -(-hw[0] // stride), -(-hw[1] // stride), 6))
+  tx = jax.random.normal(jax.random.key(3), x.shape)
+
+  def derivatives(x, k, impl):
+    y, vjp = jax.vjp(lambda x, k: models.conv2d(x, k, stride, impl), x, k)
+    _, y_dot = jax.jvp(lambda x: models.conv2d(x, k, stride, impl), (x,), (tx,))
+    return (y, *vjp(g), y_dot)
+
+  derivatives = jax.jit(derivatives, static_argnums=2)
+  for got, want in zip(derivatives(x, k, "im2col"), derivatives(x, k, "xla")):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
 def test_auto_resolves_per_backend():
   expected = "im2col" if jax.default_backend() == "cpu" else "xla"
   assert models.resolve_conv_impl("auto") == expected
