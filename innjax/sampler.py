@@ -234,9 +234,10 @@ def make_sampler(
     x0 = jnp.asarray(x0, jnp.float32)
     if clip is not None:
       x0 = jnp.clip(x0, clip[0], clip[1])
-    zeros = jnp.zeros_like(x0)
+    # Two buffers, not one array twice: a caller that jits `step` with the state
+    # donated (donate_argnums) would otherwise donate the same buffer twice.
     return SamplerState(
-        x=x0, mu=zeros, nu=zeros, key=key, step=jnp.zeros((), jnp.int32),
+        x=x0, mu=jnp.zeros_like(x0), nu=jnp.zeros_like(x0), key=key, step=jnp.zeros((), jnp.int32),
         stage=jnp.zeros((), jnp.int32), stage_step=jnp.zeros((), jnp.int32),
         prob_history=jnp.zeros((stop_window,), jnp.float32))
 

@@ -60,6 +60,21 @@ def test_clip_projects_onto_the_box():
   assert float(state.x.max()) == 1.0  # init also projects
 
 
+def test_step_can_donate_its_state():
+  """A Python loop of steps may jit `step` with the state donated (buffers reused)."""
+  s = sampler.make_sampler(gaussian_logit, step_size=0.05, stop_prob=None, clip=None)
+  params = gaussians([[0.5, -0.5]])
+  x0 = jnp.full((4, 2), 2.0)
+  step = jax.jit(s.step, donate_argnums=1)
+  state = s.init(x0, jax.random.key(0))
+  for _ in range(3):
+    state, _ = step(params, state)
+  want = s.init(x0, jax.random.key(0))
+  for _ in range(3):
+    want, _ = s.step(params, want)
+  np.testing.assert_allclose(state.x, want.x, rtol=1e-6)
+
+
 def test_early_stop_matches_a_manual_loop_of_steps():
   params = gaussians([[1.0, 1.0]], b=0.5)
   s = sampler.make_sampler(gaussian_logit, step_size=0.05, max_steps=300,
