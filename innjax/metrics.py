@@ -78,77 +78,77 @@ _MIN_PATCHES_PER_LEVEL = 4096
 
 
 def _as_rng(rng: Any) -> np.random.Generator:
-    """Turns a Generator / int seed / None / JAX key into a Generator."""
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if rng is None or isinstance(rng, (numbers.Integral, np.random.SeedSequence)):
-        return np.random.default_rng(rng)
-    # Anything else is presumably a JAX PRNG key.  New-style typed keys cannot
-    # be converted with np.asarray, so their raw uint32 words are extracted
-    # with jax.random.key_data (jax imported lazily: plain NumPy callers do
-    # not pay its import time).
-    try:
-        import jax
+  """Turns a Generator / int seed / None / JAX key into a Generator."""
+  if isinstance(rng, np.random.Generator):
+    return rng
+  if rng is None or isinstance(rng, (numbers.Integral, np.random.SeedSequence)):
+    return np.random.default_rng(rng)
+  # Anything else is presumably a JAX PRNG key.  New-style typed keys cannot
+  # be converted with np.asarray, so their raw uint32 words are extracted
+  # with jax.random.key_data (jax imported lazily: plain NumPy callers do
+  # not pay its import time).
+  try:
+    import jax
 
-        if jax.dtypes.issubdtype(rng.dtype, jax.dtypes.prng_key):
-            rng = jax.random.key_data(rng)
-    except (ImportError, AttributeError):
-        pass
-    words = np.asarray(rng)
-    if words.size == 0 or not np.issubdtype(words.dtype, np.integer):
-        raise ValueError(
-            "rng must be a numpy.random.Generator, an integer seed, None or a "
-            f"JAX PRNG key; got {type(rng).__name__} with dtype {words.dtype}"
-        )
-    return np.random.default_rng(words.astype(np.uint64).ravel())
+    if jax.dtypes.issubdtype(rng.dtype, jax.dtypes.prng_key):
+      rng = jax.random.key_data(rng)
+  except (ImportError, AttributeError):
+    pass
+  words = np.asarray(rng)
+  if words.size == 0 or not np.issubdtype(words.dtype, np.integer):
+    raise ValueError(
+        "rng must be a numpy.random.Generator, an integer seed, None or a "
+        f"JAX PRNG key; got {type(rng).__name__} with dtype {words.dtype}"
+    )
+  return np.random.default_rng(words.astype(np.uint64).ravel())
 
 
 def _as_images(x: Any, name: str, allow_single: bool = True) -> np.ndarray:
-    """Validates an NHWC batch (or a single HWC image) and returns NHWC float64."""
-    arr = np.asarray(x)
-    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-        raise ValueError(f"{name} must be a real-valued array, got dtype {arr.dtype}")
-    if arr.ndim == 3 and allow_single:
-        arr = arr[None]
-    if arr.ndim != 4:
-        expected = "4 (NHWC) or 3 (a single HWC image)" if allow_single else "4 (NHWC)"
-        raise ValueError(f"{name} must have rank {expected}, got rank {arr.ndim} with shape {arr.shape}")
-    if arr.size == 0:
-        raise ValueError(f"{name} is empty (shape {arr.shape})")
-    arr = arr.astype(np.float64, copy=False)
-    if not np.all(np.isfinite(arr)):
-        # NaNs usually mean a diverged sampler; a silent NaN distance would
-        # hide that, so fail loudly instead.
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return arr
+  """Validates an NHWC batch (or a single HWC image) and returns NHWC float64."""
+  arr = np.asarray(x)
+  if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+    raise ValueError(f"{name} must be a real-valued array, got dtype {arr.dtype}")
+  if arr.ndim == 3 and allow_single:
+    arr = arr[None]
+  if arr.ndim != 4:
+    expected = "4 (NHWC) or 3 (a single HWC image)" if allow_single else "4 (NHWC)"
+    raise ValueError(f"{name} must have rank {expected}, got rank {arr.ndim} with shape {arr.shape}")
+  if arr.size == 0:
+    raise ValueError(f"{name} is empty (shape {arr.shape})")
+  arr = arr.astype(np.float64, copy=False)
+  if not np.all(np.isfinite(arr)):
+    # NaNs usually mean a diverged sampler; a silent NaN distance would
+    # hide that, so fail loudly instead.
+    raise ValueError(f"{name} contains NaN or infinite values")
+  return arr
 
 
 def _check_same_channels(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
-    if a.shape[-1] != b.shape[-1]:
-        raise ValueError(
-            f"{name_a} and {name_b} must have the same number of channels, "
-            f"got {a.shape[-1]} and {b.shape[-1]}"
-        )
+  if a.shape[-1] != b.shape[-1]:
+    raise ValueError(
+        f"{name_a} and {name_b} must have the same number of channels, "
+        f"got {a.shape[-1]} and {b.shape[-1]}"
+    )
 
 
 def _as_features(x: Any, name: str, min_rows: int = 1, dtype: Any = np.float64) -> np.ndarray:
-    arr = np.asarray(x)
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D (num_samples, num_features) array, got shape {arr.shape}")
-    if arr.shape[0] < min_rows or arr.shape[1] == 0:
-        raise ValueError(
-            f"{name} needs at least {min_rows} row(s) and 1 feature column, got shape {arr.shape}"
-        )
-    arr = arr.astype(dtype, copy=False)
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return arr
+  arr = np.asarray(x)
+  if arr.ndim != 2:
+    raise ValueError(f"{name} must be a 2-D (num_samples, num_features) array, got shape {arr.shape}")
+  if arr.shape[0] < min_rows or arr.shape[1] == 0:
+    raise ValueError(
+        f"{name} needs at least {min_rows} row(s) and 1 feature column, got shape {arr.shape}"
+    )
+  arr = arr.astype(dtype, copy=False)
+  if not np.all(np.isfinite(arr)):
+    raise ValueError(f"{name} contains NaN or infinite values")
+  return arr
 
 
 def _positive_int(value: Any, name: str) -> int:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+  if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+    raise ValueError(f"{name} must be a positive integer, got {value!r}")
+  return int(value)
 
 
 # ---------------------------------------------------------------------------
@@ -157,95 +157,95 @@ def _positive_int(value: Any, name: str) -> int:
 
 
 def _blur_axis(x: np.ndarray, axis: int, taps: np.ndarray) -> np.ndarray:
-    """Correlates ``x`` with a symmetric 5-tap filter along ``axis``.
+  """Correlates ``x`` with a symmetric 5-tap filter along ``axis``.
 
-    Boundaries use mirror padding without edge duplication (``d c b | a b c d``,
-    NumPy's ``reflect``), which is scipy.ndimage's ``mirror`` mode used by
-    Progressive GAN, so constant images stay exactly constant.
-    """
-    pad = [(0, 0)] * x.ndim
-    pad[axis] = (2, 2)
-    xp = np.pad(x, pad, mode="reflect")
-    n = x.shape[axis]
-    out = np.zeros_like(x)
-    for k, w in enumerate(taps):
-        out += w * np.take(xp, np.arange(k, k + n), axis=axis)
-    return out
+  Boundaries use mirror padding without edge duplication (``d c b | a b c d``,
+  NumPy's ``reflect``), which is scipy.ndimage's ``mirror`` mode used by
+  Progressive GAN, so constant images stay exactly constant.
+  """
+  pad = [(0, 0)] * x.ndim
+  pad[axis] = (2, 2)
+  xp = np.pad(x, pad, mode="reflect")
+  n = x.shape[axis]
+  out = np.zeros_like(x)
+  for k, w in enumerate(taps):
+    out += w * np.take(xp, np.arange(k, k + n), axis=axis)
+  return out
 
 
 def _pyr_down(x: np.ndarray) -> np.ndarray:
-    """Blurs an NHWC batch with the binomial filter and keeps every other pixel."""
-    y = _blur_axis(_blur_axis(x, 1, _BINOMIAL_5), 2, _BINOMIAL_5)
-    return y[:, ::2, ::2, :]
+  """Blurs an NHWC batch with the binomial filter and keeps every other pixel."""
+  y = _blur_axis(_blur_axis(x, 1, _BINOMIAL_5), 2, _BINOMIAL_5)
+  return y[:, ::2, ::2, :]
 
 
 def _pyr_up(x: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Zero-inserts to twice the size, blurs with 4x the filter, crops to (height, width).
+  """Zero-inserts to twice the size, blurs with 4x the filter, crops to (height, width).
 
-    The factor 4 (2 per axis) compensates for the inserted zeros, so this is
-    cv2.pyrUp.  Odd target sizes are handled by cropping the extra row/column.
-    """
-    n, h, w, c = x.shape
-    up = np.zeros((n, 2 * h, 2 * w, c), dtype=x.dtype)
-    up[:, ::2, ::2, :] = x
-    up = _blur_axis(_blur_axis(up, 1, 2.0 * _BINOMIAL_5), 2, 2.0 * _BINOMIAL_5)
-    return up[:, :height, :width, :]
+  The factor 4 (2 per axis) compensates for the inserted zeros, so this is
+  cv2.pyrUp.  Odd target sizes are handled by cropping the extra row/column.
+  """
+  n, h, w, c = x.shape
+  up = np.zeros((n, 2 * h, 2 * w, c), dtype=x.dtype)
+  up[:, ::2, ::2, :] = x
+  up = _blur_axis(_blur_axis(up, 1, 2.0 * _BINOMIAL_5), 2, 2.0 * _BINOMIAL_5)
+  return up[:, :height, :width, :]
 
 
 def laplacian_pyramid(image: Any, levels: int) -> list[np.ndarray]:
-    """Laplacian pyramid as in Progressive GAN's sliced-Wasserstein metric.
+  """Laplacian pyramid as in Progressive GAN's sliced-Wasserstein metric.
 
-    Each Gaussian level is the previous one blurred with the separable 5-tap
-    binomial filter ``[1, 4, 6, 4, 1] / 16`` and subsampled by 2 (sizes round
-    up, so odd sizes are fine).  Band ``l`` is Gaussian level ``l`` minus the
-    upsampled Gaussian level ``l + 1``; the last entry is the low-pass residual
-    itself.  Summing the upsampled bands reconstructs the input exactly.
+  Each Gaussian level is the previous one blurred with the separable 5-tap
+  binomial filter ``[1, 4, 6, 4, 1] / 16`` and subsampled by 2 (sizes round
+  up, so odd sizes are fine).  Band ``l`` is Gaussian level ``l`` minus the
+  upsampled Gaussian level ``l + 1``; the last entry is the low-pass residual
+  itself.  Summing the upsampled bands reconstructs the input exactly.
 
-    Args:
-      image: NHWC batch or a single HWC image (float, nominally in [-1, 1]).
-      levels: number of pyramid levels (>= 1). ``levels == 1`` returns the
-        image unchanged.
+  Args:
+    image: NHWC batch or a single HWC image (float, nominally in [-1, 1]).
+    levels: number of pyramid levels (>= 1). ``levels == 1`` returns the
+      image unchanged.
 
-    Returns:
-      List of ``levels`` float64 arrays, finest first, with the same rank as
-      ``image``; level ``l`` has spatial size ``ceil(H / 2**l) x ceil(W / 2**l)``.
+  Returns:
+    List of ``levels`` float64 arrays, finest first, with the same rank as
+    ``image``; level ``l`` has spatial size ``ceil(H / 2**l) x ceil(W / 2**l)``.
 
-    Raises:
-      ValueError: wrong rank, empty or non-finite input, or ``levels < 1``.
-    """
-    single = np.ndim(image) == 3
-    x = _as_images(image, "image")
-    levels = _positive_int(levels, "levels")
-    pyramid = [x.copy()]
-    for _ in range(1, levels):
-        coarse = _pyr_down(pyramid[-1])
-        prev = pyramid[-1]
-        pyramid[-1] = prev - _pyr_up(coarse, prev.shape[1], prev.shape[2])
-        pyramid.append(coarse)
-    return [p[0] for p in pyramid] if single else pyramid
+  Raises:
+    ValueError: wrong rank, empty or non-finite input, or ``levels < 1``.
+  """
+  single = np.ndim(image) == 3
+  x = _as_images(image, "image")
+  levels = _positive_int(levels, "levels")
+  pyramid = [x.copy()]
+  for _ in range(1, levels):
+    coarse = _pyr_down(pyramid[-1])
+    prev = pyramid[-1]
+    pyramid[-1] = prev - _pyr_up(coarse, prev.shape[1], prev.shape[2])
+    pyramid.append(coarse)
+  return [p[0] for p in pyramid] if single else pyramid
 
 
 def _level_sizes(height: int, width: int, levels: int) -> list[tuple[int, int]]:
-    sizes = [(height, width)]
-    for _ in range(1, levels):
-        h, w = sizes[-1]
-        sizes.append(((h + 1) // 2, (w + 1) // 2))
-    return sizes
+  sizes = [(height, width)]
+  for _ in range(1, levels):
+    h, w = sizes[-1]
+    sizes.append(((h + 1) // 2, (w + 1) // 2))
+  return sizes
 
 
 def _default_levels(height: int, width: int, patch: int) -> int:
-    """Progressive-GAN level count: halve while the coarsest side stays >= 16 px.
+  """Progressive-GAN level count: halve while the coarsest side stays >= 16 px.
 
-    Images smaller than 16 px (but at least one patch) get a single level.
-    """
-    levels = 1
-    h, w = height, width
-    while True:
-        h2, w2 = (h + 1) // 2, (w + 1) // 2
-        if min(h2, w2) < max(_MIN_LEVEL_RESOLUTION, patch):
-            return levels
-        levels += 1
-        h, w = h2, w2
+  Images smaller than 16 px (but at least one patch) get a single level.
+  """
+  levels = 1
+  h, w = height, width
+  while True:
+    h2, w2 = (h + 1) // 2, (w + 1) // 2
+    if min(h2, w2) < max(_MIN_LEVEL_RESOLUTION, patch):
+      return levels
+    levels += 1
+    h, w = h2, w2
 
 
 # ---------------------------------------------------------------------------
@@ -255,52 +255,52 @@ def _default_levels(height: int, width: int, patch: int) -> int:
 
 def _normalize_descriptors(desc: np.ndarray, mean: np.ndarray | None = None,
                            std: np.ndarray | None = None) -> np.ndarray:
-    """Per-channel standardisation of (n, patch, patch, C) descriptors.
+  """Per-channel standardisation of (n, patch, patch, C) descriptors.
 
-    Statistics are taken over the descriptor set, patch pixels included
-    (Progressive GAN's ``finalize_descriptors``): it removes the overall
-    contrast of each band so that every pyramid level contributes on a
-    comparable scale.
-    """
-    if mean is None:
-        mean = desc.mean(axis=(0, 1, 2), keepdims=True)
-    if std is None:
-        std = desc.std(axis=(0, 1, 2), keepdims=True)
-    # A flat channel (e.g. a constant image) has std 0: leave it centred
-    # rather than dividing by zero.
-    std = np.where(std > 1e-12, std, 1.0)
-    return (desc - mean) / std
+  Statistics are taken over the descriptor set, patch pixels included
+  (Progressive GAN's ``finalize_descriptors``): it removes the overall
+  contrast of each band so that every pyramid level contributes on a
+  comparable scale.
+  """
+  if mean is None:
+    mean = desc.mean(axis=(0, 1, 2), keepdims=True)
+  if std is None:
+    std = desc.std(axis=(0, 1, 2), keepdims=True)
+  # A flat channel (e.g. a constant image) has std 0: leave it centred
+  # rather than dividing by zero.
+  std = np.where(std > 1e-12, std, 1.0)
+  return (desc - mean) / std
 
 
 def _sample_patches(level: np.ndarray, n: int, patch: int, rng: np.random.Generator) -> np.ndarray:
-    """Draws ``n`` patch x patch neighbourhoods (n, p, p, C) at uniform positions.
+  """Draws ``n`` patch x patch neighbourhoods (n, p, p, C) at uniform positions.
 
-    Images are visited round-robin so every image of the set contributes
-    (almost) the same number of neighbourhoods.
-    """
-    num, h, w, _ = level.shape
-    img = np.arange(n) % num
-    y0 = rng.integers(0, h - patch + 1, size=n)
-    x0 = rng.integers(0, w - patch + 1, size=n)
-    offs = np.arange(patch)
-    ys = (y0[:, None] + offs[None, :])[:, :, None]
-    xs = (x0[:, None] + offs[None, :])[:, None, :]
-    return level[img[:, None, None], ys, xs, :]
+  Images are visited round-robin so every image of the set contributes
+  (almost) the same number of neighbourhoods.
+  """
+  num, h, w, _ = level.shape
+  img = np.arange(n) % num
+  y0 = rng.integers(0, h - patch + 1, size=n)
+  x0 = rng.integers(0, w - patch + 1, size=n)
+  offs = np.arange(patch)
+  ys = (y0[:, None] + offs[None, :])[:, :, None]
+  xs = (x0[:, None] + offs[None, :])[:, None, :]
+  return level[img[:, None, None], ys, xs, :]
 
 
 def _raw_descriptors(images: np.ndarray, levels: int, patch: int, n: int,
                      rng: np.random.Generator, name: str) -> list[np.ndarray]:
-    _, height, width, _ = images.shape
-    for lvl, (h, w) in enumerate(_level_sizes(height, width, levels)):
-        if h < patch or w < patch:
-            raise ValueError(
-                f"{name} ({height}x{width}): pyramid level {lvl} is {h}x{w}, smaller than the "
-                f"{patch}x{patch} patch; use fewer levels, a smaller patch or larger images"
-            )
-    # float32 halves memory and gather time for large sets (1e5+
-    # descriptors) and is ample precision for SWD.
-    pyramid = [level.astype(np.float32) for level in laplacian_pyramid(images, levels)]
-    return [_sample_patches(level, n, patch, rng) for level in pyramid]
+  _, height, width, _ = images.shape
+  for lvl, (h, w) in enumerate(_level_sizes(height, width, levels)):
+    if h < patch or w < patch:
+      raise ValueError(
+          f"{name} ({height}x{width}): pyramid level {lvl} is {h}x{w}, smaller than the "
+          f"{patch}x{patch} patch; use fewer levels, a smaller patch or larger images"
+      )
+  # float32 halves memory and gather time for large sets (1e5+
+  # descriptors) and is ample precision for SWD.
+  pyramid = [level.astype(np.float32) for level in laplacian_pyramid(images, levels)]
+  return [_sample_patches(level, n, patch, rng) for level in pyramid]
 
 
 def patch_descriptors(
@@ -311,116 +311,116 @@ def patch_descriptors(
     rng: Any = 0,
     normalize: bool = True,
 ) -> list[np.ndarray]:
-    """Multi-scale neighbourhood descriptors (Progressive GAN's SWD features).
+  """Multi-scale neighbourhood descriptors (Progressive GAN's SWD features).
 
-    Builds a :func:`laplacian_pyramid` of ``images`` and, on every level,
-    samples ``patches_per_level`` neighbourhoods of ``patch x patch`` pixels
-    at uniformly random positions (images taken round-robin), optionally
-    standardising each channel over the whole descriptor set of that level.
+  Builds a :func:`laplacian_pyramid` of ``images`` and, on every level,
+  samples ``patches_per_level`` neighbourhoods of ``patch x patch`` pixels
+  at uniformly random positions (images taken round-robin), optionally
+  standardising each channel over the whole descriptor set of that level.
 
-    Args:
-      images: NHWC batch or a single HWC image.
-      levels: pyramid levels. ``None``: halve while the coarsest level is at
-        least ``max(16, patch)`` pixels (Progressive GAN's rule).
-      patch: neighbourhood side length (Progressive GAN uses 7).
-      patches_per_level: descriptors per level for the whole set. ``None``:
-        ``max(128 * num_images, 4096)`` -- Progressive GAN's 128 per image, but
-        enough for a stable estimate when the set is a single texture.
-      rng: ``numpy.random.Generator``, integer seed, ``None`` or JAX key for
-        the patch positions. A Generator is advanced, so successive calls
-        with the same Generator draw different positions.
-      normalize: subtract the per-channel mean and divide by the per-channel
-        standard deviation of each level's descriptor set.
+  Args:
+    images: NHWC batch or a single HWC image.
+    levels: pyramid levels. ``None``: halve while the coarsest level is at
+      least ``max(16, patch)`` pixels (Progressive GAN's rule).
+    patch: neighbourhood side length (Progressive GAN uses 7).
+    patches_per_level: descriptors per level for the whole set. ``None``:
+      ``max(128 * num_images, 4096)`` -- Progressive GAN's 128 per image, but
+      enough for a stable estimate when the set is a single texture.
+    rng: ``numpy.random.Generator``, integer seed, ``None`` or JAX key for
+      the patch positions. A Generator is advanced, so successive calls
+      with the same Generator draw different positions.
+    normalize: subtract the per-channel mean and divide by the per-channel
+      standard deviation of each level's descriptor set.
 
-    Returns:
-      List (one entry per level, finest first) of float32 arrays of shape
-      ``(patches_per_level, patch * patch * C)``.
+  Returns:
+    List (one entry per level, finest first) of float32 arrays of shape
+    ``(patches_per_level, patch * patch * C)``.
 
-    Raises:
-      ValueError: wrong rank, empty or non-finite images, bad ``levels`` /
-        ``patch`` / ``patches_per_level``, or a pyramid level smaller than
-        the patch.
-    """
-    x = _as_images(images, "images")
-    patch = _positive_int(patch, "patch")
-    _, height, width, _ = x.shape
-    if height < patch or width < patch:
-        raise ValueError(f"images ({height}x{width}) are smaller than the {patch}x{patch} patch")
-    levels = _default_levels(height, width, patch) if levels is None else _positive_int(levels, "levels")
-    if patches_per_level is None:
-        patches_per_level = max(_PATCHES_PER_IMAGE * x.shape[0], _MIN_PATCHES_PER_LEVEL)
-    n = _positive_int(patches_per_level, "patches_per_level")
-    gen = _as_rng(rng)
-    raw = _raw_descriptors(x, levels, patch, n, gen, "images")
-    if normalize:
-        raw = [_normalize_descriptors(d) for d in raw]
-    return [d.reshape(d.shape[0], -1) for d in raw]
+  Raises:
+    ValueError: wrong rank, empty or non-finite images, bad ``levels`` /
+      ``patch`` / ``patches_per_level``, or a pyramid level smaller than
+      the patch.
+  """
+  x = _as_images(images, "images")
+  patch = _positive_int(patch, "patch")
+  _, height, width, _ = x.shape
+  if height < patch or width < patch:
+    raise ValueError(f"images ({height}x{width}) are smaller than the {patch}x{patch} patch")
+  levels = _default_levels(height, width, patch) if levels is None else _positive_int(levels, "levels")
+  if patches_per_level is None:
+    patches_per_level = max(_PATCHES_PER_IMAGE * x.shape[0], _MIN_PATCHES_PER_LEVEL)
+  n = _positive_int(patches_per_level, "patches_per_level")
+  gen = _as_rng(rng)
+  raw = _raw_descriptors(x, levels, patch, n, gen, "images")
+  if normalize:
+    raw = [_normalize_descriptors(d) for d in raw]
+  return [d.reshape(d.shape[0], -1) for d in raw]
 
 
 def _sorted_quantiles(sorted_rows: np.ndarray, m: int) -> np.ndarray:
-    """Empirical quantile function of each row, evaluated at (i + 0.5) / m.
+  """Empirical quantile function of each row, evaluated at (i + 0.5) / m.
 
-    With ``m`` equal to the number of columns this returns the sorted values
-    themselves, so equal-size sets reduce to Progressive GAN's plain
-    sort-and-subtract; unequal sizes are compared quantile to quantile by
-    linear interpolation, which is the 1-D Wasserstein-1 coupling.
-    """
-    n = sorted_rows.shape[1]
-    if n == m:
-        return sorted_rows
-    pos = np.clip((np.arange(m) + 0.5) * (n / m) - 0.5, 0.0, n - 1)
-    lo = np.floor(pos).astype(np.int64)
-    hi = np.minimum(lo + 1, n - 1)
-    frac = (pos - lo).astype(sorted_rows.dtype)
-    return sorted_rows[:, lo] * (1 - frac) + sorted_rows[:, hi] * frac
+  With ``m`` equal to the number of columns this returns the sorted values
+  themselves, so equal-size sets reduce to Progressive GAN's plain
+  sort-and-subtract; unequal sizes are compared quantile to quantile by
+  linear interpolation, which is the 1-D Wasserstein-1 coupling.
+  """
+  n = sorted_rows.shape[1]
+  if n == m:
+    return sorted_rows
+  pos = np.clip((np.arange(m) + 0.5) * (n / m) - 0.5, 0.0, n - 1)
+  lo = np.floor(pos).astype(np.int64)
+  hi = np.minimum(lo + 1, n - 1)
+  frac = (pos - lo).astype(sorted_rows.dtype)
+  return sorted_rows[:, lo] * (1 - frac) + sorted_rows[:, hi] * frac
 
 
 def sliced_wasserstein(a: Any, b: Any, num_projections: int = 512, rng: Any = 0) -> float:
-    """Sliced Wasserstein-1 distance between two point sets.
+  """Sliced Wasserstein-1 distance between two point sets.
 
-    Both sets are projected onto ``num_projections`` random unit directions;
-    for each direction the 1-D Wasserstein-1 distance is the mean absolute
-    difference of the sorted projections (of their quantile functions on a
-    common grid when the set sizes differ).  The result is averaged over
-    directions.  Projections are computed in float32, as in Progressive GAN,
-    which reports this value multiplied by 1e3.
+  Both sets are projected onto ``num_projections`` random unit directions;
+  for each direction the 1-D Wasserstein-1 distance is the mean absolute
+  difference of the sorted projections (of their quantile functions on a
+  common grid when the set sizes differ).  The result is averaged over
+  directions.  Projections are computed in float32, as in Progressive GAN,
+  which reports this value multiplied by 1e3.
 
-    Args:
-      a: ``(n_a, d)`` array.
-      b: ``(n_b, d)`` array; ``n_b`` may differ from ``n_a``.
-      num_projections: number of random directions (Progressive GAN: 4 x 128).
-      rng: ``numpy.random.Generator``, integer seed, ``None`` or JAX key.
+  Args:
+    a: ``(n_a, d)`` array.
+    b: ``(n_b, d)`` array; ``n_b`` may differ from ``n_a``.
+    num_projections: number of random directions (Progressive GAN: 4 x 128).
+    rng: ``numpy.random.Generator``, integer seed, ``None`` or JAX key.
 
-    Returns:
-      The distance as a Python float (0 for identical sets).
+  Returns:
+    The distance as a Python float (0 for identical sets).
 
-    Raises:
-      ValueError: inputs not 2-D, empty, non-finite, or with different ``d``.
-    """
-    a = _as_features(a, "a", dtype=np.float32)
-    b = _as_features(b, "b", dtype=np.float32)
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(f"a and b must have the same feature dimension, got {a.shape[1]} and {b.shape[1]}")
-    num_projections = _positive_int(num_projections, "num_projections")
-    gen = _as_rng(rng)
-    dirs = gen.standard_normal((num_projections, a.shape[1]))
-    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
-    # float32 (as in Progressive GAN) halves the cost of the projections and
-    # sorts, which dominate the run time; its precision is ample for a
-    # distance averaged over thousands of samples.
-    dirs = dirs.astype(np.float32)
-    a32 = np.ascontiguousarray(a.T)
-    b32 = np.ascontiguousarray(b.T)
-    m = max(a.shape[0], b.shape[0])
-    total = 0.0
-    # Chunks of 128 directions bound the memory of the (chunk, n) projections;
-    # rows are projections so the sort runs along contiguous memory.
-    for start in range(0, num_projections, 128):
-        d = dirs[start:start + 128]
-        pa = _sorted_quantiles(np.sort(d @ a32, axis=1), m)
-        pb = _sorted_quantiles(np.sort(d @ b32, axis=1), m)
-        total += float(np.abs(pa - pb).astype(np.float64).mean(axis=1).sum())
-    return float(total / num_projections)
+  Raises:
+    ValueError: inputs not 2-D, empty, non-finite, or with different ``d``.
+  """
+  a = _as_features(a, "a", dtype=np.float32)
+  b = _as_features(b, "b", dtype=np.float32)
+  if a.shape[1] != b.shape[1]:
+    raise ValueError(f"a and b must have the same feature dimension, got {a.shape[1]} and {b.shape[1]}")
+  num_projections = _positive_int(num_projections, "num_projections")
+  gen = _as_rng(rng)
+  dirs = gen.standard_normal((num_projections, a.shape[1]))
+  dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+  # float32 (as in Progressive GAN) halves the cost of the projections and
+  # sorts, which dominate the run time; its precision is ample for a
+  # distance averaged over thousands of samples.
+  dirs = dirs.astype(np.float32)
+  a32 = np.ascontiguousarray(a.T)
+  b32 = np.ascontiguousarray(b.T)
+  m = max(a.shape[0], b.shape[0])
+  total = 0.0
+  # Chunks of 128 directions bound the memory of the (chunk, n) projections;
+  # rows are projections so the sort runs along contiguous memory.
+  for start in range(0, num_projections, 128):
+    d = dirs[start:start + 128]
+    pa = _sorted_quantiles(np.sort(d @ a32, axis=1), m)
+    pb = _sorted_quantiles(np.sort(d @ b32, axis=1), m)
+    total += float(np.abs(pa - pb).astype(np.float64).mean(axis=1).sum())
+  return float(total / num_projections)
 
 
 def swd(
@@ -433,76 +433,76 @@ def swd(
     rng: Any = 0,
     normalize: str = "separate",
 ) -> dict:
-    """Multi-scale sliced Wasserstein distance (Progressive GAN) between two image sets.
+  """Multi-scale sliced Wasserstein distance (Progressive GAN) between two image sets.
 
-    For each Laplacian-pyramid level, draws ``patches_per_level`` random
-    ``patch x patch`` neighbourhoods from each set and computes
-    :func:`sliced_wasserstein` between the two descriptor sets.  Either set
-    can be a single image, e.g. a synthesised texture against its exemplar;
-    the sets may differ in size and image count (but not channel count).
+  For each Laplacian-pyramid level, draws ``patches_per_level`` random
+  ``patch x patch`` neighbourhoods from each set and computes
+  :func:`sliced_wasserstein` between the two descriptor sets.  Either set
+  can be a single image, e.g. a synthesised texture against its exemplar;
+  the sets may differ in size and image count (but not channel count).
 
-    Args:
-      images_a: NHWC batch or single HWC image (e.g. the reference / exemplar).
-      images_b: NHWC batch or single HWC image (e.g. the samples).
-      levels: pyramid levels; ``None`` picks the Progressive-GAN rule
-        (coarsest level >= 16 px) for the smaller of the two sets.
-      patch: neighbourhood size.
-      patches_per_level: descriptors per level and per set; ``None``:
-        ``max(128 * num_images, 4096)`` computed on the larger set.
-      num_projections: random directions per level.
-      rng: ``numpy.random.Generator``, integer seed, ``None`` or JAX key.
-        One generator drives all sampling, so the two sets use different
-        patch positions even when they are the same images.
-      normalize: ``"separate"`` standardises each set with its own per-channel
-        statistics (Progressive GAN; insensitive to global contrast/colour
-        offsets, which :func:`histogram_distance` measures), ``"reference"``
-        uses ``images_a``'s statistics for both (also penalises contrast
-        changes), ``"none"`` uses raw pyramid values.
+  Args:
+    images_a: NHWC batch or single HWC image (e.g. the reference / exemplar).
+    images_b: NHWC batch or single HWC image (e.g. the samples).
+    levels: pyramid levels; ``None`` picks the Progressive-GAN rule
+      (coarsest level >= 16 px) for the smaller of the two sets.
+    patch: neighbourhood size.
+    patches_per_level: descriptors per level and per set; ``None``:
+      ``max(128 * num_images, 4096)`` computed on the larger set.
+    num_projections: random directions per level.
+    rng: ``numpy.random.Generator``, integer seed, ``None`` or JAX key.
+      One generator drives all sampling, so the two sets use different
+      patch positions even when they are the same images.
+    normalize: ``"separate"`` standardises each set with its own per-channel
+      statistics (Progressive GAN; insensitive to global contrast/colour
+      offsets, which :func:`histogram_distance` measures), ``"reference"``
+      uses ``images_a``'s statistics for both (also penalises contrast
+      changes), ``"none"`` uses raw pyramid values.
 
-    Note that the estimate has a sampling floor of roughly
-    ``1 / sqrt(patches_per_level)`` (two independent samples of the *same*
-    distribution are not at distance 0), so compare values only between runs
-    with identical settings.
+  Note that the estimate has a sampling floor of roughly
+  ``1 / sqrt(patches_per_level)`` (two independent samples of the *same*
+  distribution are not at distance 0), so compare values only between runs
+  with identical settings.
 
-    Returns:
-      ``{0: d_0, 1: d_1, ..., 'mean': mean over levels}`` with level 0 the
-      finest band and the last level the low-pass residual; all Python floats.
+  Returns:
+    ``{0: d_0, 1: d_1, ..., 'mean': mean over levels}`` with level 0 the
+    finest band and the last level the low-pass residual; all Python floats.
 
-    Raises:
-      ValueError: wrong rank, empty or non-finite images, different channel
-        counts, an invalid ``normalize`` mode, or a level smaller than the patch.
-    """
-    a = _as_images(images_a, "images_a")
-    b = _as_images(images_b, "images_b")
-    _check_same_channels(a, b, "images_a", "images_b")
-    if normalize not in ("separate", "reference", "none"):
-        raise ValueError(f"normalize must be 'separate', 'reference' or 'none', got {normalize!r}")
-    patch = _positive_int(patch, "patch")
-    for name, x in (("images_a", a), ("images_b", b)):
-        if x.shape[1] < patch or x.shape[2] < patch:
-            raise ValueError(f"{name} ({x.shape[1]}x{x.shape[2]}) is smaller than the {patch}x{patch} patch")
-    if levels is None:
-        levels = min(_default_levels(a.shape[1], a.shape[2], patch),
-                     _default_levels(b.shape[1], b.shape[2], patch))
-    levels = _positive_int(levels, "levels")
-    if patches_per_level is None:
-        patches_per_level = max(_PATCHES_PER_IMAGE * max(a.shape[0], b.shape[0]), _MIN_PATCHES_PER_LEVEL)
-    n = _positive_int(patches_per_level, "patches_per_level")
-    gen = _as_rng(rng)
+  Raises:
+    ValueError: wrong rank, empty or non-finite images, different channel
+      counts, an invalid ``normalize`` mode, or a level smaller than the patch.
+  """
+  a = _as_images(images_a, "images_a")
+  b = _as_images(images_b, "images_b")
+  _check_same_channels(a, b, "images_a", "images_b")
+  if normalize not in ("separate", "reference", "none"):
+    raise ValueError(f"normalize must be 'separate', 'reference' or 'none', got {normalize!r}")
+  patch = _positive_int(patch, "patch")
+  for name, x in (("images_a", a), ("images_b", b)):
+    if x.shape[1] < patch or x.shape[2] < patch:
+      raise ValueError(f"{name} ({x.shape[1]}x{x.shape[2]}) is smaller than the {patch}x{patch} patch")
+  if levels is None:
+    levels = min(_default_levels(a.shape[1], a.shape[2], patch),
+                 _default_levels(b.shape[1], b.shape[2], patch))
+  levels = _positive_int(levels, "levels")
+  if patches_per_level is None:
+    patches_per_level = max(_PATCHES_PER_IMAGE * max(a.shape[0], b.shape[0]), _MIN_PATCHES_PER_LEVEL)
+  n = _positive_int(patches_per_level, "patches_per_level")
+  gen = _as_rng(rng)
 
-    desc_a = _raw_descriptors(a, levels, patch, n, gen, "images_a")
-    desc_b = _raw_descriptors(b, levels, patch, n, gen, "images_b")
-    result: dict = {}
-    for lvl, (da, db) in enumerate(zip(desc_a, desc_b)):
-        if normalize == "separate":
-            da, db = _normalize_descriptors(da), _normalize_descriptors(db)
-        elif normalize == "reference":
-            mean = da.mean(axis=(0, 1, 2), keepdims=True)
-            std = da.std(axis=(0, 1, 2), keepdims=True)
-            da, db = _normalize_descriptors(da, mean, std), _normalize_descriptors(db, mean, std)
-        result[lvl] = sliced_wasserstein(da.reshape(n, -1), db.reshape(n, -1), num_projections, gen)
-    result["mean"] = float(np.mean([result[lvl] for lvl in range(levels)]))
-    return result
+  desc_a = _raw_descriptors(a, levels, patch, n, gen, "images_a")
+  desc_b = _raw_descriptors(b, levels, patch, n, gen, "images_b")
+  result: dict = {}
+  for lvl, (da, db) in enumerate(zip(desc_a, desc_b)):
+    if normalize == "separate":
+      da, db = _normalize_descriptors(da), _normalize_descriptors(db)
+    elif normalize == "reference":
+      mean = da.mean(axis=(0, 1, 2), keepdims=True)
+      std = da.std(axis=(0, 1, 2), keepdims=True)
+      da, db = _normalize_descriptors(da, mean, std), _normalize_descriptors(db, mean, std)
+    result[lvl] = sliced_wasserstein(da.reshape(n, -1), db.reshape(n, -1), num_projections, gen)
+  result["mean"] = float(np.mean([result[lvl] for lvl in range(levels)]))
+  return result
 
 
 # ---------------------------------------------------------------------------
@@ -511,10 +511,10 @@ def swd(
 
 
 def _hann2d(height: int, width: int) -> np.ndarray:
-    # Periodic Hann (denominator N, not N - 1) so a 1-pixel image is not zeroed.
-    wy = 0.5 - 0.5 * np.cos(2.0 * np.pi * (np.arange(height) + 0.5) / height)
-    wx = 0.5 - 0.5 * np.cos(2.0 * np.pi * (np.arange(width) + 0.5) / width)
-    return np.outer(wy, wx)
+  # Periodic Hann (denominator N, not N - 1) so a 1-pixel image is not zeroed.
+  wy = 0.5 - 0.5 * np.cos(2.0 * np.pi * (np.arange(height) + 0.5) / height)
+  wx = 0.5 - 0.5 * np.cos(2.0 * np.pi * (np.arange(width) + 0.5) / width)
+  return np.outer(wy, wx)
 
 
 def radial_power_spectrum(
@@ -523,71 +523,71 @@ def radial_power_spectrum(
     window: str | None = None,
     eps: float = 1e-6,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Radially averaged log10 power spectrum of each channel.
+  """Radially averaged log10 power spectrum of each channel.
 
-    The per-channel mean is removed and the power ``|FFT|^2 / (H * W)`` is
-    used: with this normalisation white noise of variance ``s^2`` has a flat
-    spectrum at ``s^2`` whatever the image size.  Power is averaged over
-    annuli of width ``1 / min(H, W)`` cycles/pixel (every annulus then holds
-    at least one frequency), frequencies beyond 0.5 cycles/pixel (the corners)
-    are dropped, and the log profile is linearly interpolated onto the common
-    grid ``linspace(0.5 / num_bins, 0.5, num_bins)``, so spectra of images of
-    different sizes are directly comparable.  For a batch the power spectra
-    are averaged over images before taking the log.
+  The per-channel mean is removed and the power ``|FFT|^2 / (H * W)`` is
+  used: with this normalisation white noise of variance ``s^2`` has a flat
+  spectrum at ``s^2`` whatever the image size.  Power is averaged over
+  annuli of width ``1 / min(H, W)`` cycles/pixel (every annulus then holds
+  at least one frequency), frequencies beyond 0.5 cycles/pixel (the corners)
+  are dropped, and the log profile is linearly interpolated onto the common
+  grid ``linspace(0.5 / num_bins, 0.5, num_bins)``, so spectra of images of
+  different sizes are directly comparable.  For a batch the power spectra
+  are averaged over images before taking the log.
 
-    Args:
-      image: single HWC image or NHWC batch.
-      num_bins: points of the common frequency grid.
-      window: ``None`` (periodic FFT; the boundary discontinuity adds a
-        little power along the axes) or ``"hann"`` (apodise first; power is
-        rescaled by the window's mean square).
-      eps: added to the power before the log.  The default sits near the
-        power of 8-bit quantisation noise for images in [-1, 1]
-        (``(2/255)^2 / 12 ~ 5e-6``), so bands far below displayable precision
-        (which carry huge but meaningless log differences) do not dominate
-        :func:`spectrum_distance`.
+  Args:
+    image: single HWC image or NHWC batch.
+    num_bins: points of the common frequency grid.
+    window: ``None`` (periodic FFT; the boundary discontinuity adds a
+      little power along the axes) or ``"hann"`` (apodise first; power is
+      rescaled by the window's mean square).
+    eps: added to the power before the log.  The default sits near the
+      power of 8-bit quantisation noise for images in [-1, 1]
+      (``(2/255)^2 / 12 ~ 5e-6``), so bands far below displayable precision
+      (which carry huge but meaningless log differences) do not dominate
+      :func:`spectrum_distance`.
 
-    Returns:
-      ``(freqs, log_power)``: ``freqs`` of shape ``(num_bins,)`` in
-      cycles/pixel and ``log_power`` of shape ``(num_bins, C)``.
+  Returns:
+    ``(freqs, log_power)``: ``freqs`` of shape ``(num_bins,)`` in
+    cycles/pixel and ``log_power`` of shape ``(num_bins, C)``.
 
-    Raises:
-      ValueError: wrong rank, empty or non-finite input, images smaller than
-        2x2, or an unknown window.
-    """
-    x = _as_images(image, "image")
-    num_bins = _positive_int(num_bins, "num_bins")
-    n, h, w, c = x.shape
-    if h < 2 or w < 2:
-        raise ValueError(f"image must be at least 2x2 to have a spectrum, got {h}x{w}")
-    if window not in (None, "hann"):
-        raise ValueError(f"window must be None or 'hann', got {window!r}")
-    x = x - x.mean(axis=(1, 2), keepdims=True)
-    if window == "hann":
-        win = _hann2d(h, w)
-        x = x * win[None, :, :, None] / np.sqrt(np.mean(win ** 2))
-    power = (np.abs(np.fft.fft2(x, axes=(1, 2))) ** 2).mean(axis=0) / (h * w)  # (h, w, c)
+  Raises:
+    ValueError: wrong rank, empty or non-finite input, images smaller than
+      2x2, or an unknown window.
+  """
+  x = _as_images(image, "image")
+  num_bins = _positive_int(num_bins, "num_bins")
+  n, h, w, c = x.shape
+  if h < 2 or w < 2:
+    raise ValueError(f"image must be at least 2x2 to have a spectrum, got {h}x{w}")
+  if window not in (None, "hann"):
+    raise ValueError(f"window must be None or 'hann', got {window!r}")
+  x = x - x.mean(axis=(1, 2), keepdims=True)
+  if window == "hann":
+    win = _hann2d(h, w)
+    x = x * win[None, :, :, None] / np.sqrt(np.mean(win ** 2))
+  power = (np.abs(np.fft.fft2(x, axes=(1, 2))) ** 2).mean(axis=0) / (h * w)  # (h, w, c)
 
-    fy = np.fft.fftfreq(h)[:, None]
-    fx = np.fft.fftfreq(w)[None, :]
-    radius = np.sqrt(fy ** 2 + fx ** 2)
-    dr = 1.0 / min(h, w)
-    kmax = min(h, w) // 2  # annulus index of 0.5 cycles/pixel
-    k = np.rint(radius / dr).astype(np.int64).ravel()
-    keep = (k >= 1) & (k <= kmax)  # drop DC (mean removed) and the corners
-    counts = np.bincount(k[keep], minlength=kmax + 1)[1:]
-    profile = np.stack(
-        [np.bincount(k[keep], weights=power[..., ch].ravel()[keep], minlength=kmax + 1)[1:] / counts
-         for ch in range(c)],
-        axis=1,
-    )
-    log_profile = np.log10(profile + eps)
-    natural = np.arange(1, kmax + 1) * dr
-    freqs = np.linspace(0.5 / num_bins, 0.5, num_bins)
-    # np.interp holds the end values outside the natural range, i.e. below the
-    # lowest frequency a small image can represent.
-    log_power = np.stack([np.interp(freqs, natural, log_profile[:, ch]) for ch in range(c)], axis=1)
-    return freqs, log_power
+  fy = np.fft.fftfreq(h)[:, None]
+  fx = np.fft.fftfreq(w)[None, :]
+  radius = np.sqrt(fy ** 2 + fx ** 2)
+  dr = 1.0 / min(h, w)
+  kmax = min(h, w) // 2  # annulus index of 0.5 cycles/pixel
+  k = np.rint(radius / dr).astype(np.int64).ravel()
+  keep = (k >= 1) & (k <= kmax)  # drop DC (mean removed) and the corners
+  counts = np.bincount(k[keep], minlength=kmax + 1)[1:]
+  profile = np.stack(
+      [np.bincount(k[keep], weights=power[..., ch].ravel()[keep], minlength=kmax + 1)[1:] / counts
+       for ch in range(c)],
+      axis=1,
+  )
+  log_profile = np.log10(profile + eps)
+  natural = np.arange(1, kmax + 1) * dr
+  freqs = np.linspace(0.5 / num_bins, 0.5, num_bins)
+  # np.interp holds the end values outside the natural range, i.e. below the
+  # lowest frequency a small image can represent.
+  log_power = np.stack([np.interp(freqs, natural, log_profile[:, ch]) for ch in range(c)], axis=1)
+  return freqs, log_power
 
 
 def spectrum_distance(
@@ -598,40 +598,40 @@ def spectrum_distance(
     window: str | None = None,
     eps: float = 1e-6,
 ) -> float:
-    """Distance between radially averaged log power spectra.
+  """Distance between radially averaged log power spectra.
 
-    Both inputs go through :func:`radial_power_spectrum` on the same
-    normalised frequency grid, so they may have different sizes and image
-    counts.
+  Both inputs go through :func:`radial_power_spectrum` on the same
+  normalised frequency grid, so they may have different sizes and image
+  counts.
 
-    Args:
-      a: single HWC image or NHWC batch.
-      b: single HWC image or NHWC batch with the same channel count.
-      num_bins: points of the common frequency grid.
-      metric: ``"l1"``: mean absolute difference of the log10 spectra (in
-        decades, averaged over frequencies and channels); ``"l2"``: root mean
-        squared difference.
-      window: passed to :func:`radial_power_spectrum`.
-      eps: power floor, passed to :func:`radial_power_spectrum`.
+  Args:
+    a: single HWC image or NHWC batch.
+    b: single HWC image or NHWC batch with the same channel count.
+    num_bins: points of the common frequency grid.
+    metric: ``"l1"``: mean absolute difference of the log10 spectra (in
+      decades, averaged over frequencies and channels); ``"l2"``: root mean
+      squared difference.
+    window: passed to :func:`radial_power_spectrum`.
+    eps: power floor, passed to :func:`radial_power_spectrum`.
 
-    Returns:
-      The distance as a Python float (0 for identical spectra).
+  Returns:
+    The distance as a Python float (0 for identical spectra).
 
-    Raises:
-      ValueError: wrong ranks, empty inputs, different channel counts, an
-        unknown metric or images smaller than 2x2.
-    """
-    xa = _as_images(a, "a")
-    xb = _as_images(b, "b")
-    _check_same_channels(xa, xb, "a", "b")
-    if metric not in ("l1", "l2"):
-        raise ValueError(f"metric must be 'l1' or 'l2', got {metric!r}")
-    _, sa = radial_power_spectrum(xa, num_bins=num_bins, window=window, eps=eps)
-    _, sb = radial_power_spectrum(xb, num_bins=num_bins, window=window, eps=eps)
-    diff = sa - sb
-    if metric == "l1":
-        return float(np.mean(np.abs(diff)))
-    return float(np.sqrt(np.mean(diff ** 2)))
+  Raises:
+    ValueError: wrong ranks, empty inputs, different channel counts, an
+      unknown metric or images smaller than 2x2.
+  """
+  xa = _as_images(a, "a")
+  xb = _as_images(b, "b")
+  _check_same_channels(xa, xb, "a", "b")
+  if metric not in ("l1", "l2"):
+    raise ValueError(f"metric must be 'l1' or 'l2', got {metric!r}")
+  _, sa = radial_power_spectrum(xa, num_bins=num_bins, window=window, eps=eps)
+  _, sb = radial_power_spectrum(xb, num_bins=num_bins, window=window, eps=eps)
+  diff = sa - sb
+  if metric == "l1":
+    return float(np.mean(np.abs(diff)))
+  return float(np.sqrt(np.mean(diff ** 2)))
 
 
 # ---------------------------------------------------------------------------
@@ -640,15 +640,15 @@ def spectrum_distance(
 
 
 def _wasserstein_1d_exact(u: np.ndarray, v: np.ndarray) -> float:
-    """W1 between two empirical 1-D distributions: integral of |F_u - F_v|."""
-    u = np.sort(u)
-    v = np.sort(v)
-    allv = np.concatenate([u, v])
-    allv.sort()
-    deltas = np.diff(allv)
-    cdf_u = np.searchsorted(u, allv[:-1], side="right") / u.size
-    cdf_v = np.searchsorted(v, allv[:-1], side="right") / v.size
-    return float(np.sum(np.abs(cdf_u - cdf_v) * deltas))
+  """W1 between two empirical 1-D distributions: integral of |F_u - F_v|."""
+  u = np.sort(u)
+  v = np.sort(v)
+  allv = np.concatenate([u, v])
+  allv.sort()
+  deltas = np.diff(allv)
+  cdf_u = np.searchsorted(u, allv[:-1], side="right") / u.size
+  cdf_v = np.searchsorted(v, allv[:-1], side="right") / v.size
+  return float(np.sum(np.abs(cdf_u - cdf_v) * deltas))
 
 
 def histogram_distance(
@@ -657,50 +657,50 @@ def histogram_distance(
     bins: int | None = 256,
     value_range: tuple[float, float] = (-1.0, 1.0),
 ) -> float:
-    """Per-channel 1-D Wasserstein-1 distance between pixel-value distributions.
+  """Per-channel 1-D Wasserstein-1 distance between pixel-value distributions.
 
-    Compares marginal colour statistics only (no spatial structure), averaged
-    over channels.  For a pure shift ``b = a + delta`` (without clipping) the
-    value is ``|delta|``, so it is in the units of the image values.
+  Compares marginal colour statistics only (no spatial structure), averaged
+  over channels.  For a pure shift ``b = a + delta`` (without clipping) the
+  value is ``|delta|``, so it is in the units of the image values.
 
-    Args:
-      a: single HWC image or NHWC batch.
-      b: single HWC image or NHWC batch with the same channel count; sizes
-        and image counts may differ.
-      bins: number of histogram bins over ``value_range`` (values outside are
-        clipped into the end bins; the result is then exact up to one bin
-        width). ``None``: exact W1 from the sorted values, no clipping.
-      value_range: ``(low, high)`` of the histogram.
+  Args:
+    a: single HWC image or NHWC batch.
+    b: single HWC image or NHWC batch with the same channel count; sizes
+      and image counts may differ.
+    bins: number of histogram bins over ``value_range`` (values outside are
+      clipped into the end bins; the result is then exact up to one bin
+      width). ``None``: exact W1 from the sorted values, no clipping.
+    value_range: ``(low, high)`` of the histogram.
 
-    Returns:
-      The distance as a Python float (0 for identical value distributions).
+  Returns:
+    The distance as a Python float (0 for identical value distributions).
 
-    Raises:
-      ValueError: wrong ranks, empty inputs, different channel counts, or an
-        invalid ``bins`` / ``value_range``.
-    """
-    xa = _as_images(a, "a")
-    xb = _as_images(b, "b")
-    _check_same_channels(xa, xb, "a", "b")
-    c = xa.shape[-1]
-    va = xa.reshape(-1, c)
-    vb = xb.reshape(-1, c)
-    if bins is None:
-        return float(np.mean([_wasserstein_1d_exact(va[:, ch], vb[:, ch]) for ch in range(c)]))
-    bins = _positive_int(bins, "bins")
-    lo, hi = (float(v) for v in value_range)
-    if not hi > lo:
-        raise ValueError(f"value_range must satisfy low < high, got {value_range!r}")
-    width = (hi - lo) / bins
-    dists = []
-    for ch in range(c):
-        ha, _ = np.histogram(np.clip(va[:, ch], lo, hi), bins=bins, range=(lo, hi))
-        hb, _ = np.histogram(np.clip(vb[:, ch], lo, hi), bins=bins, range=(lo, hi))
-        # W1 in 1-D is the L1 distance between the cumulative distributions.
-        cdf_a = np.cumsum(ha) / va.shape[0]
-        cdf_b = np.cumsum(hb) / vb.shape[0]
-        dists.append(np.sum(np.abs(cdf_a - cdf_b)) * width)
-    return float(np.mean(dists))
+  Raises:
+    ValueError: wrong ranks, empty inputs, different channel counts, or an
+      invalid ``bins`` / ``value_range``.
+  """
+  xa = _as_images(a, "a")
+  xb = _as_images(b, "b")
+  _check_same_channels(xa, xb, "a", "b")
+  c = xa.shape[-1]
+  va = xa.reshape(-1, c)
+  vb = xb.reshape(-1, c)
+  if bins is None:
+    return float(np.mean([_wasserstein_1d_exact(va[:, ch], vb[:, ch]) for ch in range(c)]))
+  bins = _positive_int(bins, "bins")
+  lo, hi = (float(v) for v in value_range)
+  if not hi > lo:
+    raise ValueError(f"value_range must satisfy low < high, got {value_range!r}")
+  width = (hi - lo) / bins
+  dists = []
+  for ch in range(c):
+    ha, _ = np.histogram(np.clip(va[:, ch], lo, hi), bins=bins, range=(lo, hi))
+    hb, _ = np.histogram(np.clip(vb[:, ch], lo, hi), bins=bins, range=(lo, hi))
+    # W1 in 1-D is the L1 distance between the cumulative distributions.
+    cdf_a = np.cumsum(ha) / va.shape[0]
+    cdf_b = np.cumsum(hb) / vb.shape[0]
+    dists.append(np.sum(np.abs(cdf_a - cdf_b)) * width)
+  return float(np.mean(dists))
 
 
 # ---------------------------------------------------------------------------
@@ -709,36 +709,36 @@ def histogram_distance(
 
 
 def _periodic_component(u: np.ndarray) -> np.ndarray:
-    """Moisan's periodic component of an (H, W, C) image.
+  """Moisan's periodic component of an (H, W, C) image.
 
-    Subtracts the smooth image whose Laplacian equals the jumps across the
-    wrap-around boundary.  Without this, the FFT sees those jumps as strong
-    horizontal/vertical edges and random-phase noise shows a cross of
-    artefacts (Galerne et al. 2011, Sec. 4).
-    """
-    h, w, _ = u.shape
-    v = np.zeros_like(u)
-    v[0] += u[-1] - u[0]
-    v[-1] += u[0] - u[-1]
-    v[:, 0] += u[:, -1] - u[:, 0]
-    v[:, -1] += u[:, 0] - u[:, -1]
-    q = np.arange(h)[:, None]
-    r = np.arange(w)[None, :]
-    denom = 2.0 * np.cos(2.0 * np.pi * q / h) + 2.0 * np.cos(2.0 * np.pi * r / w) - 4.0
-    denom[0, 0] = 1.0  # the smooth part has zero mean; avoid 0/0
-    s_hat = np.fft.fft2(v, axes=(0, 1)) / denom[:, :, None]
-    s_hat[0, 0] = 0.0
-    return u - np.real(np.fft.ifft2(s_hat, axes=(0, 1)))
+  Subtracts the smooth image whose Laplacian equals the jumps across the
+  wrap-around boundary.  Without this, the FFT sees those jumps as strong
+  horizontal/vertical edges and random-phase noise shows a cross of
+  artefacts (Galerne et al. 2011, Sec. 4).
+  """
+  h, w, _ = u.shape
+  v = np.zeros_like(u)
+  v[0] += u[-1] - u[0]
+  v[-1] += u[0] - u[-1]
+  v[:, 0] += u[:, -1] - u[:, 0]
+  v[:, -1] += u[:, 0] - u[:, -1]
+  q = np.arange(h)[:, None]
+  r = np.arange(w)[None, :]
+  denom = 2.0 * np.cos(2.0 * np.pi * q / h) + 2.0 * np.cos(2.0 * np.pi * r / w) - 4.0
+  denom[0, 0] = 1.0  # the smooth part has zero mean; avoid 0/0
+  s_hat = np.fft.fft2(v, axes=(0, 1)) / denom[:, :, None]
+  s_hat[0, 0] = 0.0
+  return u - np.real(np.fft.ifft2(s_hat, axes=(0, 1)))
 
 
 def _taper(n: int, width: int) -> np.ndarray:
-    """1 in the middle, raised-cosine ramps of ``width`` samples at both ends."""
-    t = np.ones(n)
-    if width > 0:
-        ramp = 0.5 - 0.5 * np.cos(np.pi * (np.arange(width) + 0.5) / width)
-        t[:width] = ramp
-        t[-width:] = np.minimum(t[-width:], ramp[::-1])
-    return t
+  """1 in the middle, raised-cosine ramps of ``width`` samples at both ends."""
+  t = np.ones(n)
+  if width > 0:
+    ramp = 0.5 - 0.5 * np.cos(np.pi * (np.arange(width) + 0.5) / width)
+    t[:width] = ramp
+    t[-width:] = np.minimum(t[-width:], ramp[::-1])
+  return t
 
 
 def random_phase_noise(
@@ -748,82 +748,82 @@ def random_phase_noise(
     num_samples: int | None = None,
     periodic: bool = True,
 ) -> np.ndarray:
-    """Random-phase-noise texture (Galerne, Gousseau and Morel, 2011).
+  """Random-phase-noise texture (Galerne, Gousseau and Morel, 2011).
 
-    Keeps the Fourier amplitude of the mean-subtracted exemplar and adds one
-    uniformly random phase field (odd-symmetric, taken from the FFT of real
-    white noise) to the phase of every channel.  Sharing the random phase
-    keeps the phase differences between channels and hence the exemplar's
-    colour correlations.  The per-channel mean is added back and values are
-    clipped to [-1, 1].
+  Keeps the Fourier amplitude of the mean-subtracted exemplar and adds one
+  uniformly random phase field (odd-symmetric, taken from the FFT of real
+  white noise) to the phase of every channel.  Sharing the random phase
+  keeps the phase differences between channels and hence the exemplar's
+  colour correlations.  The per-channel mean is added back and values are
+  clipped to [-1, 1].
 
-    Sizes: the synthesis canvas is ``max(shape, exemplar size)`` per axis
-    and the result is cropped to ``shape``.  When the canvas equals the
-    exemplar size the amplitude spectrum is reproduced exactly (before
-    clipping).  When it is larger, the exemplar is used as a "spot": it is
-    multiplied by a raised-cosine taper (width ``min(16, side // 8)`` pixels,
-    only along enlarged axes, to avoid a new discontinuity), zero-padded to
-    the canvas size and its DC removed -- zero-padding in space is a
-    band-limited (sinc) interpolation of the spectrum onto the finer
-    frequency grid, i.e. a resize of the amplitude spectrum -- and rescaled so
-    each channel keeps the exemplar's variance.
+  Sizes: the synthesis canvas is ``max(shape, exemplar size)`` per axis
+  and the result is cropped to ``shape``.  When the canvas equals the
+  exemplar size the amplitude spectrum is reproduced exactly (before
+  clipping).  When it is larger, the exemplar is used as a "spot": it is
+  multiplied by a raised-cosine taper (width ``min(16, side // 8)`` pixels,
+  only along enlarged axes, to avoid a new discontinuity), zero-padded to
+  the canvas size and its DC removed -- zero-padding in space is a
+  band-limited (sinc) interpolation of the spectrum onto the finer
+  frequency grid, i.e. a resize of the amplitude spectrum -- and rescaled so
+  each channel keeps the exemplar's variance.
 
-    Args:
-      exemplar: single HWC image in [-1, 1].
-      shape: output spatial size ``(height, width)``.
-      rng: ``numpy.random.Generator``, integer seed, ``None`` or JAX key.
-      num_samples: ``None`` returns one HWC image; an integer returns an NHWC
-        batch of independent samples.
-      periodic: use Moisan's periodic component of the exemplar (recommended;
-        removes the cross artefact caused by the wrap-around boundary).
+  Args:
+    exemplar: single HWC image in [-1, 1].
+    shape: output spatial size ``(height, width)``.
+    rng: ``numpy.random.Generator``, integer seed, ``None`` or JAX key.
+    num_samples: ``None`` returns one HWC image; an integer returns an NHWC
+      batch of independent samples.
+    periodic: use Moisan's periodic component of the exemplar (recommended;
+      removes the cross artefact caused by the wrap-around boundary).
 
-    Returns:
-      float64 array of shape ``(height, width, C)`` or
-      ``(num_samples, height, width, C)``, values in [-1, 1].
+  Returns:
+    float64 array of shape ``(height, width, C)`` or
+    ``(num_samples, height, width, C)``, values in [-1, 1].
 
-    Raises:
-      ValueError: exemplar not a single non-empty HWC image, or ``shape`` /
-        ``num_samples`` not positive integers.
-    """
-    if np.ndim(exemplar) != 3:
-        raise ValueError(f"exemplar must be a single HWC image (rank 3), got shape {np.shape(exemplar)}")
-    u = _as_images(exemplar, "exemplar")[0]
-    if len(tuple(shape)) != 2:
-        raise ValueError(f"shape must be (height, width), got {shape!r}")
-    out_h, out_w = (_positive_int(s, "shape entries") for s in shape)
-    count = 1 if num_samples is None else _positive_int(num_samples, "num_samples")
-    gen = _as_rng(rng)
+  Raises:
+    ValueError: exemplar not a single non-empty HWC image, or ``shape`` /
+      ``num_samples`` not positive integers.
+  """
+  if np.ndim(exemplar) != 3:
+    raise ValueError(f"exemplar must be a single HWC image (rank 3), got shape {np.shape(exemplar)}")
+  u = _as_images(exemplar, "exemplar")[0]
+  if len(tuple(shape)) != 2:
+    raise ValueError(f"shape must be (height, width), got {shape!r}")
+  out_h, out_w = (_positive_int(s, "shape entries") for s in shape)
+  count = 1 if num_samples is None else _positive_int(num_samples, "num_samples")
+  gen = _as_rng(rng)
 
-    h, w, c = u.shape
-    if periodic and h > 1 and w > 1:
-        u = _periodic_component(u)
-    mean = u.mean(axis=(0, 1))
-    v = u - mean
-    target_var = np.mean(v ** 2, axis=(0, 1))  # per channel
+  h, w, c = u.shape
+  if periodic and h > 1 and w > 1:
+    u = _periodic_component(u)
+  mean = u.mean(axis=(0, 1))
+  v = u - mean
+  target_var = np.mean(v ** 2, axis=(0, 1))  # per channel
 
-    ch, cw = max(out_h, h), max(out_w, w)
-    if (ch, cw) != (h, w):
-        ty = _taper(h, min(16, h // 8)) if ch > h else np.ones(h)
-        tx = _taper(w, min(16, w // 8)) if cw > w else np.ones(w)
-        spot = np.zeros((ch, cw, c))
-        spot[:h, :w] = v * np.outer(ty, tx)[:, :, None]
-    else:
-        spot = v
-    spot_hat = np.fft.fft2(spot, axes=(0, 1))
-    spot_hat[0, 0] = 0.0
-    # Parseval: the output's mean square is sum|F|^2 / (HW)^2 for any phase.
-    energy = np.sum(np.abs(spot_hat) ** 2, axis=(0, 1)) / (ch * cw) ** 2
-    scale = np.sqrt(np.where(energy > 0, target_var / np.where(energy > 0, energy, 1.0), 0.0))
-    spot_hat *= scale
+  ch, cw = max(out_h, h), max(out_w, w)
+  if (ch, cw) != (h, w):
+    ty = _taper(h, min(16, h // 8)) if ch > h else np.ones(h)
+    tx = _taper(w, min(16, w // 8)) if cw > w else np.ones(w)
+    spot = np.zeros((ch, cw, c))
+    spot[:h, :w] = v * np.outer(ty, tx)[:, :, None]
+  else:
+    spot = v
+  spot_hat = np.fft.fft2(spot, axes=(0, 1))
+  spot_hat[0, 0] = 0.0
+  # Parseval: the output's mean square is sum|F|^2 / (HW)^2 for any phase.
+  energy = np.sum(np.abs(spot_hat) ** 2, axis=(0, 1)) / (ch * cw) ** 2
+  scale = np.sqrt(np.where(energy > 0, target_var / np.where(energy > 0, energy, 1.0), 0.0))
+  spot_hat *= scale
 
-    samples = []
-    for _ in range(count):
-        # The phase of real white noise is uniform and odd-symmetric, so the
-        # product below stays Hermitian and the inverse FFT is real.
-        phase = np.angle(np.fft.fft2(gen.standard_normal((ch, cw))))
-        out = np.real(np.fft.ifft2(spot_hat * np.exp(1j * phase)[:, :, None], axes=(0, 1)))
-        samples.append(np.clip(out[:out_h, :out_w] + mean, -1.0, 1.0))
-    return samples[0] if num_samples is None else np.stack(samples)
+  samples = []
+  for _ in range(count):
+    # The phase of real white noise is uniform and odd-symmetric, so the
+    # product below stays Hermitian and the inverse FFT is real.
+    phase = np.angle(np.fft.fft2(gen.standard_normal((ch, cw))))
+    out = np.real(np.fft.ifft2(spot_hat * np.exp(1j * phase)[:, :, None], axes=(0, 1)))
+    samples.append(np.clip(out[:out_h, :out_w] + mean, -1.0, 1.0))
+  return samples[0] if num_samples is None else np.stack(samples)
 
 
 # ---------------------------------------------------------------------------
@@ -832,87 +832,87 @@ def random_phase_noise(
 
 
 def _psd_sqrt(m: np.ndarray) -> np.ndarray:
-    vals, vecs = np.linalg.eigh(m)
-    return (vecs * np.sqrt(np.clip(vals, 0.0, None))) @ vecs.T
+  vals, vecs = np.linalg.eigh(m)
+  return (vecs * np.sqrt(np.clip(vals, 0.0, None))) @ vecs.T
 
 
 def frechet_distance_from_stats(mu_a: Any, sigma_a: Any, mu_b: Any, sigma_b: Any) -> float:
-    """Frechet distance between the Gaussians N(mu_a, sigma_a) and N(mu_b, sigma_b).
+  """Frechet distance between the Gaussians N(mu_a, sigma_a) and N(mu_b, sigma_b).
 
-    ``|mu_a - mu_b|^2 + tr(sigma_a + sigma_b - 2 (sigma_a sigma_b)^(1/2))``.
-    The trace of the matrix square root is computed as the sum of the square
-    roots of the eigenvalues of the symmetric PSD matrix
-    ``sigma_a^(1/2) sigma_b sigma_a^(1/2)`` (same eigenvalues as
-    ``sigma_a sigma_b``), so no complex values or ill-conditioned
-    ``sqrtm`` iterations arise; round-off negatives are clipped to zero.
+  ``|mu_a - mu_b|^2 + tr(sigma_a + sigma_b - 2 (sigma_a sigma_b)^(1/2))``.
+  The trace of the matrix square root is computed as the sum of the square
+  roots of the eigenvalues of the symmetric PSD matrix
+  ``sigma_a^(1/2) sigma_b sigma_a^(1/2)`` (same eigenvalues as
+  ``sigma_a sigma_b``), so no complex values or ill-conditioned
+  ``sqrtm`` iterations arise; round-off negatives are clipped to zero.
 
-    Args:
-      mu_a, mu_b: mean vectors of shape ``(d,)``.
-      sigma_a, sigma_b: covariance matrices of shape ``(d, d)`` (symmetrised
-        internally).
+  Args:
+    mu_a, mu_b: mean vectors of shape ``(d,)``.
+    sigma_a, sigma_b: covariance matrices of shape ``(d, d)`` (symmetrised
+      internally).
 
-    Returns:
-      The (non-negative) distance as a Python float.
+  Returns:
+    The (non-negative) distance as a Python float.
 
-    Raises:
-      ValueError: inconsistent or wrong shapes, or non-finite values.
-    """
-    mu_a = np.asarray(mu_a, dtype=np.float64)
-    mu_b = np.asarray(mu_b, dtype=np.float64)
-    sigma_a = np.asarray(sigma_a, dtype=np.float64)
-    sigma_b = np.asarray(sigma_b, dtype=np.float64)
-    if mu_a.ndim != 1 or mu_a.size == 0 or mu_a.shape != mu_b.shape:
-        raise ValueError(f"means must be non-empty 1-D arrays of equal length, got {mu_a.shape} and {mu_b.shape}")
-    d = mu_a.shape[0]
-    if sigma_a.shape != (d, d) or sigma_b.shape != (d, d):
-        raise ValueError(f"covariances must have shape ({d}, {d}), got {sigma_a.shape} and {sigma_b.shape}")
-    for arr in (mu_a, mu_b, sigma_a, sigma_b):
-        if not np.all(np.isfinite(arr)):
-            raise ValueError("statistics contain NaN or infinite values")
-    sigma_a = 0.5 * (sigma_a + sigma_a.T)
-    sigma_b = 0.5 * (sigma_b + sigma_b.T)
-    root_a = _psd_sqrt(sigma_a)
-    inner = root_a @ sigma_b @ root_a
-    eig = np.linalg.eigvalsh(0.5 * (inner + inner.T))
-    tr_covmean = np.sum(np.sqrt(np.clip(eig, 0.0, None)))
-    diff = mu_a - mu_b
-    value = diff @ diff + np.trace(sigma_a) + np.trace(sigma_b) - 2.0 * tr_covmean
-    return float(max(value, 0.0))
+  Raises:
+    ValueError: inconsistent or wrong shapes, or non-finite values.
+  """
+  mu_a = np.asarray(mu_a, dtype=np.float64)
+  mu_b = np.asarray(mu_b, dtype=np.float64)
+  sigma_a = np.asarray(sigma_a, dtype=np.float64)
+  sigma_b = np.asarray(sigma_b, dtype=np.float64)
+  if mu_a.ndim != 1 or mu_a.size == 0 or mu_a.shape != mu_b.shape:
+    raise ValueError(f"means must be non-empty 1-D arrays of equal length, got {mu_a.shape} and {mu_b.shape}")
+  d = mu_a.shape[0]
+  if sigma_a.shape != (d, d) or sigma_b.shape != (d, d):
+    raise ValueError(f"covariances must have shape ({d}, {d}), got {sigma_a.shape} and {sigma_b.shape}")
+  for arr in (mu_a, mu_b, sigma_a, sigma_b):
+    if not np.all(np.isfinite(arr)):
+      raise ValueError("statistics contain NaN or infinite values")
+  sigma_a = 0.5 * (sigma_a + sigma_a.T)
+  sigma_b = 0.5 * (sigma_b + sigma_b.T)
+  root_a = _psd_sqrt(sigma_a)
+  inner = root_a @ sigma_b @ root_a
+  eig = np.linalg.eigvalsh(0.5 * (inner + inner.T))
+  tr_covmean = np.sum(np.sqrt(np.clip(eig, 0.0, None)))
+  diff = mu_a - mu_b
+  value = diff @ diff + np.trace(sigma_a) + np.trace(sigma_b) - 2.0 * tr_covmean
+  return float(max(value, 0.0))
 
 
 def frechet_distance(feats_a: Any, feats_b: Any) -> float:
-    """Frechet (FID-formula) distance between Gaussians fitted to two feature sets.
+  """Frechet (FID-formula) distance between Gaussians fitted to two feature sets.
 
-    Fits mean and unbiased covariance to each set and applies
-    :func:`frechet_distance_from_stats`.  With Inception features this is
-    FID; here any features work (e.g. :func:`patch_descriptors`).  Note the
-    estimate is biased upward for small sample counts.
+  Fits mean and unbiased covariance to each set and applies
+  :func:`frechet_distance_from_stats`.  With Inception features this is
+  FID; here any features work (e.g. :func:`patch_descriptors`).  Note the
+  estimate is biased upward for small sample counts.
 
-    Args:
-      feats_a: ``(n_a, d)`` array, ``n_a >= 2``.
-      feats_b: ``(n_b, d)`` array, ``n_b >= 2``.
+  Args:
+    feats_a: ``(n_a, d)`` array, ``n_a >= 2``.
+    feats_b: ``(n_b, d)`` array, ``n_b >= 2``.
 
-    Returns:
-      The distance as a Python float (about 0 for identical distributions).
+  Returns:
+    The distance as a Python float (about 0 for identical distributions).
 
-    Raises:
-      ValueError: not 2-D, fewer than 2 rows, different ``d``, or non-finite.
-    """
-    a = _as_features(feats_a, "feats_a", min_rows=2)
-    b = _as_features(feats_b, "feats_b", min_rows=2)
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(f"feats_a and feats_b must have the same feature dimension, got {a.shape[1]} and {b.shape[1]}")
-    return frechet_distance_from_stats(
-        a.mean(axis=0), np.atleast_2d(np.cov(a, rowvar=False)),
-        b.mean(axis=0), np.atleast_2d(np.cov(b, rowvar=False)),
-    )
+  Raises:
+    ValueError: not 2-D, fewer than 2 rows, different ``d``, or non-finite.
+  """
+  a = _as_features(feats_a, "feats_a", min_rows=2)
+  b = _as_features(feats_b, "feats_b", min_rows=2)
+  if a.shape[1] != b.shape[1]:
+    raise ValueError(f"feats_a and feats_b must have the same feature dimension, got {a.shape[1]} and {b.shape[1]}")
+  return frechet_distance_from_stats(
+      a.mean(axis=0), np.atleast_2d(np.cov(a, rowvar=False)),
+      b.mean(axis=0), np.atleast_2d(np.cov(b, rowvar=False)),
+  )
 
 
 class KIDResult(NamedTuple):
-    """Kernel distance estimate: mean and standard deviation over subsets."""
+  """Kernel distance estimate: mean and standard deviation over subsets."""
 
-    mean: float
-    std: float
+  mean: float
+  std: float
 
 
 def kernel_distance(
@@ -922,49 +922,49 @@ def kernel_distance(
     subset_size: int = 1000,
     rng: Any = 0,
 ) -> KIDResult:
-    """Kernel (KID-formula) distance: unbiased MMD^2 with a cubic polynomial kernel.
+  """Kernel (KID-formula) distance: unbiased MMD^2 with a cubic polynomial kernel.
 
-    ``k(x, y) = (x . y / d + 1)^3`` (Binkowski et al., 2018).  For each of
-    ``num_subsets`` subsets, ``m = min(subset_size, n_a, n_b)`` rows are drawn
-    without replacement from each set and the unbiased estimator
-    ``mean_{i!=j} k(a_i, a_j) + mean_{i!=j} k(b_i, b_j) - 2 mean_{i,j} k(a_i, b_j)``
-    is evaluated.  Being unbiased it can be slightly negative when the two
-    distributions agree.
+  ``k(x, y) = (x . y / d + 1)^3`` (Binkowski et al., 2018).  For each of
+  ``num_subsets`` subsets, ``m = min(subset_size, n_a, n_b)`` rows are drawn
+  without replacement from each set and the unbiased estimator
+  ``mean_{i!=j} k(a_i, a_j) + mean_{i!=j} k(b_i, b_j) - 2 mean_{i,j} k(a_i, b_j)``
+  is evaluated.  Being unbiased it can be slightly negative when the two
+  distributions agree.
 
-    Args:
-      feats_a: ``(n_a, d)`` array, ``n_a >= 2``.
-      feats_b: ``(n_b, d)`` array, ``n_b >= 2``.
-      num_subsets: number of random subsets to average.
-      subset_size: maximum rows per subset.
-      rng: ``numpy.random.Generator``, integer seed, ``None`` or JAX key.
+  Args:
+    feats_a: ``(n_a, d)`` array, ``n_a >= 2``.
+    feats_b: ``(n_b, d)`` array, ``n_b >= 2``.
+    num_subsets: number of random subsets to average.
+    subset_size: maximum rows per subset.
+    rng: ``numpy.random.Generator``, integer seed, ``None`` or JAX key.
 
-    Returns:
-      ``KIDResult(mean, std)`` (a named tuple of Python floats) over subsets.
+  Returns:
+    ``KIDResult(mean, std)`` (a named tuple of Python floats) over subsets.
 
-    Raises:
-      ValueError: not 2-D, fewer than 2 rows, different ``d``, non-finite
-        values, or non-positive ``num_subsets`` / ``subset_size < 2``.
-    """
-    a = _as_features(feats_a, "feats_a", min_rows=2)
-    b = _as_features(feats_b, "feats_b", min_rows=2)
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(f"feats_a and feats_b must have the same feature dimension, got {a.shape[1]} and {b.shape[1]}")
-    num_subsets = _positive_int(num_subsets, "num_subsets")
-    subset_size = _positive_int(subset_size, "subset_size")
-    if subset_size < 2:
-        raise ValueError("subset_size must be at least 2 for the unbiased estimator")
-    gen = _as_rng(rng)
-    d = a.shape[1]
-    m = min(subset_size, a.shape[0], b.shape[0])
-    values = np.empty(num_subsets)
-    for i in range(num_subsets):
-        x = a[gen.choice(a.shape[0], m, replace=False)]
-        y = b[gen.choice(b.shape[0], m, replace=False)]
-        kxx = (x @ x.T / d + 1.0) ** 3
-        kyy = (y @ y.T / d + 1.0) ** 3
-        kxy = (x @ y.T / d + 1.0) ** 3
-        # Dropping the diagonal (k(x_i, x_i)) is what makes the estimate unbiased.
-        values[i] = ((kxx.sum() - np.trace(kxx)) / (m * (m - 1))
-                     + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
-                     - 2.0 * kxy.mean())
-    return KIDResult(float(values.mean()), float(values.std()))
+  Raises:
+    ValueError: not 2-D, fewer than 2 rows, different ``d``, non-finite
+      values, or non-positive ``num_subsets`` / ``subset_size < 2``.
+  """
+  a = _as_features(feats_a, "feats_a", min_rows=2)
+  b = _as_features(feats_b, "feats_b", min_rows=2)
+  if a.shape[1] != b.shape[1]:
+    raise ValueError(f"feats_a and feats_b must have the same feature dimension, got {a.shape[1]} and {b.shape[1]}")
+  num_subsets = _positive_int(num_subsets, "num_subsets")
+  subset_size = _positive_int(subset_size, "subset_size")
+  if subset_size < 2:
+    raise ValueError("subset_size must be at least 2 for the unbiased estimator")
+  gen = _as_rng(rng)
+  d = a.shape[1]
+  m = min(subset_size, a.shape[0], b.shape[0])
+  values = np.empty(num_subsets)
+  for i in range(num_subsets):
+    x = a[gen.choice(a.shape[0], m, replace=False)]
+    y = b[gen.choice(b.shape[0], m, replace=False)]
+    kxx = (x @ x.T / d + 1.0) ** 3
+    kyy = (y @ y.T / d + 1.0) ** 3
+    kxy = (x @ y.T / d + 1.0) ** 3
+    # Dropping the diagonal (k(x_i, x_i)) is what makes the estimate unbiased.
+    values[i] = ((kxx.sum() - np.trace(kxx)) / (m * (m - 1))
+                 + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+                 - 2.0 * kxy.mean())
+  return KIDResult(float(values.mean()), float(values.std()))
