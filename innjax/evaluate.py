@@ -813,45 +813,6 @@ def load_labelled(config, ev) -> tuple[data_lib.Dataset, data_lib.Dataset]:
   return train_ds, test_ds
 
 
-def generate_images(config, stacked, active, num: int, key) -> tuple[np.ndarray, dict]:
-  """Generates `num` images from the cascade as `generate.generate` does.
-
-  Same sampler, settings and starting-noise distribution; it writes nothing, so
-  evaluation does not overwrite the samples a `--mode=sample` run left in
-  `workdir/samples`.
-
-  Args:
-    config: the run's config (`config.sample` controls generation).
-    stacked: stacked cascade variables; active: their (num_slots,) mask.
-    num: images to generate.
-    key: PRNG key.
-
-  Returns:
-    (float32 images (num, H, W, C) in [-1, 1], stats dict).
-  """
-  model = train.build_model(config)
-  run = jax.jit(train.make_synthesis_sampler(
-      config, models.make_logit_fn(model), config.sample.mode,
-      int(config.sample.max_steps)).run)
-  shape = (config.data.image_size, config.data.image_size, config.data.channels)
-  batch = int(config.sample.batch_size)
-  noise_key, run_key = jax.random.split(key)
-  # The same N(0, init_std^2) clipped noise as train.initial_negatives, drawn flat and
-  # reshaped: XLA:CPU compiles a 4-D threefry draw ~10x slower (see models.flat_normal).
-  x0 = jnp.clip(float(config.pool.init_std) * jax.random.normal(
-      noise_key, (num * int(np.prod(shape)),)).reshape(num, *shape), -1.0, 1.0)
-  pad = (-num) % batch  # one sampler shape: compiles once
-  if pad:
-    x0 = jnp.concatenate([x0, x0[:pad]])
-  t0 = time.perf_counter()
-  x, steps, probs = train.synthesize(run, stacked, active, x0, run_key, batch,
-                                     int(config.sample.max_steps))
-  x = np.asarray(jax.device_get(x[:num]), np.float32)
-  return x, {"seconds": time.perf_counter() - t0,
-             "mean_steps_per_batch": float(np.mean(steps)),
-             "p_real_last": float(np.mean(probs))}
-
-
 class _Space(NamedTuple):
   """A feature space for Frechet/KID: how to embed images, and the real test set."""
   feature_fn: Callable   # (variables, x) -> (N, >= start + dim) features
@@ -911,7 +872,8 @@ def _quality(config, ev, spaces: dict, stacked, active, test_images, workdir) ->
   if n < 2:
     return {"skipped": f"needs num_samples >= 2 and >= 4 test images (n={n})"}
   key = jax.random.fold_in(jax.random.key(int(ev.seed)), 1)
-  generated, gen_stats = generate_images(config, stacked, active, n, key)
+  generated, gen_stats = generate_lib.synthesize_images(
+      config, stacked, active, n, key, size=(0, 0))
   images_lib.save_grid(generated[:64], os.path.join(workdir, "evaluation_samples.png"))
   # Generated images are quantised like the real ones (as they would be saved), so
   # neither set gets features of values the other cannot take.

@@ -54,6 +54,58 @@ def load_cascade(config, workdir, mesh=None):
   return state.cascade, state.active, int(state.stage)
 
 
+def _sampling_batch(config, num: int, mesh) -> int:
+  """The sampler's batch for `num` images; it must split evenly over the mesh."""
+  batch = min(int(config.sample.batch_size), num)
+  if batch % mesh.size:
+    raise ValueError(
+        f"Bad config: a sampling batch of {batch} images (min of sample.batch_size and "
+        f"the number of images) does not split over the {mesh.size} devices of the "
+        f"mesh; use a multiple of {mesh.size} for sample.batch_size and sample.num, or "
+        "--config.mesh.data=1.")
+  return batch
+
+
+def synthesize_images(config, stacked, active, num: int, key, size=None, mesh=None):
+  """Pushes `num` images of fresh noise through a loaded cascade; writes nothing.
+
+  Args:
+    config: the run's config (`config.sample` controls generation).
+    stacked: stacked cascade variables; active: their (num_slots,) mask (as returned
+      by `load_cascade`).
+    num: number of images.
+    key: PRNG key.
+    size: (height, width) to synthesise (default `config.sample.size`; (0, 0) is the
+      training size). Sizes other than the training size need the patch head.
+    mesh: the device mesh (default `sharding.make_mesh(config)`).
+
+  Returns:
+    (float32 images (num, H, W, C) in [-1, 1] on the host, dict of statistics).
+  """
+  size = energy_lib.target_hw(config, config.sample.size if size is None else size)
+  shape = energy_lib.negative_shape(config, size)
+  mesh = sharding.make_mesh(config) if mesh is None else mesh
+  config = sharding.global_batch_config(config, mesh.size)
+  batch = _sampling_batch(config, num, mesh)
+  if not bool(jnp.any(active)):
+    raise ValueError("The cascade has no trained stage yet: train first.")
+  model = train.build_model(config)
+  logit_fn = energy_lib.make_energy(config, model, shape[:2])
+  run = train.jit_run(train.make_synthesis_sampler(
+      config, logit_fn, config.sample.mode, int(config.sample.max_steps)), mesh)
+  noise_key, run_key = jax.random.split(key)
+  x0 = train.initial_negatives(noise_key, num, shape, float(config.pool.init_std))
+  t0 = time.perf_counter()
+  x, steps, probs = train.synthesize(
+      run, stacked, active, train._pad_batches(x0, batch), run_key, batch,
+      int(config.sample.max_steps))
+  x = sharding.to_host(energy_lib.crop_to_target(config, x[:num]))
+  return x, {"size": size, "kept_classifiers": int(jnp.sum(active)),
+             "seconds": time.perf_counter() - t0,
+             "mean_steps_per_batch": float(np.mean(steps)),
+             "p_real_last": float(np.mean(probs))}
+
+
 def generate(config, workdir: str, num: int | None = None, key=None, size=None):
   """Generates `num` images from the cascade in `workdir` and writes them there.
 
@@ -70,33 +122,15 @@ def generate(config, workdir: str, num: int | None = None, key=None, size=None):
   """
   train.validate_config(config)
   size = energy_lib.target_hw(config, config.sample.size if size is None else size)
-  shape = energy_lib.negative_shape(config, size)  # checks the size before loading
+  energy_lib.negative_shape(config, size)  # checks the size before loading
   mesh = sharding.make_mesh(config)
-  config = sharding.global_batch_config(config, mesh.size)
   num = int(num or config.sample.num)
-  batch = min(int(config.sample.batch_size), num)
-  if batch % mesh.size:
-    raise ValueError(
-        f"Bad config: a sampling batch of {batch} images (min of sample.batch_size and "
-        f"the number of images) does not split over the {mesh.size} devices of the "
-        f"mesh; use a multiple of {mesh.size} for sample.batch_size and sample.num, or "
-        "--config.mesh.data=1.")
+  _sampling_batch(sharding.global_batch_config(config, mesh.size), num, mesh)
   stacked, active, stages = load_cascade(config, workdir, mesh)
   if not bool(jnp.any(active)):
     raise ValueError(f"The checkpoint in {workdir} has no trained stage yet.")
   key = jax.random.key(int(config.sample.seed)) if key is None else key
-  model = train.build_model(config)
-  logit_fn = energy_lib.make_energy(config, model, shape[:2])
-  run = train.jit_run(train.make_synthesis_sampler(
-      config, logit_fn, config.sample.mode, int(config.sample.max_steps)), mesh)
-  noise_key, run_key = jax.random.split(key)
-  x0 = train.initial_negatives(noise_key, num, shape, float(config.pool.init_std))
-  t0 = time.perf_counter()
-  x, steps, probs = train.synthesize(
-      run, stacked, active, train._pad_batches(x0, batch), run_key, batch,
-      int(config.sample.max_steps))
-  x = sharding.to_host(energy_lib.crop_to_target(config, x[:num]))
-  seconds = time.perf_counter() - t0
+  x, stats = synthesize_images(config, stacked, active, num, key, size, mesh)
   out_dir = os.path.join(workdir, "samples")
   name = f"samples_stage{stages:03d}"
   if size != energy_lib.target_hw(config):
@@ -107,10 +141,7 @@ def generate(config, workdir: str, num: int | None = None, key=None, size=None):
     os.makedirs(out_dir, exist_ok=True)
     images.save_grid(x, png)
     np.savez_compressed(npz, images=x)
-  stats = {"png": png, "npz": npz, "stages": stages, "size": size,
-           "kept_classifiers": int(jnp.sum(active)), "seconds": seconds,
-           "mean_steps_per_batch": float(np.mean(steps)),
-           "p_real_last": float(np.mean(probs))}
+  stats = {"png": png, "npz": npz, "stages": stages, **stats}
   logging.info("Generated %d images through %d classifiers in %.1fs: %s", num,
-               stats["kept_classifiers"], seconds, png)
+               stats["kept_classifiers"], stats["seconds"], png)
   return x, stats

@@ -45,6 +45,14 @@ def test_inng_trains_saves_grids_and_samples(tmp_path):
   assert os.path.exists(stats["png"]) and stats["kept_classifiers"] == 3
   saved = np.load(stats["npz"])["images"]
   np.testing.assert_array_equal(saved, images)
+  # The library path: the same sampling from a loaded cascade, writing nothing.
+  before = sorted(os.listdir(tmp_path / "samples"))
+  stacked, active, stages = generate.load_cascade(config, str(tmp_path))
+  again, again_stats = generate.synthesize_images(
+      config, stacked, active, 8, jax.random.key(int(config.sample.seed)))
+  assert stages == 3 and again_stats["kept_classifiers"] == 3
+  np.testing.assert_array_equal(again, images)
+  assert sorted(os.listdir(tmp_path / "samples")) == before
 
 
 def test_resume_reaches_the_same_final_state(tmp_path):
