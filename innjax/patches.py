@@ -302,6 +302,17 @@ def _extract(images: jax.Array, positions: jax.Array, ph: int, pw: int) -> jax.A
   return patches.reshape((n * positions.shape[1], ph, pw, c))
 
 
+def _validated_patch_args(images, positions, patch_size: PatchSize):
+  """Checks the arguments of the extract functions; returns (images, positions, ph, pw)."""
+  images = jnp.asarray(images)
+  n, h, w, _ = _check_nhwc(images)
+  ph, pw = _as_hw(patch_size, "patch_size")
+  _check_fits((h, w), (ph, pw))
+  positions = _prepare_positions(positions, n)
+  _check_in_bounds(positions, (h, w), (ph, pw))
+  return images, positions, ph, pw
+
+
 def extract_patches(images, positions, patch_size: PatchSize) -> jax.Array:
   """Cuts patches out of a batch of images (plain slicing; gradients are summed).
 
@@ -318,13 +329,7 @@ def extract_patches(images, positions, patch_size: PatchSize) -> jax.Array:
   Returns:
     (N * P, ph, pw, C) array; row ``n * P + p`` is patch p of image n.
   """
-  images = jnp.asarray(images)
-  n, h, w, _ = _check_nhwc(images)
-  ph, pw = _as_hw(patch_size, "patch_size")
-  _check_fits((h, w), (ph, pw))
-  positions = _prepare_positions(positions, n)
-  _check_in_bounds(positions, (h, w), (ph, pw))
-  return _extract(images, positions, ph, pw)
+  return _extract(*_validated_patch_args(images, positions, patch_size))
 
 
 @functools.partial(jax.jit, static_argnames=("image_hw", "patch_hw"))
@@ -422,13 +427,7 @@ def extract_patches_averaged(images, positions, patch_size: PatchSize) -> jax.Ar
   Returns:
     (N * P, ph, pw, C) array; row ``n * P + p`` is patch p of image n.
   """
-  images = jnp.asarray(images)
-  n, h, w, _ = _check_nhwc(images)
-  ph, pw = _as_hw(patch_size, "patch_size")
-  _check_fits((h, w), (ph, pw))
-  positions = _prepare_positions(positions, n)
-  _check_in_bounds(positions, (h, w), (ph, pw))
-  return _extract_averaged(images, positions, ph, pw)
+  return _extract_averaged(*_validated_patch_args(images, positions, patch_size))
 
 
 def sample_patches(
