@@ -38,6 +38,9 @@ def load_cascade(config, workdir, mesh=None):
 
   Returns:
     (stacked variables, active mask, completed stages), replicated over the mesh.
+
+  Raises:
+    FileNotFoundError: no checkpoint; ValueError: it holds no trained stage.
   """
   manager = checkpointing.Manager(workdir, config, read_only=True)
   if manager.latest_step() is None:
@@ -51,6 +54,8 @@ def load_cascade(config, workdir, mesh=None):
   state = manager.restore_latest(sharding.with_shardings(
       template, sharding.state_shardings(template, mesh)))
   manager.close()
+  if not bool(jnp.any(state.active)):
+    raise ValueError(f"The checkpoint in {workdir} has no trained stage yet: train first.")
   return state.cascade, state.active, int(state.stage)
 
 
@@ -127,8 +132,6 @@ def generate(config, workdir: str, num: int | None = None, key=None, size=None):
   num = int(num or config.sample.num)
   _sampling_batch(sharding.global_batch_config(config, mesh.size), num, mesh)
   stacked, active, stages = load_cascade(config, workdir, mesh)
-  if not bool(jnp.any(active)):
-    raise ValueError(f"The checkpoint in {workdir} has no trained stage yet.")
   key = jax.random.key(int(config.sample.seed)) if key is None else key
   x, stats = synthesize_images(config, stacked, active, num, key, size, mesh)
   out_dir = os.path.join(workdir, "samples")

@@ -112,8 +112,6 @@ def stylize(config, workdir: str, key=None):
                      f"{config.style.steps} and {config.style.step_size}.")
   content = load_content(config)
   stacked, active, stages = generate.load_cascade(config, workdir)
-  if not bool(jnp.any(active)):
-    raise ValueError(f"The checkpoint in {workdir} has no trained stage yet.")
   padded = patches.pad_images(jnp.asarray(content)[None], side)
   model = train.build_model(config)
   run = make_stylizer(config, model, padded.shape[1:3])
