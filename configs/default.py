@@ -32,6 +32,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.kernel_size = 5
   config.model.conv_impl = "auto"   # "auto" | "xla" | "im2col"
   config.model.dtype = "float32"    # "bfloat16" for mixed precision on GPU/TPU
+  # The paper's DCGAN discriminator: BatchNorm, leaky ReLU, flatten. WINN's critic:
+  # "layer", "swish", "mean"; EBM practice: "none" and spectral_norm=True.
+  config.model.norm = "batch"       # "batch" | "layer" | "none"
+  config.model.activation = "leaky_relu"  # | "swish"
+  config.model.pool = "flatten"     # | "mean"
+  config.model.spectral_norm = False
 
   config.data = ml_collections.ConfigDict()
   config.data.source = "image"      # "tfds" | "folder" | "npz" | "skimage" | "image"
@@ -85,11 +91,16 @@ def get_config() -> ml_collections.ConfigDict:
   # 0.1 stalled below the boundary after a few stages (P(real) 0.002 after 200 steps,
   # where 0.03 crossed in 19), so the CPU default uses 0.03. 0.02 for SVHN/faces.
   config.synthesis.step_size = 0.03
+  config.synthesis.optimizer = "adam"  # | "sgd" (plain gradient ascent; Langevin with noise)
   config.synthesis.beta1 = 0.5
   config.synthesis.beta2 = 0.999
   config.synthesis.max_steps = 100
   config.synthesis.stop_prob = 0.5
   config.synthesis.stop_window = 20  # paper 4.1: stop on the mean over ~20 steps
+  # energy="sum": whose P(real) the stop tests. "newest" (the paper: until the newest
+  # classifier is fooled), "all" (every kept classifier fooled) or "sum" (the summed
+  # logits: the earlier stages outvote the newest and synthesis stops at once).
+  config.synthesis.stop_on = "newest"
   config.synthesis.noise_scale = 0.0
   config.synthesis.noise_schedule = "linear"
   config.synthesis.strategy = "scan"

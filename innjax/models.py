@@ -220,6 +220,15 @@ class Classifier(nn.Module):
     dtype: computation dtype (e.g. jnp.bfloat16 for mixed precision); the logit
       is always returned in float32.
     bn_momentum: BatchNorm running-average momentum.
+    norm: "batch" (the paper), "layer" (WINN's critic) or "none" (EBM practice:
+      the logit of an image never depends on the rest of its batch).
+    activation: "leaky_relu" (the paper, slope `negative_slope`) or "swish"
+      (WINN, IGEBM: smooth, so the image gradient has no kinks).
+    pool: "flatten" (the paper: flatten, then one dense unit) or "mean" (WINN:
+      mean over the last feature map's positions, then the dense unit).
+    spectral_norm: divide every weight by its largest singular value (one power
+      iteration per training update; IGEBM, SN-GAN), bounding the network's
+      Lipschitz constant. Its power-iteration vectors live in "batch_stats".
   """
   features: Sequence[int] = (64, 128, 256, 512)
   kernel_size: int = 5
@@ -229,6 +238,10 @@ class Classifier(nn.Module):
   conv_impl: str = "auto"
   dtype: Any = None
   bn_momentum: float = 0.9
+  norm: str = "batch"
+  activation: str = "leaky_relu"
+  pool: str = "flatten"
+  spectral_norm: bool = False
 
   def check_input(self, x: jax.Array) -> None:
     """Raises ValueError when `x` is not a batch of images this network accepts."""
@@ -264,24 +277,57 @@ class Classifier(nn.Module):
       tuple of (N, h, w, c) activations, one per conv block, after the nonlinearity.
     """
     self.check_input(x)
+    check_architecture(self.norm, self.activation, self.pool)
     feats = []
     h = x
     for i, width in enumerate(self.features):
-      h = Conv(width, self.kernel_size, self.stride, self.conv_impl,
-               dtype=self.dtype, name=f"conv{i}")(h)
-      if i > 0:  # The paper has no BatchNorm after the first convolution.
+      h = self._layer(Conv(width, self.kernel_size, self.stride, self.conv_impl,
+                           dtype=self.dtype, name=f"conv{i}"), h, train)
+      # The paper has no normalisation after the first convolution.
+      if i > 0 and self.norm == "batch":
         h = nn.BatchNorm(use_running_average=not train,
                          momentum=self.bn_momentum, epsilon=1e-5,
                          dtype=self.dtype, name=f"bn{i}")(h)
-      h = nn.leaky_relu(h, self.negative_slope)
+      elif i > 0 and self.norm == "layer":
+        h = nn.LayerNorm(epsilon=1e-5, dtype=self.dtype, name=f"ln{i}")(h)
+      if self.activation == "swish":
+        h = nn.swish(h)
+      else:
+        h = nn.leaky_relu(h, self.negative_slope)
       feats.append(h)
-    h = h.reshape((h.shape[0], -1))
-    logits = nn.Dense(1, dtype=self.dtype,
-                      kernel_init=flat_normal(0.02),
-                      name="logit")(h)[:, 0].astype(jnp.float32)
+    if self.pool == "mean":
+      h = jnp.mean(h, axis=(1, 2))
+    else:
+      h = h.reshape((h.shape[0], -1))
+    dense = nn.Dense(1, dtype=self.dtype, kernel_init=flat_normal(0.02), name="logit")
+    logits = self._layer(dense, h, train)[:, 0].astype(jnp.float32)
     if return_features:
       return logits, tuple(feats)
     return logits
+
+  def _layer(self, layer: nn.Module, h: jax.Array, train: bool) -> jax.Array:
+    """Applies `layer`, spectrally normalised when asked.
+
+    The power iteration's vector is updated only while training, so that the
+    logit function the sampler ascends stays a fixed, deterministic energy.
+    """
+    if not self.spectral_norm:
+      return layer(h)
+    return nn.SpectralNorm(layer, name=f"sn_{layer.name}")(h, update_stats=train)
+
+
+NORMS = ("batch", "layer", "none")
+ACTIVATIONS = ("leaky_relu", "swish")
+POOLS = ("flatten", "mean")
+
+
+def check_architecture(norm: str, activation: str, pool: str) -> None:
+  """Raises ValueError naming the choices when an architecture option is unknown."""
+  for name, value, choices in (("norm", norm, NORMS),
+                               ("activation", activation, ACTIVATIONS),
+                               ("pool", pool, POOLS)):
+    if value not in choices:
+      raise ValueError(f"model.{name} must be one of {choices}, got {value!r}.")
 
 
 LogitFn = Callable[[Any, jax.Array], jax.Array]
@@ -339,4 +385,14 @@ def init_variables(model: Classifier, key: jax.Array, image_shape) -> dict:
   """
   dummy = jnp.zeros((1, *image_shape), jnp.float32)
   # Jitted: eager Flax init dispatches (and compiles) op by op, ~3x slower here.
-  return jax.jit(lambda k: model.init(k, dummy, train=False))(key)
+  variables = jax.jit(lambda k: model.init(k, dummy, train=False))(key)
+  # Every architecture has the same two collections, so training, the cascade and
+  # checkpoints treat them alike; without BatchNorm or spectral norm the second holds
+  # a placeholder (Orbax does not store empty dicts).
+  return {"params": variables["params"],
+          "batch_stats": variables.get("batch_stats") or _no_stats()}
+
+
+def _no_stats() -> dict:
+  """The "batch_stats" of a network that has none: one ignored scalar."""
+  return {"unused": jnp.zeros((), jnp.float32)}

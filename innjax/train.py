@@ -84,9 +84,13 @@ def build_model(config: ml_collections.ConfigDict) -> models.Classifier:
     raise ValueError(
         f"config.model.dtype must be 'float32' or 'bfloat16', got "
         f"{config.model.dtype!r}.")
+  models.check_architecture(config.model.norm, config.model.activation,
+                            config.model.pool)
   return models.Classifier(
       features=tuple(config.model.features), kernel_size=config.model.kernel_size,
-      channels=config.data.channels, conv_impl=config.model.conv_impl, dtype=dtype)
+      channels=config.data.channels, conv_impl=config.model.conv_impl, dtype=dtype,
+      norm=config.model.norm, activation=config.model.activation,
+      pool=config.model.pool, spectral_norm=bool(config.model.spectral_norm))
 
 
 def group_size(config) -> int:
@@ -175,7 +179,8 @@ def make_synthesis_sampler(config, logit_fn, mode: str,
       beta2=float(syn.beta2), max_steps=int(max_steps or syn.max_steps),
       noise_scale=float(syn.noise_scale), noise_schedule=syn.noise_schedule,
       stop_prob=stop_prob, stop_window=int(syn.stop_window), clip=(-1.0, 1.0),
-      mode=mode, strategy=syn.strategy)
+      mode=mode, optimizer=syn.optimizer, strategy=syn.strategy,
+      stop_on=syn.stop_on)
 
 
 def initial_negatives(key, num: int, image_shape, std: float) -> jax.Array:

@@ -138,3 +138,55 @@ def test_bad_inputs_raise_clear_errors(shape, match):
   variables = models.init_variables(model, jax.random.key(0), (16, 16, 3))
   with pytest.raises(ValueError, match=match):
     model.apply(variables, jnp.zeros(shape))
+
+
+@pytest.mark.parametrize("norm, activation, pool", [
+    ("layer", "swish", "mean"), ("none", "swish", "flatten"),
+    ("none", "leaky_relu", "mean")])
+def test_architecture_options_give_per_image_logits(norm, activation, pool):
+  """Without BatchNorm an image's logit does not depend on the rest of its batch."""
+  model = models.Classifier(features=(8, 16), channels=3, norm=norm,
+                            activation=activation, pool=pool)
+  variables = models.init_variables(model, jax.random.key(0), (16, 16, 3))
+  x = jax.random.uniform(jax.random.key(1), (4, 16, 16, 3), minval=-1, maxval=1)
+  train_logits, _ = model.apply(variables, x, train=True, mutable=["batch_stats"])
+  alone = model.apply(variables, x[:1], train=True, mutable=["batch_stats"])[0]
+  np.testing.assert_allclose(train_logits[:1], alone, rtol=1e-5, atol=1e-6)
+  logit_fn = models.make_logit_fn(model)
+  np.testing.assert_allclose(logit_fn(variables, x), train_logits, rtol=1e-5, atol=1e-6)
+  assert set(variables) == {"params", "batch_stats"}
+  names = set(variables["params"])
+  assert ("ln1" in names) == (norm == "layer") and "bn1" not in names
+
+
+def test_unknown_architecture_option_is_refused():
+  with pytest.raises(ValueError, match="model.norm"):
+    models.Classifier(features=(8,), channels=1, norm="group").init(
+        jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
+
+
+def test_spectral_norm_bounds_each_layers_largest_singular_value():
+  model = models.Classifier(features=(8, 16), channels=1, norm="none",
+                            spectral_norm=True)
+  variables = models.init_variables(model, jax.random.key(0), (16, 16, 1))
+  # Scale the raw weights up: spectral norm must undo it.
+  variables["params"] = jax.tree_util.tree_map(lambda w: 50.0 * w, variables["params"])
+  x = jax.random.normal(jax.random.key(1), (8, 16, 16, 1))
+  for _ in range(30):  # power iterations run while training
+    _, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+    variables = {"params": variables["params"], "batch_stats": updates["batch_stats"]}
+  assert set(variables["batch_stats"]) == {"sn_conv0", "sn_conv1", "sn_logit"}
+  for layer in ("conv0", "conv1", "logit"):
+    kernel = variables["params"][layer]["kernel"]
+    matrix = np.asarray(kernel).reshape(-1, kernel.shape[-1])
+    sigma = np.linalg.svd(matrix, compute_uv=False)[0]
+    assert sigma > 10  # the raw weights are far from normalised...
+    estimate = variables["batch_stats"][f"sn_{layer}"][f"{layer}/kernel/sigma"]
+    np.testing.assert_allclose(float(estimate), sigma, rtol=1e-3)
+  # ...and the normalised network is 1-Lipschitz in each layer, so the logit moves
+  # at most |dx| * prod(1) times the activations' slopes (<= 1) for a change dx.
+  logit_fn = models.make_logit_fn(model)
+  dx = 1e-2 * jax.random.normal(jax.random.key(2), x.shape)
+  change = np.abs(np.asarray(logit_fn(variables, x + dx) - logit_fn(variables, x)))
+  norms = np.sqrt(np.sum(np.asarray(dx) ** 2, axis=(1, 2, 3)))
+  assert np.all(change <= norms * 1.01)

@@ -247,3 +247,72 @@ def test_params_without_a_stage_axis_are_rejected():
   with pytest.raises(ValueError, match="stage axis"):
     s.run({"mu": jnp.zeros((2, 2)), "b": jnp.zeros((3,))}, jnp.zeros((1, 2)),
           jax.random.key(0))
+
+
+def _fooled_early_rejected_late():
+  """Two Gaussian stages: stage 0 accepts x = 0 with a large logit, stage 1 rejects it.
+
+  The summed logit at x = 0 is 8 + (2 - 0.5 * 9) = 5.5 (P = 0.996) although the newest
+  stage gives it P(real) = sigmoid(-2.5) = 0.08: the case where stopping on the sum
+  ends synthesis before the newest classifier has moved anything. The newest stage
+  accepts |x - (3, 0)| < 2, so ascending the sum crosses its boundary at x = (1, 0).
+  """
+  params = {"mu": jnp.array([[0.0, 0.0], [3.0, 0.0]]), "b": jnp.array([8.0, 2.0])}
+  return params, jnp.zeros((4, 2))
+
+
+@pytest.mark.parametrize("strategy", cascade.STRATEGIES)
+def test_sum_mode_stops_when_the_newest_stage_is_fooled(strategy):
+  params, x0 = _fooled_early_rejected_late()
+  s = sampler.make_sampler(gaussian_logit, step_size=0.05, max_steps=400,
+                           stop_prob=0.5, clip=None, strategy=strategy)
+  x, info = jax.jit(s.run)(params, x0, jax.random.key(0))
+  newest = jax.nn.sigmoid(gaussian_logit(cascade.get_stage(params, 1), x))
+  assert bool(info.stopped_early) and int(info.steps) > 5
+  assert float(jnp.mean(newest)) >= 0.5
+  np.testing.assert_allclose(float(info.mean_prob), float(jnp.mean(newest)), rtol=1e-5)
+  # It moved towards the newest stage's mode and stopped at its boundary (x = 1),
+  # not at the summed energy's maximum (x = 1.5).
+  assert 0.95 < float(x[0, 0]) < 1.2
+
+
+def test_sum_mode_stop_on_sum_keeps_the_old_rule():
+  params, x0 = _fooled_early_rejected_late()
+  s = sampler.make_sampler(gaussian_logit, step_size=0.05, max_steps=400,
+                           stop_prob=0.5, clip=None, stop_on="sum")
+  x, info = jax.jit(s.run)(params, x0, jax.random.key(0))
+  assert int(info.steps) == 0 and bool(info.stopped_early)
+  np.testing.assert_array_equal(x, x0)
+
+
+def test_sum_mode_stop_on_all_waits_for_every_stage():
+  # Stage 0 peaks at 0, stage 1 at 1.5: both accept the segment around 0.75 only.
+  params = {"mu": jnp.array([[0.0, 0.0], [1.5, 0.0]]), "b": jnp.array([0.5, 0.5])}
+  x0 = jnp.full((4, 2), -2.0).at[:, 1].set(0.0)
+  probs = {}
+  for stop_on in ("newest", "all"):
+    s = sampler.make_sampler(gaussian_logit, step_size=0.02, max_steps=600,
+                             stop_prob=0.5, clip=None, stop_on=stop_on)
+    x, info = jax.jit(s.run)(params, x0, jax.random.key(0))
+    per_stage = jax.nn.sigmoid(cascade.stage_logits(gaussian_logit, params, x))
+    probs[stop_on] = jnp.mean(per_stage, axis=1)
+    assert bool(info.stopped_early)
+  assert float(probs["all"].min()) >= 0.5
+  np.testing.assert_allclose(float(probs["newest"][1]), 0.5, atol=0.05)
+
+
+def test_stop_on_must_be_known():
+  with pytest.raises(ValueError, match="stop_on"):
+    sampler.make_sampler(gaussian_logit, stop_on="oldest")
+
+
+def test_sum_mode_stop_respects_the_mask():
+  # Slot 2 is inactive: "newest" means the last *active* stage, slot 1.
+  params = {"mu": jnp.array([[0.0, 0.0], [3.0, 0.0], [-9.0, 0.0]]),
+            "b": jnp.array([8.0, 2.0, 0.5])}
+  s = sampler.make_sampler(gaussian_logit, step_size=0.05, max_steps=400,
+                           stop_prob=0.5, clip=None)
+  x, info = jax.jit(s.run)(params, jnp.zeros((4, 2)), jax.random.key(0),
+                           jnp.array([True, True, False]))
+  assert bool(info.stopped_early)
+  assert 0.95 < float(x[0, 0]) < 1.2
