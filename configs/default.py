@@ -24,6 +24,11 @@ def get_config() -> ml_collections.ConfigDict:
   # "inng" keeps every stage, "inng_compressed" one per `keep_every` stages,
   # "inng_single" a single classifier fine-tuned throughout (paper 3.4, 3.6).
   config.variant = "inng"
+  # "inng": each stage is a classifier trained with sigmoid cross-entropy (the paper).
+  # "wasserstein": each stage is a WINN critic (Lee et al. 2018): loss mean D(neg) -
+  # mean D(pos), with train.gradient_penalty = 10; synthesis stops at a threshold drawn
+  # between the positives' scores (configs/winn_texture.py, configs/winn_celeba.py).
+  config.objective = "inng"
   config.keep_every = 3
   config.num_stages = 12
 
@@ -72,6 +77,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.momentum = 0.0
   config.train.log_every = 50        # classifier updates per jitted chunk
   config.train.early_stop_loss = 0.0  # stop a stage's training below this loss; 0 = off
+  config.train.optimizer = "sgd"      # | "adam" (WINN: 1e-4, beta1 0, beta2 0.9)
+  config.train.beta1 = 0.0
+  config.train.beta2 = 0.9
+  config.train.gradient_penalty = 0.0  # WGAN-GP weight on random interpolates (WINN: 10)
+  config.train.logit_l2 = 0.0          # weight of mean(logit^2) (IGEBM's regulariser)
 
   # The pseudo-negative pool (paper 3.2.1): every stage's negatives, recent ones
   # drawn more often (age weight age_decay ** age; 1.0 = uniform).
@@ -103,6 +113,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.synthesis.stop_on = "newest"
   config.synthesis.noise_scale = 0.0
   config.synthesis.noise_schedule = "linear"
+  config.synthesis.grad_clip = 0.0   # clip each pixel's gradient to +-this; 0 = off
+  # Where a stage's synthesis starts: "previous" (INNg: the previous stage's output)
+  # or "pool" (IGEBM/JEM's replay buffer: pool draws, each replaced by fresh noise
+  # with probability reinit_prob).
+  config.synthesis.start = "previous"
+  config.synthesis.reinit_prob = 0.05
   config.synthesis.strategy = "scan"
   # inng_compressed: stage k of a group of keep_every gets max_steps * (1 + k * growth).
   config.synthesis.group_step_growth = 1.0

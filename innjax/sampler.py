@@ -185,6 +185,7 @@ def make_sampler(
     strategy: str = cascade.DEFAULT_STRATEGY,
     needs_key: Optional[bool] = None,
     stop_on: str = "newest",
+    grad_clip: Optional[float] = None,
 ) -> Sampler:
   """Builds the image-space sampler.
 
@@ -218,6 +219,8 @@ def make_sampler(
       batch mean over the active stages (every classifier fooled). "sum" the
       sigmoid of the summed logits; the earlier stages, which the negatives
       already fool, then outvote the newest one and synthesis stops at once.
+    grad_clip: clip each pixel's gradient to [-grad_clip, grad_clip] before the
+      update (EBM practice against exploding Langevin steps); None disables it.
 
   Returns:
     A `Sampler` with:
@@ -229,6 +232,10 @@ def make_sampler(
   """
   _validate(step_size, beta1, beta2, eps, max_steps, noise_scale, stop_prob,
             stop_window, clip, mode, optimizer, strategy, stop_on)
+  if grad_clip is not None and (
+      not isinstance(grad_clip, (int, float)) or not math.isfinite(grad_clip)
+      or grad_clip <= 0):
+    raise ValueError(f"grad_clip must be a positive number or None, got {grad_clip!r}.")
   if needs_key is None:
     needs_key = _takes_key(logit_fn)
   schedule = _schedule_fn(noise_schedule, max_steps)
@@ -305,6 +312,8 @@ def make_sampler(
       grad, logits = jax.grad(objective, has_aux=True)(state.x)
       stage_probs = None
     mean_prob = stop_statistic(logits, stage_probs, mask)
+    if grad_clip is not None:
+      grad = jnp.clip(grad, -grad_clip, grad_clip)
     t = state.stage_step + 1
     if optimizer == "adam":
       mu = beta1 * state.mu + (1.0 - beta1) * grad

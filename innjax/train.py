@@ -45,6 +45,7 @@ from innjax import sampler as sampler_lib
 from innjax import sharding
 
 VARIANTS = ("inng", "inng_compressed", "inng_single")
+OBJECTIVES = ("inng", "wasserstein")
 
 
 class TrainingDivergedError(RuntimeError):
@@ -157,6 +158,26 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   require(config.synthesis.energy in sampler_lib.MODES,
           f"synthesis.energy must be one of {sampler_lib.MODES}, got "
           f"{config.synthesis.energy!r}.")
+  require(config.objective in OBJECTIVES,
+          f"objective must be one of {OBJECTIVES}, got {config.objective!r}.")
+  require(config.train.optimizer in ("sgd", "adam"),
+          f"train.optimizer must be 'sgd' or 'adam', got {config.train.optimizer!r}.")
+  for name in ("gradient_penalty", "logit_l2"):
+    value = float(config.train[name])
+    require(np.isfinite(value) and value >= 0,
+            f"train.{name} must be >= 0 (0 = off), got {config.train[name]}.")
+  require(config.synthesis.start in ("previous", "pool"),
+          f"synthesis.start must be 'previous' or 'pool', got "
+          f"{config.synthesis.start!r}.")
+  require(0.0 <= float(config.synthesis.reinit_prob) <= 1.0,
+          f"synthesis.reinit_prob must be in [0, 1], got {config.synthesis.reinit_prob}.")
+  require(float(config.synthesis.grad_clip) >= 0,
+          f"synthesis.grad_clip must be >= 0 (0 = off), got {config.synthesis.grad_clip}.")
+  try:
+    models.check_architecture(config.model.norm, config.model.activation,
+                              config.model.pool)
+  except ValueError as err:
+    raise ValueError(f"Bad config: {err}") from None
   require(config.sample.mode in sampler_lib.MODES,
           f"sample.mode must be one of {sampler_lib.MODES}, got {config.sample.mode!r}.")
   require(int(config.sample.num) >= 1, f"sample.num must be >= 1, got {config.sample.num}.")
@@ -180,7 +201,7 @@ def make_synthesis_sampler(config, logit_fn, mode: str,
       noise_scale=float(syn.noise_scale), noise_schedule=syn.noise_schedule,
       stop_prob=stop_prob, stop_window=int(syn.stop_window), clip=(-1.0, 1.0),
       mode=mode, optimizer=syn.optimizer, strategy=syn.strategy,
-      stop_on=syn.stop_on)
+      stop_on=syn.stop_on, grad_clip=float(syn.grad_clip) or None)
 
 
 def initial_negatives(key, num: int, image_shape, std: float) -> jax.Array:
@@ -212,9 +233,37 @@ def init_state(config, model, key) -> TrainState:
 
 
 def make_optimizer(config) -> optax.GradientTransformation:
-  """SGD on the classifier (paper: learning rate 0.01)."""
+  """The classifier's optimizer: SGD (the paper: learning rate 0.01) or Adam (WINN).
+
+  Adam takes `train.beta1` and `train.beta2` (WINN's critic: 1e-4, betas (0, 0.9)).
+  """
+  lr = float(config.train.learning_rate)
+  if config.train.optimizer == "adam":
+    return optax.adam(lr, b1=float(config.train.beta1), b2=float(config.train.beta2))
   momentum = float(config.train.momentum) or None
-  return optax.sgd(float(config.train.learning_rate), momentum=momentum)
+  return optax.sgd(lr, momentum=momentum)
+
+
+def gradient_penalty(critic_fn, positives, negatives, key) -> jax.Array:
+  """WGAN-GP's penalty: mean (|grad_x D(x_hat)|_2 - 1)^2 on random interpolates.
+
+  x_hat = eps * positive + (1 - eps) * negative with eps ~ U(0, 1) per pair
+  (Gulrajani et al. 2017; WINN uses it with weight 10).
+
+  Args:
+    critic_fn: x -> (batch,) critic scores.
+    positives, negatives: (N, H, W, C) batches of the same shape.
+    key: PRNG key for the interpolation weights.
+
+  Returns:
+    The scalar penalty.
+  """
+  n = min(positives.shape[0], negatives.shape[0])
+  eps = jax.random.uniform(key, (n,) + (1,) * (positives.ndim - 1))
+  x_hat = eps * positives[:n] + (1.0 - eps) * negatives[:n]
+  grads = jax.grad(lambda xx: jnp.sum(critic_fn(xx)))(x_hat)
+  norms = jnp.sqrt(jnp.sum(jnp.square(grads.reshape(n, -1)), axis=1) + 1e-12)
+  return jnp.mean(jnp.square(norms - 1.0))
 
 
 def make_train_chunk(model, config, tx, mesh=None, rows=None):
@@ -234,16 +283,36 @@ def make_train_chunk(model, config, tx, mesh=None, rows=None):
   age_decay = float(config.pool.age_decay)
   length = int(config.train.log_every)
 
-  def loss_fn(params, batch_stats, x, labels):
+  objective = str(config.objective)
+  gp_weight = float(config.train.gradient_penalty)
+  logit_l2 = float(config.train.logit_l2)
+
+  def critic(params, batch_stats, x):
     logits, updates = model.apply(
         {"params": params, "batch_stats": batch_stats}, x, train=True,
         mutable=["batch_stats"])
-    loss = optax.sigmoid_binary_cross_entropy(logits, labels).mean()
-    return loss, (logits, updates["batch_stats"])
+    return logits, updates["batch_stats"]
+
+  def loss_fn(params, batch_stats, x, labels, key):
+    logits, new_stats = critic(params, batch_stats, x)
+    pos, neg = logits[:pos_batch], logits[pos_batch:]
+    if objective == "wasserstein":
+      # WINN: the critic's Wasserstein estimate, mean D(neg) - mean D(pos).
+      loss = jnp.mean(neg) - jnp.mean(pos)
+    else:
+      loss = optax.sigmoid_binary_cross_entropy(logits, labels).mean()
+    if gp_weight:
+      loss = loss + gp_weight * gradient_penalty(
+          lambda xx: critic(params, batch_stats, xx)[0], x[:pos_batch],
+          x[pos_batch:], key)
+    if logit_l2:
+      # IGEBM's regulariser: keeps the energies near 0 so neither side runs away.
+      loss = loss + logit_l2 * jnp.mean(jnp.square(logits))
+    return loss, (logits, new_stats)
 
   def update(carry, key):
     params, batch_stats, opt_state, pool, positives = carry
-    pos_key, neg_key, patch_key = jax.random.split(key, 3)
+    pos_key, neg_key, patch_key, gp_key = jax.random.split(key, 4)
     num_rows = positives.shape[0] if rows is None else rows.num_rows
     idx = jax.random.randint(pos_key, (pos_batch,), 0, num_rows)
     if rows is not None:
@@ -257,7 +326,7 @@ def make_train_chunk(model, config, tx, mesh=None, rows=None):
          energy_lib.classifier_inputs(config, neg, neg_key)]), mesh)
     labels = jnp.concatenate([jnp.ones(pos_batch), jnp.zeros(neg_batch)])
     (loss, (logits, batch_stats)), grads = jax.value_and_grad(
-        loss_fn, has_aux=True)(params, batch_stats, x, labels)
+        loss_fn, has_aux=True)(params, batch_stats, x, labels, gp_key)
     updates, opt_state = tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     metrics = {
@@ -321,6 +390,63 @@ def classification_step(state: TrainState, chunk, positives, config, key,
   summary["classifier_updates"] = len(history) * length
   return state.replace(params=params, batch_stats=batch_stats,
                        opt_state=opt_state), summary
+
+
+def critic_threshold(logit_fn, variables, positives, config, key) -> jax.Array:
+  """WINN's stop threshold: a score drawn between the min and max of positives' scores.
+
+  A Wasserstein critic's scores have no fixed boundary like a classifier's 0. WINN
+  ends synthesis when the negatives' mean score passes a threshold drawn uniformly
+  between the smallest and largest score of a batch of positives.
+
+  Args:
+    logit_fn: the stage's logit function (inference mode).
+    variables: the stage's variables.
+    positives: the uint8 training images (or the rows of this host).
+    config: the run's config (`train.pos_batch` positives are scored).
+    key: PRNG key.
+
+  Returns:
+    The scalar threshold.
+  """
+  pick_key, patch_key, draw_key = jax.random.split(key, 3)
+  idx = np.asarray(jax.random.randint(pick_key, (int(config.train.pos_batch),), 0,
+                                      positives.shape[0]))
+  x = energy_lib.classifier_inputs(
+      config, data_lib.to_float(jnp.asarray(np.asarray(positives)[idx])), patch_key)
+  scores = logit_fn(variables, x)
+  return jax.random.uniform(draw_key, (), minval=jnp.min(scores),
+                            maxval=jnp.max(scores))
+
+
+def shift_logit(variables, offset) -> Any:
+  """The variables with `offset` subtracted from the final dense unit's bias.
+
+  Shifting the critic so that its threshold sits at logit 0 lets the sampler's
+  unchanged stop rule (batch-mean sigmoid >= 0.5) end synthesis at WINN's threshold,
+  during training and when sampling from the saved cascade.
+  """
+  params = dict(variables["params"])
+  params["logit"] = dict(params["logit"], bias=params["logit"]["bias"] - offset)
+  return {**variables, "params": params}
+
+
+def synthesis_start(state, config, key, image_shape) -> jax.Array:
+  """Where a stage's synthesis starts.
+
+  `synthesis.start="previous"` (INNg): the previous stage's negatives (compressed:
+  the previous group's output). `"pool"` (IGEBM / JEM's replay buffer): as many
+  negatives drawn from the pool with its age weights, each replaced by fresh noise
+  with probability `synthesis.reinit_prob`.
+  """
+  if config.synthesis.start == "previous":
+    return state.group_start if config.variant == "inng_compressed" else state.negatives
+  n = int(config.pool.negatives_per_stage)
+  draw_key, coin_key, noise_key = jax.random.split(key, 3)
+  drawn = pool_lib.sample(state.pool, draw_key, n, float(config.pool.age_decay))
+  fresh = initial_negatives(noise_key, n, image_shape, float(config.pool.init_std))
+  reinit = jax.random.bernoulli(coin_key, float(config.synthesis.reinit_prob), (n,))
+  return jnp.where(reinit[:, None, None, None], fresh, drawn)
 
 
 def synthesis_caps(config, stage_index: int) -> int:
@@ -440,6 +566,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   writer = images.make_writer(workdir)
   chunk = make_train_chunk(model, config, tx, mesh, rows)
   run_fn = make_run_fn(config, logit_fn, config.synthesis.energy, mesh)
+  score_fn = jax.jit(models.make_logit_fn(model))  # the classifier on patches/images
   total = int(config.num_stages)
   last = total if stop_after_stages is None else min(total, int(stop_after_stages))
   group = group_size(config)
@@ -461,6 +588,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
       slot = t // group
       snapshot = {"params": state.params, "batch_stats": state.batch_stats}
+      if config.objective == "wasserstein":
+        snapshot = shift_logit(snapshot, critic_threshold(
+            score_fn, snapshot, dataset.images, config, jax.random.fold_in(syn_key, 1)))
       stacked = jax.tree_util.tree_map(
           lambda c, v: c.at[slot].set(v), state.cascade, snapshot)
       active = state.active.at[slot].set(True)
@@ -472,7 +602,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         mask = jnp.zeros_like(active).at[slot].set(True)
       else:
         mask = active
-      start = state.group_start if config.variant == "inng_compressed" else state.negatives
+      start = synthesis_start(state, config, jax.random.fold_in(syn_key, 2),
+                              energy_lib.negative_shape(config))
       n = start.shape[0]
       x0 = _pad_batches(start, batch)
       x, steps, probs = synthesize(run_fn, stacked, mask, x0, syn_key, batch,

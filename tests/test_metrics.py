@@ -385,3 +385,13 @@ FEATS = np.zeros((10, 4))
 def test_errors(call, message):
   with pytest.raises(ValueError, match=message):
     call()
+
+
+def test_exemplar_referenced_swd_grows_as_a_copy_loses_contrast(texture):
+  """The texture-quality report's main SWD: lost contrast must cost, and more of it
+  must cost more (the per-set standardised SWD barely moves)."""
+  exemplar = texture[:96, :96]
+  copy = texture[96:, 96:]
+  ref = [M.swd(exemplar, scale * copy, levels=2, rng=0, normalize="reference",
+               **SWD_FAST)["mean"] for scale in (1.0, 0.7, 0.4)]
+  assert ref[0] < ref[1] < ref[2] and ref[2] > 2 * ref[0]

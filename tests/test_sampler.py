@@ -316,3 +316,28 @@ def test_sum_mode_stop_respects_the_mask():
                            jnp.array([True, True, False]))
   assert bool(info.stopped_early)
   assert 0.95 < float(x[0, 0]) < 1.2
+
+
+def test_langevin_samples_a_gaussian_energys_variance():
+  """x += eps * grad log p + sqrt(2 eps) N(0, 1) has p = N(0, sigma^2) as its limit."""
+  sigma, eps = 0.5, 0.01
+  s = sampler.make_sampler(
+      lambda p, x: -0.5 * jnp.sum(jnp.square(x / p["sigma"]), axis=-1),
+      step_size=eps, optimizer="sgd", noise_scale=float(np.sqrt(2 * eps)),
+      noise_schedule="constant", max_steps=1500, stop_prob=None, clip=None)
+  x, _ = jax.jit(s.run)({"sigma": jnp.array([sigma])}, jnp.full((4000, 1), 2.0),
+                        jax.random.key(0))
+  # The discretised chain's stationary variance is sigma^2 / (1 - eps / (2 sigma^2)).
+  want = sigma ** 2 / (1 - eps / (2 * sigma ** 2))
+  assert abs(float(jnp.mean(x))) < 0.03
+  np.testing.assert_allclose(float(jnp.var(x)), want, rtol=0.06)
+
+
+def test_grad_clip_bounds_each_pixels_step():
+  s = sampler.make_sampler(lambda p, x: p["w"] * jnp.sum(x, axis=-1), step_size=1.0,
+                           optimizer="sgd", max_steps=1, stop_prob=None, clip=None,
+                           grad_clip=0.1)
+  x, _ = s.run({"w": jnp.array([50.0])}, jnp.zeros((2, 3)), jax.random.key(0))
+  np.testing.assert_allclose(x, 0.1)
+  with pytest.raises(ValueError, match="grad_clip"):
+    sampler.make_sampler(gaussian_logit, grad_clip=-1.0)

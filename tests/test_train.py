@@ -103,6 +103,12 @@ def test_a_workdir_from_another_config_is_refused_and_kept(tmp_path):
     ({"pool.capacity": 4}, "capacity"),
     ({"train.learning_rate": 0.0}, "learning_rate"),
     ({"model.dtype": "float16"}, "dtype"),
+    ({"objective": "hinge"}, "objective"),
+    ({"model.norm": "group"}, "model.norm"),
+    ({"synthesis.start": "buffer"}, "synthesis.start"),
+    ({"synthesis.reinit_prob": 1.5}, "reinit_prob"),
+    ({"train.gradient_penalty": -1.0}, "gradient_penalty"),
+    ({"synthesis.stop_on": "oldest"}, "stop_on"),
 ])
 def test_bad_configs_are_rejected_before_training(tmp_path, override, match):
   with pytest.raises(ValueError, match=match):
@@ -124,3 +130,66 @@ def test_svhn_through_the_real_tfds_loader(tmp_path):
     state = train.train_and_evaluate(config, str(tmp_path))
   assert int(state.stage) == 1
   assert state.negatives.shape[1:] == (32, 32, 3)
+
+
+def test_gradient_penalty_is_zero_for_a_unit_gradient_linear_critic():
+  w = jax.random.normal(jax.random.key(0), (4, 4, 1))
+  unit = w / jnp.linalg.norm(w)
+  pos = jax.random.normal(jax.random.key(1), (6, 4, 4, 1))
+  neg = jax.random.normal(jax.random.key(2), (6, 4, 4, 1))
+  def linear(scale):
+    return lambda x: jnp.sum(x * scale * unit, axis=(1, 2, 3))
+  assert float(train.gradient_penalty(linear(1.0), pos, neg, jax.random.key(3))) < 1e-8
+  # A gradient of norm 3 everywhere costs (3 - 1)^2 = 4.
+  np.testing.assert_allclose(
+      float(train.gradient_penalty(linear(3.0), pos, neg, jax.random.key(3))), 4.0,
+      rtol=1e-5)
+
+
+def test_replay_start_with_reinit_prob_one_is_fresh_noise(tmp_path):
+  config = _config(**{"synthesis.start": "pool", "synthesis.reinit_prob": 1.0})
+  state = train.init_state(config, train.build_model(config), jax.random.key(0))
+  state = state.replace(pool=train.pool_lib.add(
+      state.pool, jnp.full_like(state.negatives, 0.9), 1))
+  shape = state.negatives.shape[1:]
+  x = train.synthesis_start(state, config, jax.random.key(1), shape)
+  assert x.shape == state.negatives.shape
+  assert abs(float(jnp.std(x)) - config.pool.init_std) < 0.03
+  assert abs(float(jnp.mean(x))) < 0.03
+  # With p = 0 every start is a pool draw: the newest (all 0.9) dominate the weights.
+  config.synthesis.reinit_prob = 0.0
+  x = train.synthesis_start(state, config, jax.random.key(1), shape)
+  assert float(jnp.mean(x == 0.9)) > 0.5
+
+
+@pytest.mark.parametrize("objective", ["wasserstein", "inng"])
+def test_ebm_and_winn_options_train_resume_and_sample(tmp_path, objective):
+  """WINN's critic (LayerNorm, swish, mean pool, Adam, gradient penalty) and the EBM
+  options (replay start, Langevin, spectral norm, logit penalty) end to end, resume
+  included."""
+  overrides = {
+      "objective": objective, "model.norm": "layer", "model.activation": "swish",
+      "model.pool": "mean", "train.optimizer": "adam", "train.learning_rate": 1e-3,
+      "train.gradient_penalty": 10.0, "synthesis.energy": "sequential"}
+  if objective == "inng":
+    overrides.update({
+        "model.norm": "none", "model.spectral_norm": True, "train.logit_l2": 0.1,
+        "synthesis.start": "pool", "synthesis.optimizer": "sgd",
+        "synthesis.noise_scale": 0.01, "synthesis.noise_schedule": "constant",
+        "synthesis.grad_clip": 0.05, "synthesis.stop_prob": 0.0,
+        "train.gradient_penalty": 0.0})
+  config = _config(**overrides)
+  full = train.train_and_evaluate(config, str(tmp_path / "full"))
+  part = str(tmp_path / "part")
+  train.train_and_evaluate(config, part, stop_after_stages=1)
+  resumed = train.train_and_evaluate(config, part)
+  _assert_trees_equal(resumed.cascade, full.cascade)
+  _assert_trees_equal(resumed.negatives, full.negatives)
+  assert bool(jnp.all(jnp.isfinite(full.negatives)))
+  images, stats = generate.generate(config, part)
+  assert np.isfinite(images).all() and stats["kept_classifiers"] == 3
+  if objective == "wasserstein":
+    # Each kept critic is shifted so that WINN's threshold sits at logit 0: the
+    # positives' scores straddle it.
+    assert not np.allclose(full.cascade["params"]["logit"]["bias"],
+                           full.params["logit"]["bias"])
