@@ -449,6 +449,20 @@ def synthesis_start(state, config, key, image_shape) -> jax.Array:
   return jnp.where(reinit[:, None, None, None], fresh, drawn)
 
 
+def movement(start: jax.Array, end: jax.Array) -> dict:
+  """How far synthesis moved the negatives: {"l2": mean over images of |x - x0|_2,
+  "rms": root mean square change per pixel value}.
+
+  A stage whose negatives barely move teaches the next classifier nothing new (the
+  failure of a stop rule that ends synthesis at once), so the log shows it.
+  """
+  diff = (jnp.asarray(end, jnp.float32) - jnp.asarray(start, jnp.float32))
+  diff = diff.reshape(diff.shape[0], -1)
+  l2 = jnp.sqrt(jnp.sum(jnp.square(diff), axis=1))
+  rms = jnp.sqrt(jnp.mean(jnp.square(diff)))
+  return {"l2": float(jnp.mean(l2)), "rms": float(rms)}
+
+
 def synthesis_caps(config, stage_index: int) -> int:
   """The step cap for synthesis at 0-based stage `stage_index`.
 
@@ -618,6 +632,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             "smaller image step to resume from it, e.g. "
             f"--config.synthesis.step_size={float(config.synthesis.step_size) / 10:g}.")
 
+      moved = movement(start, x)
       pool = pool_lib.add(state.pool, x, t + 1)
       end_of_group = (t + 1) % group == 0
       state = state.replace(
@@ -633,6 +648,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           "synthesis_steps_mean": float(np.mean(steps)),
           "synthesis_steps_max": float(np.max(steps)),
           "negatives_p_real": float(np.mean(probs)),
+          "negatives_moved_l2": moved["l2"],
+          "negatives_moved_rms": moved["rms"],
           "pool_size": float(pool_lib.size(pool)),
       })
       writer.write_scalars(t + 1, metrics)
@@ -644,10 +661,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                                             f"stage_{t + 1:03d}.png"))
         logging.info(
             "stage %d/%d: classifier loss %.4f, acc pos %.3f neg %.3f (%d updates, "
-            "%.1fs) | synthesis %.0f steps mean, P(real) %.3f (%.1fs)",
+            "%.1fs) | synthesis %.0f steps mean, P(real) %.3f, moved L2 %.2f "
+            "(RMS %.3f per pixel) (%.1fs)",
             t + 1, total, metrics["loss_last"], metrics["acc_pos_last"],
             metrics["acc_neg_last"], metrics["classifier_updates"], t_cls,
-            metrics["synthesis_steps_mean"], metrics["negatives_p_real"], t_syn)
+            metrics["synthesis_steps_mean"], metrics["negatives_p_real"],
+            metrics["negatives_moved_l2"], metrics["negatives_moved_rms"], t_syn)
       manager.save(int(state.stage), state)
   except preemption.TrainingInterrupted as stop:
     # `state.stage` only advances when a stage is complete and handed to the saver.

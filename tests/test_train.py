@@ -193,3 +193,25 @@ def test_ebm_and_winn_options_train_resume_and_sample(tmp_path, objective):
     # positives' scores straddle it.
     assert not np.allclose(full.cascade["params"]["logit"]["bias"],
                            full.params["logit"]["bias"])
+
+
+def test_movement_measures_how_far_negatives_moved():
+  start = jnp.zeros((2, 4, 4, 1))
+  end = start.at[0].set(0.5)  # image 0: 16 pixels moved by 0.5 -> L2 2; image 1: 0
+  moved = train.movement(start, end)
+  np.testing.assert_allclose(moved["l2"], 1.0, rtol=1e-6)
+  np.testing.assert_allclose(moved["rms"], np.sqrt(0.125), rtol=1e-6)
+
+
+def test_each_stage_logs_how_far_synthesis_moved_the_negatives(tmp_path, caplog):
+  config = _config(num_stages=2, **{"synthesis.energy": "sum"})
+  with caplog.at_level("INFO"):
+    state = train.train_and_evaluate(config, str(tmp_path))
+  lines = [r.getMessage() for r in caplog.records if "moved L2" in r.getMessage()]
+  assert len(lines) == 2
+  moved = [float(line.split("moved L2 ")[1].split()[0]) for line in lines]
+  # Stage 2 started from stage 1's negatives (the pool's newest entries).
+  start = state.pool.images[16:32]
+  want = train.movement(start, state.negatives)["l2"]
+  np.testing.assert_allclose(moved[-1], want, atol=0.01)
+  assert moved[-1] > 0

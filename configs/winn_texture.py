@@ -1,0 +1,39 @@
+"""WINN textures (Lee, Xu, Fan and Tu, CVPR 2018): each stage a Wasserstein critic.
+
+The introspective cascade of configs/texture.py with WINN's changes:
+* each stage trains a critic on mean D(neg) - mean D(pos) + 10 * gradient penalty,
+  with Adam (betas 0, 0.9) instead of SGD on cross-entropy;
+* the critic has LayerNorm, swish and mean pooling instead of BatchNorm, leaky ReLU
+  and flatten (kjunelee/WINN's model files);
+* synthesis is Adam 0.01 on the image, stopping when the negatives' mean score passes
+  a threshold drawn between the smallest and largest score of a batch of positives.
+
+WINN's critic learning rate is 1e-4 over many more updates than a CPU stage gives;
+with 60-100 updates per stage 1e-3 moved the critic far enough (measured in
+docs/texture_quality.md, "What was tried").
+
+Run:
+  python main.py --config=configs/winn_texture.py --workdir=runs/winn_bubbly \
+      --config.data.image=/path/to/texture.jpg
+"""
+
+from configs import texture
+
+
+def get_config():
+  """configs/texture.py with WINN's objective, critic and synthesis."""
+  config = texture.get_config()
+  config.objective = "wasserstein"
+  config.model.norm = "layer"
+  config.model.activation = "swish"
+  config.model.pool = "mean"
+  config.train.optimizer = "adam"
+  config.train.learning_rate = 1e-3
+  config.train.beta1 = 0.0
+  config.train.beta2 = 0.9
+  config.train.gradient_penalty = 10.0
+  config.synthesis.step_size = 0.01
+  config.synthesis.max_steps = 500
+  config.synthesis.stop_window = 20
+  config.sample.max_steps = 500
+  return config
