@@ -58,6 +58,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.crop_scale = 0.25
   config.data.seed = 0
   config.data.allow_upscale = False
+  config.data.crop_size = 0         # folder: central square crop before resizing; 0 = largest
   config.data.download = True
 
   # The anysize patch head (paper 3.5): the classifier sees `size` x `size` patches cut

@@ -289,14 +289,24 @@ def resize(image: np.ndarray, hw: Union[int, Sequence[int]], *, resample: Option
   return out[..., 0] if squeeze else out
 
 
-def _fit(image: np.ndarray, image_size: int, allow_upscale: bool, where: str) -> np.ndarray:
-  """Center square crop + resize to ``image_size``; refuses silent upscaling."""
+def _fit(image: np.ndarray, image_size: int, allow_upscale: bool, where: str,
+         crop_size: int = 0) -> np.ndarray:
+  """Center square crop (``crop_size``, 0 = the largest) + resize to ``image_size``.
+
+  Refuses silent upscaling. ``crop_size`` takes the paper's tight face crop (the
+  central 64x64 of a half-resolution aligned CelebA face) before resizing.
+  """
   h, w = image.shape[:2]
-  if min(h, w) < image_size and not allow_upscale:
+  if crop_size and min(h, w) < crop_size:
+    raise ValueError(
+        f'{where}: image is {h}x{w} (HxW), smaller than data.crop_size={crop_size}; '
+        'use a smaller crop_size (0 = the largest central square)')
+  side = crop_size or min(h, w)
+  if side < image_size and not allow_upscale:
     raise ValueError(
         f'{where}: image is {h}x{w} (HxW), smaller than image_size={image_size}; '
         'use a smaller image_size, drop the image, or set data_config.allow_upscale=True')
-  return resize(center_crop(image), image_size)
+  return resize(center_crop(image, crop_size or None), image_size)
 
 
 def _pad_or_fit(image: np.ndarray, image_size: int, allow_upscale: bool, where: str) -> np.ndarray:
@@ -447,6 +457,7 @@ def _load_folder(cfg: Any, split: Optional[str], process_index: int, process_cou
   image_size, channels = int(cfg.image_size), int(_get(cfg, 'channels', 3))
   allow_upscale = bool(_get(cfg, 'allow_upscale', False))
   max_examples = int(_get(cfg, 'max_examples', 0))
+  crop_size = int(_get(cfg, 'crop_size', 0))
   looked_for = f"{'/'.join(FOLDER_EXTENSIONS)} files (recursive, any case)"
   if not folder.is_dir():
     raise ValueError(f'image folder {str(folder)!r} does not exist or is not a directory '
@@ -469,7 +480,7 @@ def _load_folder(cfg: Any, split: Optional[str], process_index: int, process_cou
       image = _read_uint8(path, channels)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
       return f'{type(err).__name__}: {err}'  # reported by the caller
-    return _fit(image, image_size, allow_upscale, f'image file {str(path)!r}')
+    return _fit(image, image_size, allow_upscale, f'image file {str(path)!r}', crop_size)
 
   # PIL decoders release the GIL, so threads give a real speed-up; map()
   # keeps file order. Warnings are issued from this thread afterwards

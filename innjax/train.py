@@ -125,6 +125,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
           f"model.kernel_size must be >= 1, got {config.model.kernel_size}.")
   require(config.data.image_size > 0,
           f"data.image_size must be positive, got {config.data.image_size}.")
+  require(int(config.data.crop_size) >= 0,
+          f"data.crop_size must be >= 0 (0 = the largest central square), got "
+          f"{config.data.crop_size}.")
   require(config.data.channels in (1, 3),
           f"data.channels must be 1 or 3, got {config.data.channels}.")
   stride = 2 ** len(config.model.features)

@@ -379,3 +379,19 @@ def test_shared_texture_load_image():
   img = D.load_image(textures[0])
   assert img.ndim == 3 and img.shape[-1] == 3 and min(img.shape[:2]) >= 64
   assert img.dtype == np.float32 and img.min() >= -1 and img.max() <= 1 and img.std() > 0.05
+
+
+def test_folder_crop_size_takes_the_central_square_before_resizing(tmp_path):
+  # A 40x60 image whose central 20x20 is white and everything else black.
+  image = np.zeros((40, 60, 3), np.uint8)
+  image[10:30, 20:40] = 255
+  _save(tmp_path / 'faces' / 'a.png', image)
+  tight = D.load_dataset(make_config(source='folder', path=str(tmp_path / 'faces'),
+                                     image_size=10, crop_size=20))
+  assert tight.images.shape == (1, 10, 10, 3) and tight.images.min() == 255
+  loose = D.load_dataset(make_config(source='folder', path=str(tmp_path / 'faces'),
+                                     image_size=10))
+  assert loose.images.min() == 0  # the largest square (40x40) keeps black borders
+  with pytest.raises(ValueError, match='smaller than data.crop_size=50'):
+    D.load_dataset(make_config(source='folder', path=str(tmp_path / 'faces'),
+                               image_size=10, crop_size=50))
