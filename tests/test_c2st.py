@@ -12,9 +12,11 @@ def _noise(seed, n=4, side=64, channels=1, std=0.3):
 
 
 def test_two_draws_of_one_noise_are_indistinguishable():
-  result = c2st.c2st(_noise(0), _noise(1), crop=16, steps=200, num_train=512,
-                     num_test=512)
-  assert abs(result.accuracy - 0.5) < 0.08
+  # Many images: test crops from few cells overlap and are strongly correlated, so
+  # the accuracy's spread is set by the number of distinct pixels, not of crops.
+  result = c2st.c2st(_noise(0, n=16), _noise(1, n=16), crop=16, steps=200,
+                     num_train=512, num_test=512)
+  assert abs(result.accuracy - 0.5) < 0.06
 
 
 def test_noise_against_a_constant_image_is_trivially_separable():
