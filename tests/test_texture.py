@@ -37,8 +37,10 @@ def test_training_keeps_padded_negatives(trained):
   # 32x32 target + half a 16x16 patch per side: negatives are 48x48 full images.
   assert state.negatives.shape == (8, 48, 48, 1)
   assert state.pool.images.shape[1:] == (48, 48, 1)
-  # The classifier takes 16x16 patches: two stride-2 layers leave 4x4x16 features.
-  assert state.params["logit"]["kernel"].shape == (4 * 4 * 16, 1)
+  # The critic takes 16x16 patches: two stride-2 layers leave 4x4x16 features, mean
+  # pooled (WINN's critic) into 16.
+  assert state.params["logit"]["kernel"].shape == (16, 1)
+  assert config.model.pool == "mean"
   grid = Image.open(f"{workdir}/negatives/stage_002.png")
   assert grid.size[0] > 0
 
