@@ -192,11 +192,12 @@ class Conv(nn.Module):
   conv_impl: str = "auto"
   dtype: Any = None
   param_dtype: Any = jnp.float32
+  kernel_init: Callable = flat_normal(0.02)  # the DCGAN's N(0, 0.02^2)
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     kernel = self.param(
-        "kernel", flat_normal(0.02),
+        "kernel", self.kernel_init,
         (self.kernel_size, self.kernel_size, x.shape[-1], self.features),
         self.param_dtype)
     bias = self.param("bias", nn.initializers.zeros, (self.features,),
