@@ -215,3 +215,28 @@ def test_each_stage_logs_how_far_synthesis_moved_the_negatives(tmp_path, caplog)
   want = train.movement(start, state.negatives)["l2"]
   np.testing.assert_allclose(moved[-1], want, atol=0.01)
   assert moved[-1] > 0
+
+
+@pytest.mark.parametrize("name", sorted(
+    f[:-3] for f in os.listdir(os.path.join(os.path.dirname(__file__), "..", "configs"))
+    if f.endswith(".py") and f != "__init__.py"))
+def test_every_shipped_config_validates(name):
+  import importlib  # pylint: disable=g-import-not-at-top
+  config = importlib.import_module(f"configs.{name}").get_config()
+  train.validate_config(config)
+
+
+def test_paper_and_winn_texture_configs_differ_only_where_documented():
+  from configs import texture, texture_paper, winn_texture  # pylint: disable=g-import-not-at-top
+  paper, winn, ours = (m.get_config() for m in (texture_paper, winn_texture, texture))
+  assert (paper.objective, paper.model.norm, paper.train.optimizer) == (
+      "inng", "batch", "sgd")
+  assert paper.synthesis.step_size == 0.1 and paper.train.learning_rate == 0.01
+  assert (winn.objective, winn.model.norm, winn.model.activation, winn.model.pool) == (
+      "wasserstein", "layer", "swish", "mean")
+  assert winn.train.gradient_penalty == 10.0 and winn.train.learning_rate == 1e-4
+  assert ours.train.learning_rate == 1e-3
+  # The geometry is the paper's in all three.
+  for c in (winn, ours):
+    assert (c.data.image_size, c.patch.size, tuple(c.model.features)) == (
+        256, 64, (64, 128, 256, 512))
