@@ -121,6 +121,7 @@ from absl import logging  # noqa: E402
 import jax  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
+from configs import ebm_texture as ebm_config  # noqa: E402
 from configs import texture as innjax_config  # noqa: E402
 from configs import texture_paper as inng_config  # noqa: E402
 from configs import winn_texture as winn_config  # noqa: E402
@@ -135,7 +136,7 @@ from innjax import train  # noqa: E402
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 # Recipe name -> (config module, title in the tables).
 RECIPES = {"inng": (inng_config, "INNg"), "winn": (winn_config, "WINN"),
-           "innjax": (innjax_config, "innjax")}
+           "innjax": (innjax_config, "innjax"), "ebm": (ebm_config, "EBM")}
 BASELINE_TITLES = {"noise": "noise", "random_phase": "random phase",
                    "crops": "crops (floor)"}
 # Averaged over the four reference halves (with a spread); C2ST is measured once.

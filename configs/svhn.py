@@ -10,12 +10,13 @@ Run (the first run downloads and prepares svhn_cropped, which needs internet):
 """
 
 from configs import default
+from configs import family
 
 
 def get_config():
   """SVHN configuration."""
   config = default.get_config()
-  paper_classifier(config)
+  family.paper_classifier(config)  # the paper's classifiers, not the texture default
   config.num_stages = 10
   config.model.features = (64, 128, 256, 512)
   config.patch.size = 0                # whole 32x32 images, no patch head
@@ -39,20 +40,3 @@ def get_config():
   config.grid_size = 64
   return config
 
-
-def paper_classifier(config):
-  """The paper's INNg stages on `config`: cross-entropy classifiers, SGD 0.01, the DCGAN
-  discriminator (BatchNorm, leaky ReLU, flatten), Adam 0.02 synthesis.
-
-  configs/default.py holds the texture default (WINN's critic); the whole-image
-  configs keep the paper's settings.
-  """
-  config.objective = "inng"
-  config.model.norm = "batch"
-  config.model.activation = "leaky_relu"
-  config.model.pool = "flatten"
-  config.train.optimizer = "sgd"
-  config.train.learning_rate = 0.01
-  config.train.gradient_penalty = 0.0
-  config.synthesis.step_size = 0.02
-  return config

@@ -21,12 +21,12 @@ Run (a GPU is advised; a CPU takes hours at these settings):
 """
 
 from configs import default
-from configs import svhn
+from configs import family
 
 
 def get_config():
   """The paper's texture settings; the exemplar comes from --config.data.image."""
-  config = svhn.paper_classifier(default.get_config())
+  config = family.paper_classifier(default.get_config())
   config.num_stages = 20
   config.model.features = (64, 128, 256, 512)   # DCGAN discriminator on 64x64 patches
 

@@ -5,12 +5,12 @@ Run:
 """
 
 from configs import default
-from configs import svhn
+from configs import family
 
 
 def get_config():
   """Two-layer 16x16 classifier, three short stages, the paper's INNg objective."""
-  config = svhn.paper_classifier(default.get_config())
+  config = family.paper_classifier(default.get_config())
   config.num_stages = 3
   config.model.features = (8, 16)
   config.patch.size = 0                 # whole images: random crops of the texture

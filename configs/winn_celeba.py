@@ -12,21 +12,12 @@ Run:
 """
 
 from configs import celeba
+from configs import family
 
 
 def get_config():
   """configs/celeba.py with WINN's objective, critic and synthesis."""
-  config = celeba.get_config()
-  config.objective = "wasserstein"
-  config.model.norm = "layer"
-  config.model.activation = "swish"
-  config.model.pool = "mean"
-  config.train.optimizer = "adam"
-  config.train.learning_rate = 1e-4
-  config.train.beta1 = 0.0
-  config.train.beta2 = 0.9
-  config.train.gradient_penalty = 10.0
-  config.synthesis.step_size = 0.01
+  config = family.winn_critic(celeba.get_config())
   config.synthesis.energy = "sequential"
   config.sample.mode = "sequential"
   return config

@@ -18,23 +18,10 @@ Run:
       --config.data.image=/path/to/texture.jpg
 """
 
+from configs import family
 from configs import texture_paper
 
 
 def get_config():
   """configs/texture_paper.py with WINN's objective, critic and synthesis."""
-  config = texture_paper.get_config()
-  config.objective = "wasserstein"
-  config.model.norm = "layer"
-  config.model.activation = "swish"
-  config.model.pool = "mean"
-  config.train.optimizer = "adam"
-  config.train.learning_rate = 1e-4
-  config.train.beta1 = 0.0
-  config.train.beta2 = 0.9
-  config.train.gradient_penalty = 10.0
-  config.synthesis.step_size = 0.01
-  config.synthesis.max_steps = 500
-  config.synthesis.stop_window = 20
-  config.sample.max_steps = 500
-  return config
+  return family.winn_critic(texture_paper.get_config())

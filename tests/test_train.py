@@ -219,7 +219,7 @@ def test_each_stage_logs_how_far_synthesis_moved_the_negatives(tmp_path, caplog)
 
 @pytest.mark.parametrize("name", sorted(
     f[:-3] for f in os.listdir(os.path.join(os.path.dirname(__file__), "..", "configs"))
-    if f.endswith(".py") and f != "__init__.py"))
+    if f.endswith(".py") and f not in ("__init__.py", "family.py")))
 def test_every_shipped_config_validates(name):
   import importlib  # pylint: disable=g-import-not-at-top
   config = importlib.import_module(f"configs.{name}").get_config()
