@@ -151,6 +151,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.checkpoint = ml_collections.ConfigDict()
   config.checkpoint.max_to_keep = 3
   config.checkpoint.async_save = True
+  # Save every k stages (and after the last one, and on a stop or a divergence): many
+  # short stages (an EBM-style schedule) then do not pay a checkpoint each. A SIGKILL
+  # loses at most k - 1 stages; resuming redoes them exactly.
+  config.checkpoint.every_stages = 1
 
   # Data parallelism over a jax.sharding mesh (innjax/sharding.py; README, "Running on
   # several devices and hosts"). 1 = one device; 0 = every device of every host; k =
@@ -162,6 +166,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.mesh.batch_per_device = False
 
   config.grid_size = 16              # negatives shown in each stage's PNG grid
+  config.grid_every_stages = 1       # write the PNG grid every k stages (and the last)
   # Evaluation (`--mode=evaluate`): the paper's unsupervised-feature protocol (4.5) and
   # sample-quality metrics. innjax/evaluate.py documents every key, and
   # evaluate.default_evaluate_config() returns the same defaults (a test checks this).

@@ -116,6 +116,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   require(config.variant in VARIANTS,
           f"variant must be one of {VARIANTS}, got {config.variant!r}.")
   require(int(config.num_stages) >= 1, f"num_stages must be >= 1, got {config.num_stages}.")
+  for name, value in (("checkpoint.every_stages", config.checkpoint.every_stages),
+                      ("grid_every_stages", config.grid_every_stages)):
+    require(int(value) >= 1, f"{name} must be >= 1 (1 = every stage), got {value}.")
   if config.variant == "inng_compressed":
     require(int(config.keep_every) >= 1,
             f"keep_every must be >= 1, got {config.keep_every}.")
@@ -452,6 +455,15 @@ def synthesis_start(state, config, key, image_shape) -> jax.Array:
   return jnp.where(reinit[:, None, None, None], fresh, drawn)
 
 
+def is_due(done: int, every: int, last: int) -> bool:
+  """Whether a periodic action (checkpoint, PNG grid) runs after `done` stages.
+
+  Every `every` stages and after the run's last stage, so a short run always ends
+  with one.
+  """
+  return done % max(every, 1) == 0 or done == last
+
+
 def movement(start: jax.Array, end: jax.Array) -> dict:
   """How far synthesis moved the negatives: {"l2": mean over images of |x - x0|_2,
   "rms": root mean square change per pixel value}.
@@ -588,6 +600,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   last = total if stop_after_stages is None else min(total, int(stop_after_stages))
   group = group_size(config)
   batch = int(config.synthesis.batch_size)
+  saved = int(state.stage)
   try:
     while int(state.stage) < last:
       t = int(state.stage)  # 0-based index of the stage being trained
@@ -656,12 +669,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           "pool_size": float(pool_lib.size(pool)),
       })
       writer.write_scalars(t + 1, metrics)
-      # Every host takes part in fetching the grid (a collective); process 0 writes.
-      grid = sharding.to_host(
-          energy_lib.crop_to_target(config, x[:int(config.grid_size)]))
+      if is_due(t + 1, int(config.grid_every_stages), last):
+        # Every host takes part in fetching the grid (a collective); process 0 writes.
+        grid = sharding.to_host(
+            energy_lib.crop_to_target(config, x[:int(config.grid_size)]))
+        if sharding.is_main_process():
+          images.save_grid(grid, os.path.join(workdir, "negatives",
+                                              f"stage_{t + 1:03d}.png"))
       if sharding.is_main_process():
-        images.save_grid(grid, os.path.join(workdir, "negatives",
-                                            f"stage_{t + 1:03d}.png"))
         logging.info(
             "stage %d/%d: classifier loss %.4f, acc pos %.3f neg %.3f (%d updates, "
             "%.1fs) | synthesis %.0f steps mean, P(real) %.3f, moved L2 %.2f "
@@ -670,9 +685,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             metrics["acc_neg_last"], metrics["classifier_updates"], t_cls,
             metrics["synthesis_steps_mean"], metrics["negatives_p_real"],
             metrics["negatives_moved_l2"], metrics["negatives_moved_rms"], t_syn)
+      if is_due(t + 1, int(config.checkpoint.every_stages), last):
+        manager.save(int(state.stage), state)
+        saved = int(state.stage)
+  except (preemption.TrainingInterrupted, TrainingDivergedError) as stop:
+    # `state.stage` only advances when a stage is complete. With checkpoints every k
+    # stages, the completed stages since the last one are saved now, so a stop or a
+    # divergence loses nothing that finished (SIGKILL loses at most k - 1 stages).
+    if int(state.stage) > saved:
       manager.save(int(state.stage), state)
-  except preemption.TrainingInterrupted as stop:
-    # `state.stage` only advances when a stage is complete and handed to the saver.
+    if isinstance(stop, TrainingDivergedError):
+      raise
     stop.completed_stages = int(state.stage)
     logging.warning("Stop requested (%s): stage %d was dropped; resuming redoes it.",
                     stop.reason, int(state.stage) + 1)

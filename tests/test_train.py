@@ -240,3 +240,30 @@ def test_paper_and_winn_texture_configs_differ_only_where_documented():
   for c in (winn, ours):
     assert (c.data.image_size, c.patch.size, tuple(c.model.features)) == (
         256, 64, (64, 128, 256, 512))
+
+
+def test_checkpoints_and_grids_every_k_stages_keep_resume_exact(tmp_path):
+  config = _config(num_stages=3, **{"checkpoint.every_stages": 2,
+                                    "grid_every_stages": 2})
+  full = train.train_and_evaluate(config, str(tmp_path / "full"))
+  assert sorted(os.listdir(tmp_path / "full" / "negatives")) == [
+      "stage_002.png", "stage_003.png"]
+  assert sorted(os.listdir(tmp_path / "full" / "checkpoints")) == ["2", "3"]
+  # A stop requested during stage 2 saves stage 1, although it was not due.
+  part = tmp_path / "part"
+  polls = []
+
+  def should_stop():  # 5 polls a stage here: the stop comes inside stage 2
+    polls.append(1)
+    return "test stop" if len(polls) == 7 else None
+
+  with pytest.raises(train.preemption.TrainingInterrupted) as info:
+    train.train_and_evaluate(config, str(part), should_stop=should_stop)
+  assert info.value.completed_stages == 1
+  assert sorted(os.listdir(part / "checkpoints")) == ["1"]
+  resumed = train.train_and_evaluate(config, str(part))
+  _assert_trees_equal(resumed.cascade, full.cascade)
+  _assert_trees_equal(resumed.negatives, full.negatives)
+  with pytest.raises(ValueError, match="every_stages"):
+    train.train_and_evaluate(_config(**{"checkpoint.every_stages": 0}),
+                             str(tmp_path / "bad"))
