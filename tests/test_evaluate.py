@@ -315,3 +315,26 @@ def test_default_config_block_matches_defaults():
   if "evaluate" not in config:
     pytest.skip("configs/default.py has no `evaluate` block yet")
   assert config.evaluate.to_dict() == evaluate.default_evaluate_config().to_dict()
+
+
+def test_evaluate_on_a_winn_workdir(stripes_run, tmp_path):
+  """The feature protocol reads a WINN critic (LayerNorm, swish, mean pooling) too."""
+  from configs import family  # pylint: disable=g-import-not-at-top
+  base, _ = stripes_run
+  config = family.winn_critic(base.copy_and_resolve_references())
+  config.train.learning_rate = 1e-3
+  config.num_stages = 2
+  config.evaluate.metric_net_steps = 0
+  config.evaluate.num_samples = 8
+  workdir = tmp_path / "winn"
+  mp = pytest.MonkeyPatch()
+  mp.setattr(train.images, "make_writer", lambda workdir: _NullWriter())
+  try:
+    train.train_and_evaluate(config, str(workdir))
+  finally:
+    mp.undo()
+  results = evaluate.evaluate(config, str(workdir))
+  saved = json.loads((workdir / "evaluation.json").read_text())
+  assert saved["svm"]["inng"]["feature_dim"] == 8 * 8 * 8 + 4 * 4 * 16
+  assert results["svm"]["pixels"]["test_error_mean"] < 0.05
+  assert np.isfinite(saved["quality"]["swd"]["generated"])
