@@ -95,6 +95,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.pool.capacity = 5 * 40       # age weights 0.5 ** age: older stages are rarely drawn
   config.pool.age_decay = 0.5
   config.pool.init_std = 0.3
+  # The first negatives (and the noise sampling starts from): "gaussian" per pixel
+  # (the paper) or "conv_noise", noise through a random conv net (WINN's option).
+  config.pool.init = "gaussian"
 
   # Synthesis step (paper 3.2.2): Adam on the image.
   config.synthesis = ml_collections.ConfigDict()

@@ -99,7 +99,8 @@ def synthesize_images(config, stacked, active, num: int, key, size=None, mesh=No
   run = train.jit_run(train.make_synthesis_sampler(
       config, logit_fn, config.sample.mode, int(config.sample.max_steps)), mesh)
   noise_key, run_key = jax.random.split(key)
-  x0 = train.initial_negatives(noise_key, num, shape, float(config.pool.init_std))
+  x0 = train.initial_negatives(noise_key, num, shape, float(config.pool.init_std),
+                               config.pool.init)
   t0 = time.perf_counter()
   x, steps, probs = train.synthesize(
       run, stacked, active, train._pad_batches(x0, batch), run_key, batch,

@@ -172,6 +172,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     value = float(config.train[name])
     require(np.isfinite(value) and value >= 0,
             f"train.{name} must be >= 0 (0 = off), got {config.train[name]}.")
+  require(config.pool.init in INITS,
+          f"pool.init must be one of {INITS}, got {config.pool.init!r}.")
+  require(float(config.pool.init_std) > 0,
+          f"pool.init_std must be > 0, got {config.pool.init_std}.")
   require(config.synthesis.start in ("previous", "pool"),
           f"synthesis.start must be 'previous' or 'pool', got "
           f"{config.synthesis.start!r}.")
@@ -210,11 +214,54 @@ def make_synthesis_sampler(config, logit_fn, mode: str,
       stop_on=syn.stop_on, grad_clip=float(syn.grad_clip) or None)
 
 
-def initial_negatives(key, num: int, image_shape, std: float) -> jax.Array:
-  """Pseudo-negatives of stage 0: N(0, std^2) clipped to [-1, 1] (paper 3.2)."""
+INITS = ("gaussian", "conv_noise")
+
+
+def initial_negatives(key, num: int, image_shape, std: float,
+                      kind: str = "gaussian") -> jax.Array:
+  """Pseudo-negatives of stage 0 (and fresh draws when sampling), clipped to [-1, 1].
+
+  Args:
+    key: PRNG key.
+    num: how many images.
+    image_shape: (H, W, C).
+    std: their standard deviation.
+    kind: "gaussian": N(0, std^2) per pixel (paper 3.2). "conv_noise": Gaussian noise
+      passed through a randomly initialised convolutional network (WINN's option),
+      i.e. spatially correlated noise with blobs a few pixels wide, rescaled to `std`.
+
+  Returns:
+    (num, H, W, C) float32 images.
+  """
   # Drawn flat and reshaped: XLA:CPU compiles a 4-D threefry draw ~10x slower.
+  if kind not in INITS:
+    raise ValueError(f"pool.init must be one of {INITS}, got {kind!r}.")
+  if kind == "conv_noise":
+    return jnp.clip(std * _conv_noise(key, num, image_shape), -1.0, 1.0)
   flat = jax.random.normal(key, (num * int(np.prod(image_shape)),))
   return jnp.clip(std * flat.reshape(num, *image_shape), -1.0, 1.0)
+
+
+def _conv_noise(key, num: int, image_shape) -> jax.Array:
+  """Noise at a quarter of the resolution through three random 3x3 convolutions
+  (tanh between them), upsampled bilinearly and standardised per image: random
+  blobs a few pixels wide rather than independent pixels."""
+  h, w, channels = image_shape
+  noise_key, net_key = jax.random.split(key)
+  small = (num, -(-h // 4), -(-w // 4), channels)
+  x = jax.random.normal(noise_key, (int(np.prod(small)),)).reshape(small)
+  key = net_key
+  for i, width in enumerate((16, 16, channels)):
+    kernel = jax.random.normal(jax.random.fold_in(key, i),
+                               (3 * 3 * x.shape[-1] * width,))
+    kernel = kernel.reshape(3, 3, x.shape[-1], width) / np.sqrt(9 * x.shape[-1])
+    x = jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    if i < 2:
+      x = jnp.tanh(x)
+  x = jax.image.resize(x, (num, h, w, channels), "bilinear")
+  x = x - jnp.mean(x, axis=(1, 2, 3), keepdims=True)
+  return x / (jnp.std(x, axis=(1, 2, 3), keepdims=True) + 1e-6)
 
 
 def init_state(config, model, key) -> TrainState:
@@ -228,7 +275,8 @@ def init_state(config, model, key) -> TrainState:
   empty_cascade = jax.tree_util.tree_map(
       lambda v: jnp.zeros((slots, *v.shape), v.dtype), variables)
   negatives = initial_negatives(neg_key, int(config.pool.negatives_per_stage),
-                                image_shape, float(config.pool.init_std))
+                                image_shape, float(config.pool.init_std),
+                                config.pool.init)
   pool = pool_lib.add(pool_lib.create(int(config.pool.capacity), image_shape),
                       negatives, 0)
   return TrainState(
@@ -450,7 +498,8 @@ def synthesis_start(state, config, key, image_shape) -> jax.Array:
   n = int(config.pool.negatives_per_stage)
   draw_key, coin_key, noise_key = jax.random.split(key, 3)
   drawn = pool_lib.sample(state.pool, draw_key, n, float(config.pool.age_decay))
-  fresh = initial_negatives(noise_key, n, image_shape, float(config.pool.init_std))
+  fresh = initial_negatives(noise_key, n, image_shape, float(config.pool.init_std),
+                            config.pool.init)
   reinit = jax.random.bernoulli(coin_key, float(config.synthesis.reinit_prob), (n,))
   return jnp.where(reinit[:, None, None, None], fresh, drawn)
 

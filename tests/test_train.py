@@ -267,3 +267,20 @@ def test_checkpoints_and_grids_every_k_stages_keep_resume_exact(tmp_path):
   with pytest.raises(ValueError, match="every_stages"):
     train.train_and_evaluate(_config(**{"checkpoint.every_stages": 0}),
                              str(tmp_path / "bad"))
+
+
+def test_conv_noise_initial_negatives_are_smooth_noise_of_the_asked_std():
+  key = jax.random.key(0)
+  white = train.initial_negatives(key, 8, (32, 32, 3), 0.3)
+  smooth = train.initial_negatives(key, 8, (32, 32, 3), 0.3, "conv_noise")
+  assert smooth.shape == white.shape
+  np.testing.assert_allclose(float(jnp.std(smooth)), 0.3, rtol=0.1)
+  def neighbour_corr(x):
+    a, b = x[:, :, :-1].ravel(), x[:, :, 1:].ravel()
+    return float(jnp.corrcoef(a, b)[0, 1])
+  assert abs(neighbour_corr(white)) < 0.05 and neighbour_corr(smooth) > 0.3
+  with pytest.raises(ValueError, match="pool.init"):
+    train.initial_negatives(key, 1, (4, 4, 1), 0.3, "uniform")
+  config = _config(**{"pool.init": "conv_noise", "num_stages": 1})
+  state = train.init_state(config, train.build_model(config), jax.random.key(1))
+  assert neighbour_corr(state.negatives) > 0.3
