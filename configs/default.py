@@ -85,6 +85,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.optimizer = "adam"     # | "sgd" (the paper); Adam's betas below are WINN's
   config.train.beta1 = 0.0
   config.train.beta2 = 0.9
+  config.train.lr_decay = 1.0          # learning rate x this after every stage; 1 = constant
   config.train.gradient_penalty = 10.0  # WGAN-GP weight on random interpolates (WINN)
   config.train.logit_l2 = 0.0          # weight of mean(logit^2) (IGEBM's regulariser)
 

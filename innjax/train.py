@@ -168,6 +168,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
           f"objective must be one of {OBJECTIVES}, got {config.objective!r}.")
   require(config.train.optimizer in ("sgd", "adam"),
           f"train.optimizer must be 'sgd' or 'adam', got {config.train.optimizer!r}.")
+  require(0.0 < float(config.train.lr_decay) <= 1.0,
+          f"train.lr_decay must be in (0, 1] (1 = constant), got {config.train.lr_decay}.")
   for name in ("gradient_penalty", "logit_l2"):
     value = float(config.train[name])
     require(np.isfinite(value) and value >= 0,
@@ -290,8 +292,15 @@ def make_optimizer(config) -> optax.GradientTransformation:
   """The classifier's optimizer: SGD (the paper: learning rate 0.01) or Adam (WINN).
 
   Adam takes `train.beta1` and `train.beta2` (WINN's critic: 1e-4, betas (0, 0.9)).
+  `train.lr_decay` < 1 multiplies the rate by it after each stage.
   """
   lr = float(config.train.learning_rate)
+  decay = float(config.train.lr_decay)
+  if decay != 1.0:
+    # Multiplied by `decay` after every stage's `steps_per_stage` updates (WINN decays
+    # its critic's rate as the cascade grows).
+    lr = optax.exponential_decay(lr, int(config.train.steps_per_stage), decay,
+                                 staircase=True)
   if config.train.optimizer == "adam":
     return optax.adam(lr, b1=float(config.train.beta1), b2=float(config.train.beta2))
   momentum = float(config.train.momentum) or None

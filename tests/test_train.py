@@ -284,3 +284,16 @@ def test_conv_noise_initial_negatives_are_smooth_noise_of_the_asked_std():
   config = _config(**{"pool.init": "conv_noise", "num_stages": 1})
   state = train.init_state(config, train.build_model(config), jax.random.key(1))
   assert neighbour_corr(state.negatives) > 0.3
+
+
+def test_learning_rate_decays_once_per_stage():
+  config = _config(**{"train.optimizer": "sgd", "train.learning_rate": 1.0,
+                      "train.lr_decay": 0.5, "train.steps_per_stage": 3})
+  tx = train.make_optimizer(config)
+  params = {"w": jnp.zeros(())}
+  state = tx.init(params)
+  steps = []
+  for _ in range(7):
+    updates, state = tx.update({"w": jnp.ones(())}, state, params)
+    steps.append(-float(updates["w"]))
+  np.testing.assert_allclose(steps, [1, 1, 1, 0.5, 0.5, 0.5, 0.25])
