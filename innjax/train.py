@@ -4,7 +4,9 @@
 
   for stage t = 1..T:
     1. classification: fine-tune the classifier (never re-initialised) on positives vs
-       negatives drawn from the pool with age weights; SGD, sigmoid cross-entropy.
+       negatives drawn from the pool with age weights; SGD, sigmoid cross-entropy
+       (`objective="inng"`), or WINN's critic loss with its gradient penalty
+       (`objective="wasserstein"`, README: "Choosing an objective and a sampler").
     2. snapshot: write the stage's variables (BatchNorm statistics included) into the
        cascade slot of this stage (INNg: one slot per stage; INNg-compressed: one per
        group of `keep_every` stages; INNg-single: one slot).
@@ -235,11 +237,11 @@ def initial_negatives(key, num: int, image_shape, std: float,
   Returns:
     (num, H, W, C) float32 images.
   """
-  # Drawn flat and reshaped: XLA:CPU compiles a 4-D threefry draw ~10x slower.
   if kind not in INITS:
     raise ValueError(f"pool.init must be one of {INITS}, got {kind!r}.")
   if kind == "conv_noise":
     return jnp.clip(std * _conv_noise(key, num, image_shape), -1.0, 1.0)
+  # Drawn flat and reshaped: XLA:CPU compiles a 4-D threefry draw ~10x slower.
   flat = jax.random.normal(key, (num * int(np.prod(image_shape)),))
   return jnp.clip(std * flat.reshape(num, *image_shape), -1.0, 1.0)
 
@@ -252,9 +254,8 @@ def _conv_noise(key, num: int, image_shape) -> jax.Array:
   noise_key, net_key = jax.random.split(key)
   small = (num, -(-h // 4), -(-w // 4), channels)
   x = jax.random.normal(noise_key, (int(np.prod(small)),)).reshape(small)
-  key = net_key
   for i, width in enumerate((16, 16, channels)):
-    kernel = jax.random.normal(jax.random.fold_in(key, i),
+    kernel = jax.random.normal(jax.random.fold_in(net_key, i),
                                (3 * 3 * x.shape[-1] * width,))
     kernel = kernel.reshape(3, 3, x.shape[-1], width) / np.sqrt(9 * x.shape[-1])
     x = jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
