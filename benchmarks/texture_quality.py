@@ -23,7 +23,8 @@ that need none (innjax/metrics.py, innjax/c2st.py), always beside baselines:
   only measures structure.
 * C2ST: a classifier two-sample test. A fresh small CNN (innjax/c2st.py, fixed
   recipe and seed) learns to tell crops of the exemplar's top half from crops of a
-  method's images, training on the left part of every image and testing on the right;
+  method's images, training on the cells of one colour of a checkerboard (cells
+  twice the crop) and testing on the other colour;
   its held-out accuracy is the statistic (0.5 = indistinguishable). Whatever differs,
   a critic can learn, so no normalisation flatters it.
 * spectrum: mean absolute difference of the radially averaged log10 power spectra
@@ -1267,8 +1268,9 @@ def markdown_report(records: list[dict], settings: dict, machine: dict,
       "", results_table(records, "swd_ref", 1, spread=True), "",
       "± is the standard deviation over the four reference halves.", "",
       f"**C2ST accuracy** (a fresh CNN told {crop}x{crop} crops of the exemplar's top "
-      "half from crops of each method's images, trained on the left parts and tested "
-      f"on the right; {s.get('c2st_steps', 400)} Adam updates; 0.5 = "
+      "half from crops of each method's images, trained on the cells of one colour of "
+      f"a checkerboard of {2 * crop}x{2 * crop} cells and tested on the other; "
+      f"{s.get('c2st_steps', 400)} Adam updates; 0.5 = "
       "indistinguishable, lower is better; the floor tests the top half against the "
       "bottom half)",
       "", results_table(records, "c2st", 3), "",
