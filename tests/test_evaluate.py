@@ -171,6 +171,16 @@ class _NullWriter:
     pass
 
 
+def _train_without_events(config, workdir):
+  """Trains with the TensorBoard writer replaced by `_NullWriter`."""
+  mp = pytest.MonkeyPatch()
+  mp.setattr(train.images, "make_writer", lambda workdir: _NullWriter())
+  try:
+    train.train_and_evaluate(config, str(workdir))
+  finally:
+    mp.undo()
+
+
 @pytest.fixture(scope="module")
 def stripes_run(tmp_path_factory):
   tmp = tmp_path_factory.mktemp("stripes")
@@ -199,12 +209,7 @@ def stripes_run(tmp_path_factory):
   config.evaluate.metric_net_batch_size = 32
   config.evaluate.metric_net_learning_rate = 3e-3
   workdir = tmp / "run"
-  mp = pytest.MonkeyPatch()
-  mp.setattr(train.images, "make_writer", lambda workdir: _NullWriter())
-  try:
-    train.train_and_evaluate(config, str(workdir))
-  finally:
-    mp.undo()
+  _train_without_events(config, workdir)
   return config, workdir
 
 
@@ -327,12 +332,7 @@ def test_evaluate_on_a_winn_workdir(stripes_run, tmp_path):
   config.evaluate.metric_net_steps = 0
   config.evaluate.num_samples = 8
   workdir = tmp_path / "winn"
-  mp = pytest.MonkeyPatch()
-  mp.setattr(train.images, "make_writer", lambda workdir: _NullWriter())
-  try:
-    train.train_and_evaluate(config, str(workdir))
-  finally:
-    mp.undo()
+  _train_without_events(config, workdir)
   results = evaluate.evaluate(config, str(workdir))
   saved = json.loads((workdir / "evaluation.json").read_text())
   assert saved["svm"]["inng"]["feature_dim"] == 8 * 8 * 8 + 4 * 4 * 16
