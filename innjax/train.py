@@ -22,7 +22,6 @@ the jitted sampler and training steps compile once for the whole run. With
 
 from __future__ import annotations
 
-import functools
 import os
 import time
 from typing import Any
@@ -35,7 +34,6 @@ import ml_collections
 import numpy as np
 import optax
 
-from innjax import cascade
 from innjax import checkpointing
 from innjax import data as data_lib
 from innjax import energy as energy_lib
