@@ -586,14 +586,24 @@ def sample_model(config, workdir: str, side: int, num: int,
   """`num` samples of side x side from fresh noise, cached as an .npz in the workdir."""
   path = os.path.join(workdir, f"quality_samples_{side}_step{sample_step_size:g}_"
                       f"max{int(config.sample.max_steps)}.npz")
+  config = sampling_config(config, num, sample_step_size)
+
+  def draw():
+    t0 = time.perf_counter()
+    images, _ = generate.generate(config, workdir, size=(side, side))
+    return images, time.perf_counter() - t0
+
+  return cached_samples(path, num, draw)
+
+
+def cached_samples(path: str, num: int, draw) -> tuple[np.ndarray, float]:
+  """(images, seconds) from the .npz at `path` if it holds `num` images; otherwise
+  `draw()`'s (images, seconds), saved there first."""
   if os.path.exists(path):
     with np.load(path) as cached:
       if cached["images"].shape[0] == num:
         return cached["images"], float(cached["seconds"])
-  config = sampling_config(config, num, sample_step_size)
-  t0 = time.perf_counter()
-  images, _ = generate.generate(config, workdir, size=(side, side))
-  seconds = time.perf_counter() - t0
+  images, seconds = draw()
   np.savez_compressed(path, images=images, seconds=seconds)
   return images, seconds
 
@@ -609,23 +619,21 @@ def sample_first_stages(config, cascade, workdir: str, side: int, num: int,
   """
   path = os.path.join(workdir, f"quality_curve_{side}_k{stages}_step"
                       f"{sample_step_size:g}_max{int(config.sample.max_steps)}.npz")
-  if os.path.exists(path):
-    with np.load(path) as cached:
-      if cached["images"].shape[0] == num:
-        return cached["images"], float(cached["seconds"])
-  stacked, active, _ = cascade()
-  # Slot i holds the classifier of stages [i * group, (i + 1) * group); a group is one
-  # stage for INNg and WINN.
-  slots = -(-stages // train.group_size(config))
-  mask = active.at[slots:].set(False)
   config = sampling_config(config, num, sample_step_size)
-  t0 = time.perf_counter()
-  images, _ = generate.synthesize_images(config, stacked, mask, num,
-                                         jax.random.key(int(config.sample.seed)),
-                                         (side, side))
-  seconds = time.perf_counter() - t0
-  np.savez_compressed(path, images=images, seconds=seconds)
-  return images, seconds
+
+  def draw():
+    stacked, active, _ = cascade()
+    # Slot i holds the classifier of stages [i * group, (i + 1) * group); a group is
+    # one stage for INNg and WINN.
+    slots = -(-stages // train.group_size(config))
+    mask = active.at[slots:].set(False)
+    t0 = time.perf_counter()
+    images, _ = generate.synthesize_images(config, stacked, mask, num,
+                                           jax.random.key(int(config.sample.seed)),
+                                           (side, side))
+    return images, time.perf_counter() - t0
+
+  return cached_samples(path, num, draw)
 
 
 STAGE_TIME_TAGS = ("time_classification_s", "time_synthesis_s")

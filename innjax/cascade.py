@@ -138,7 +138,8 @@ def keep_last(stacked: Pytree) -> Pytree:
 
 
 def stage_logits(logit_fn: Callable, stacked: Pytree, x: jax.Array,
-                 strategy: str = DEFAULT_STRATEGY) -> jax.Array:
+                 strategy: str = DEFAULT_STRATEGY,
+                 mask: Optional[jax.Array] = None) -> jax.Array:
   """Evaluates every stage on `x`.
 
   Args:
@@ -146,18 +147,37 @@ def stage_logits(logit_fn: Callable, stacked: Pytree, x: jax.Array,
     stacked: the cascade (leading stage axis).
     x: the input batch.
     strategy: "scan", "unrolled" or "vmap".
+    mask: optional boolean (num_stages,); inactive stages give logits of 0 (with
+      "scan" they are skipped, not evaluated).
 
   Returns:
-    Logits of shape (num_stages, batch).
+    float32 logits of shape (num_stages, batch) when a mask is given; otherwise in
+    `logit_fn`'s dtype.
   """
   _check_strategy(strategy)
   total = num_stages(stacked)
+  mask = _check_mask(mask, total)
+  if strategy == "scan" and mask is not None:
+    shape = jax.eval_shape(lambda: logit_fn(get_stage(stacked, 0), x)).shape
+
+    def body(carry, inputs):
+      stage, is_active = inputs
+      return carry, lax.cond(
+          is_active, lambda s: logit_fn(s, x).astype(jnp.float32),
+          lambda s: jnp.zeros(shape, jnp.float32), stage)
+
+    _, out = lax.scan(body, None, (stacked, mask))
+    return out
   if strategy == "vmap":
-    return jax.vmap(logit_fn, in_axes=(0, None))(stacked, x)
-  if strategy == "unrolled":
-    return jnp.stack([logit_fn(get_stage(stacked, i), x) for i in range(total)])
-  _, out = lax.scan(lambda c, stage: (c, logit_fn(stage, x)), None, stacked)
-  return out
+    out = jax.vmap(logit_fn, in_axes=(0, None))(stacked, x)
+  elif strategy == "unrolled":
+    out = jnp.stack([logit_fn(get_stage(stacked, i), x) for i in range(total)])
+  else:
+    _, out = lax.scan(lambda c, stage: (c, logit_fn(stage, x)), None, stacked)
+  if mask is None:
+    return out
+  mask = mask.reshape((-1,) + (1,) * (out.ndim - 1))
+  return jnp.where(mask, out.astype(jnp.float32), 0.0)
 
 
 def cascade_logits(logit_fn: Callable, stacked: Pytree, x: jax.Array,
@@ -181,11 +201,7 @@ def cascade_logits(logit_fn: Callable, stacked: Pytree, x: jax.Array,
   """
   _check_strategy(strategy)
   total = num_stages(stacked)
-  if mask is not None:
-    mask = jnp.asarray(mask)
-    if mask.shape != (total,):
-      raise ValueError(
-          f"mask must have shape ({total},) to match the cascade, got {mask.shape}.")
+  mask = _check_mask(mask, total)
   if strategy == "scan":
     # Accumulate in the carry rather than materialising (T, batch) logits.
     batch = jax.eval_shape(lambda: logit_fn(get_stage(stacked, 0), x))
@@ -206,10 +222,19 @@ def cascade_logits(logit_fn: Callable, stacked: Pytree, x: jax.Array,
     active = jnp.ones((total,), bool) if mask is None else mask
     out, _ = lax.scan(body, acc0, (stacked, active))
     return out
-  logits = stage_logits(logit_fn, stacked, x, strategy).astype(jnp.float32)
-  if mask is not None:
-    logits = jnp.where(mask[:, None], logits, 0.0)
+  logits = stage_logits(logit_fn, stacked, x, strategy, mask).astype(jnp.float32)
   return logits.sum(axis=0)
+
+
+def _check_mask(mask: Optional[jax.Array], total: int) -> Optional[jax.Array]:
+  """The mask as a boolean array of shape (total,), or None; refuses other shapes."""
+  if mask is None:
+    return None
+  mask = jnp.asarray(mask, bool)
+  if mask.shape != (total,):
+    raise ValueError(
+        f"mask must have shape ({total},) to match the cascade, got {mask.shape}.")
+  return mask
 
 
 def _check_strategy(strategy: str) -> None:

@@ -121,7 +121,8 @@ def _schedule_fn(noise_schedule, max_steps: int) -> Callable:
 
 
 def _validate(step_size, beta1, beta2, eps, max_steps, noise_scale, stop_prob,
-              stop_window, clip, mode, optimizer, strategy, stop_on) -> None:
+              stop_window, clip, mode, optimizer, strategy, stop_on,
+              grad_clip) -> None:
   """Checks every argument before anything is traced, with messages for people."""
   def positive_number(name, value):
     if not isinstance(value, (int, float)) or isinstance(value, bool) or \
@@ -156,6 +157,8 @@ def _validate(step_size, beta1, beta2, eps, max_steps, noise_scale, stop_prob,
         f"strategy must be one of {cascade.STRATEGIES}, got {strategy!r}.")
   if stop_on not in STOP_ON:
     raise ValueError(f"stop_on must be one of {STOP_ON}, got {stop_on!r}.")
+  if grad_clip is not None:
+    positive_number("grad_clip", grad_clip)
 
 
 def _takes_key(fn: Callable) -> bool:
@@ -231,11 +234,7 @@ def make_sampler(
     (num_stages,) marking the active stages of a preallocated cascade.
   """
   _validate(step_size, beta1, beta2, eps, max_steps, noise_scale, stop_prob,
-            stop_window, clip, mode, optimizer, strategy, stop_on)
-  if grad_clip is not None and (
-      not isinstance(grad_clip, (int, float)) or not math.isfinite(grad_clip)
-      or grad_clip <= 0):
-    raise ValueError(f"grad_clip must be a positive number or None, got {grad_clip!r}.")
+            stop_window, clip, mode, optimizer, strategy, stop_on, grad_clip)
   if needs_key is None:
     needs_key = _takes_key(logit_fn)
   schedule = _schedule_fn(noise_schedule, max_steps)
@@ -258,9 +257,8 @@ def make_sampler(
       return _scan_logits_and_grad(fn, params, x, mask)
 
     def objective(x):
-      per_stage = _masked(cascade.stage_logits(fn, params, x, strategy)
-                          .astype(jnp.float32), mask)
-      return jnp.sum(per_stage), per_stage
+      per_stage = cascade.stage_logits(fn, params, x, strategy, mask)
+      return jnp.sum(per_stage), per_stage.astype(jnp.float32)
 
     grad, per_stage = jax.grad(objective, has_aux=True)(x)
     return per_stage.sum(axis=0), grad, _stage_mean_probs(per_stage)
@@ -280,8 +278,7 @@ def make_sampler(
     if mode == "sequential":
       return stop_statistic(energy_logits(params, x, stage, mask, key), None, mask)
     fn = (lambda p, xx: stage_logits_fn(p, xx, key))
-    per_stage = _masked(cascade.stage_logits(fn, params, x, strategy)
-                        .astype(jnp.float32), mask)
+    per_stage = cascade.stage_logits(fn, params, x, strategy, mask).astype(jnp.float32)
     return stop_statistic(per_stage.sum(axis=0), _stage_mean_probs(per_stage), mask)
 
   def init(x0: jax.Array, key: jax.Array) -> SamplerState:
@@ -487,14 +484,6 @@ def _scan_logits_and_grad(fn: Callable, stacked: Any, x: jax.Array,
   active = jnp.ones((total,), bool) if mask is None else mask
   (logits, grad), probs = lax.scan(body, skip(None), (stacked, active))
   return logits, grad, probs
-
-
-def _masked(per_stage: jax.Array, mask: Optional[jax.Array]) -> jax.Array:
-  """(num_stages, ...) logits with inactive stages set to 0."""
-  if mask is None:
-    return per_stage
-  mask = jnp.asarray(mask, bool).reshape((-1,) + (1,) * (per_stage.ndim - 1))
-  return jnp.where(mask, per_stage, 0.0)
 
 
 def _stage_mean_probs(per_stage: jax.Array) -> jax.Array:

@@ -85,8 +85,6 @@ def build_model(config: ml_collections.ConfigDict) -> models.Classifier:
     raise ValueError(
         f"config.model.dtype must be 'float32' or 'bfloat16', got "
         f"{config.model.dtype!r}.")
-  models.check_architecture(config.model.norm, config.model.activation,
-                            config.model.pool)
   return models.Classifier(
       features=tuple(config.model.features), kernel_size=config.model.kernel_size,
       channels=config.data.channels, conv_impl=config.model.conv_impl, dtype=dtype,
@@ -530,9 +528,10 @@ def movement(start: jax.Array, end: jax.Array) -> dict:
   """
   diff = (jnp.asarray(end, jnp.float32) - jnp.asarray(start, jnp.float32))
   diff = diff.reshape(diff.shape[0], -1)
-  l2 = jnp.sqrt(jnp.sum(jnp.square(diff), axis=1))
+  l2 = jnp.mean(jnp.sqrt(jnp.sum(jnp.square(diff), axis=1)))
   rms = jnp.sqrt(jnp.mean(jnp.square(diff)))
-  return {"l2": float(jnp.mean(l2)), "rms": float(rms)}
+  l2, rms = jax.device_get((l2, rms))  # one host transfer for both
+  return {"l2": float(l2), "rms": float(rms)}
 
 
 def synthesis_caps(config, stage_index: int) -> int:
