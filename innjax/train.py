@@ -452,31 +452,31 @@ def classification_step(state: TrainState, chunk, positives, config, key,
                        opt_state=opt_state), summary
 
 
-def critic_threshold(logit_fn, variables, positives, config, key) -> jax.Array:
-  """WINN's stop threshold: a score drawn between the min and max of positives' scores.
+def make_critic_threshold(model, config, rows=None):
+  """Returns jitted `threshold(variables, positives, key)`: WINN's stop threshold.
 
   A Wasserstein critic's scores have no fixed boundary like a classifier's 0. WINN
   ends synthesis when the negatives' mean score passes a threshold drawn uniformly
-  between the smallest and largest score of a batch of positives.
-
-  Args:
-    logit_fn: the stage's logit function (inference mode).
-    variables: the stage's variables.
-    positives: the uint8 training images (or the rows of this host).
-    config: the run's config (`train.pos_batch` positives are scored).
-    key: PRNG key.
-
-  Returns:
-    The scalar threshold.
+  between the smallest and largest score of a batch of positives. `train.pos_batch`
+  positives are drawn from the (row-sharded, `rows`) positives on the devices, as the
+  training step draws them, so every host of a multi-host run gets the same threshold.
   """
-  pick_key, patch_key, draw_key = jax.random.split(key, 3)
-  idx = np.asarray(jax.random.randint(pick_key, (int(config.train.pos_batch),), 0,
-                                      positives.shape[0]))
-  x = energy_lib.classifier_inputs(
-      config, data_lib.to_float(jnp.asarray(np.asarray(positives)[idx])), patch_key)
-  scores = logit_fn(variables, x)
-  return jax.random.uniform(draw_key, (), minval=jnp.min(scores),
-                            maxval=jnp.max(scores))
+  logit_fn = models.make_logit_fn(model)
+  pos_batch = int(config.train.pos_batch)
+
+  def threshold(variables, positives, key):
+    pick_key, patch_key, draw_key = jax.random.split(key, 3)
+    num_rows = positives.shape[0] if rows is None else rows.num_rows
+    idx = jax.random.randint(pick_key, (pos_batch,), 0, num_rows)
+    if rows is not None:
+      idx = rows.positions(idx)
+    x = energy_lib.classifier_inputs(config, data_lib.to_float(positives[idx]),
+                                     patch_key)
+    scores = logit_fn(variables, x)
+    return jax.random.uniform(draw_key, (), minval=jnp.min(scores),
+                              maxval=jnp.max(scores))
+
+  return jax.jit(threshold)
 
 
 def shift_logit(variables, offset) -> Any:
@@ -651,7 +651,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   writer = images.make_writer(workdir)
   chunk = make_train_chunk(model, config, tx, mesh, rows)
   run_fn = make_run_fn(config, logit_fn, config.synthesis.energy, mesh)
-  score_fn = jax.jit(models.make_logit_fn(model))  # the classifier on patches/images
+  threshold_fn = make_critic_threshold(model, config, rows)
   total = int(config.num_stages)
   last = total if stop_after_stages is None else min(total, int(stop_after_stages))
   group = group_size(config)
@@ -675,8 +675,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       slot = t // group
       snapshot = {"params": state.params, "batch_stats": state.batch_stats}
       if config.objective == "wasserstein":
-        snapshot = shift_logit(snapshot, critic_threshold(
-            score_fn, snapshot, dataset.images, config, jax.random.fold_in(syn_key, 1)))
+        snapshot = shift_logit(snapshot, threshold_fn(
+            snapshot, positives, jax.random.fold_in(syn_key, 1)))
       stacked = jax.tree_util.tree_map(
           lambda c, v: c.at[slot].set(v), state.cascade, snapshot)
       active = state.active.at[slot].set(True)
