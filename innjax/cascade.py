@@ -156,7 +156,7 @@ def stage_logits(logit_fn: Callable, stacked: Pytree, x: jax.Array,
   """
   _check_strategy(strategy)
   total = num_stages(stacked)
-  mask = _check_mask(mask, total)
+  mask = check_mask(mask, total)
   if strategy == "scan" and mask is not None:
     shape = jax.eval_shape(lambda: logit_fn(get_stage(stacked, 0), x)).shape
 
@@ -201,7 +201,7 @@ def cascade_logits(logit_fn: Callable, stacked: Pytree, x: jax.Array,
   """
   _check_strategy(strategy)
   total = num_stages(stacked)
-  mask = _check_mask(mask, total)
+  mask = check_mask(mask, total)
   if strategy == "scan":
     # Accumulate in the carry rather than materialising (T, batch) logits.
     batch = jax.eval_shape(lambda: logit_fn(get_stage(stacked, 0), x))
@@ -226,7 +226,7 @@ def cascade_logits(logit_fn: Callable, stacked: Pytree, x: jax.Array,
   return logits.sum(axis=0)
 
 
-def _check_mask(mask: Optional[jax.Array], total: int) -> Optional[jax.Array]:
+def check_mask(mask: Optional[jax.Array], total: int) -> Optional[jax.Array]:
   """The mask as a boolean array of shape (total,), or None; refuses other shapes."""
   if mask is None:
     return None

@@ -4,8 +4,10 @@ This is INNg's synthesis step (paper 3.2.2 and 3.3) written as a reusable, pure
 sampler in the style of blackjax: `make_sampler(...)` returns `init`, `step` and `run`
 functions over an immutable `SamplerState`. Nothing here is jitted; callers `jax.jit`,
 `jax.vmap` or shard them. Any pure `logit_fn(params, x)` works (higher = more "real"),
-with `params` a pytree whose leaves have a leading stage axis (see `innjax.cascade`),
-so the same code drives our CNN cascade, a patch head, or an analytic energy.
+with `params` a pytree whose leaves have a leading stage axis (see `innjax.cascade`;
+`single(params)` adds one to the params of a single energy), so the same code drives
+our CNN cascade, a patch head, or an analytic energy. Every argument is checked in
+Python before anything is traced, with a message that names it.
 
 Two energies:
 
@@ -26,11 +28,13 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 from typing import Any, Callable, NamedTuple, Optional, Union
 
 import jax
 import jax.numpy as jnp
 from jax import lax
+import numpy as np
 
 from innjax import cascade
 
@@ -120,55 +124,212 @@ def _schedule_fn(noise_schedule, max_steps: int) -> Callable:
       f"step -> multiplier, got {noise_schedule!r}.")
 
 
-def _validate(step_size, beta1, beta2, eps, max_steps, noise_scale, stop_prob,
-              stop_window, clip, mode, optimizer, strategy, stop_on,
-              grad_clip) -> None:
-  """Checks every argument before anything is traced, with messages for people."""
-  def positive_number(name, value):
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or \
-        not math.isfinite(value) or value <= 0:
-      raise ValueError(f"{name} must be a positive finite number, got {value!r}.")
-  positive_number("step_size", step_size)
-  positive_number("eps", eps)
-  for name, beta in (("beta1", beta1), ("beta2", beta2)):
-    if not isinstance(beta, (int, float)) or not 0.0 <= beta < 1.0:
-      raise ValueError(f"{name} must be in [0, 1), got {beta!r}.")
-  if not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1:
-    raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}.")
-  if not isinstance(noise_scale, (int, float)) or not math.isfinite(noise_scale) \
-      or noise_scale < 0:
-    raise ValueError(f"noise_scale must be >= 0, got {noise_scale!r}.")
-  if stop_prob is not None and (
-      not isinstance(stop_prob, (int, float)) or not 0.0 < stop_prob < 1.0):
-    raise ValueError(
-        f"stop_prob must be in the open interval (0, 1), or None to never stop "
-        f"early; got {stop_prob!r}.")
-  if not isinstance(stop_window, int) or stop_window < 1:
-    raise ValueError(f"stop_window must be a positive integer, got {stop_window!r}.")
-  if clip is not None:
-    if len(clip) != 2 or not clip[0] < clip[1]:
-      raise ValueError(f"clip must be (low, high) with low < high, or None; got {clip!r}.")
-  if mode not in MODES:
-    raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
-  if optimizer not in OPTIMIZERS:
-    raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}.")
-  if strategy not in cascade.STRATEGIES:
-    raise ValueError(
-        f"strategy must be one of {cascade.STRATEGIES}, got {strategy!r}.")
-  if stop_on not in STOP_ON:
-    raise ValueError(f"stop_on must be one of {STOP_ON}, got {stop_on!r}.")
-  if grad_clip is not None:
-    positive_number("grad_clip", grad_clip)
+# ----------------------------------------------------------------------------
+# Argument checks. Each runs in Python before anything is traced and raises a
+# message that names the argument and says what it accepts.
+
+
+def _number(name: str, value: Any) -> float:
+  """`value` as a finite Python float; numpy scalars count, bools do not."""
+  if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__}).")
+  value = float(value)
+  if not math.isfinite(value):
+    raise ValueError(f"{name} must be a finite number, got {value!r}.")
+  return value
+
+
+def _positive(name: str, value: Any) -> float:
+  """A number > 0 (step sizes, eps, grad_clip)."""
+  if _number(name, value) <= 0:
+    raise ValueError(f"{name} must be a positive finite number, got {value!r}.")
+  return float(value)
+
+
+def _positive_int(name: str, value: Any) -> int:
+  """An integer >= 1 (Python or numpy; step caps, window lengths)."""
+  if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+    raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+  return int(value)
+
+
+def _non_negative(name: str, value: Any) -> float:
+  """A number >= 0 (noise_scale: 0 disables the noise)."""
+  if _number(name, value) < 0:
+    raise ValueError(f"{name} must be >= 0, got {value!r}.")
+  return float(value)
+
+
+def _decay(name: str, value: Any) -> float:
+  """Adam's beta1 / beta2: a number in [0, 1)."""
+  if not 0.0 <= _number(name, value) < 1.0:
+    raise ValueError(f"{name} must be in [0, 1), got {value!r}.")
+  return float(value)
+
+
+def _check_stop_prob(stop_prob: Any) -> Optional[float]:
+  """stop_prob in the open interval (0, 1), or None (never stop early)."""
+  if stop_prob is None:
+    return None
+  if isinstance(stop_prob, numbers.Real) and not isinstance(stop_prob, bool) \
+      and 0.0 < stop_prob < 1.0:
+    return float(stop_prob)
+  raise ValueError(
+      f"stop_prob must be in the open interval (0, 1), or None to never stop "
+      f"early; got {stop_prob!r}.")
+
+
+def _check_clip(clip: Any) -> Optional[tuple]:
+  """clip as a (low, high) pair of floats with low < high, or None."""
+  if clip is None:
+    return None
+  fix = "give clip=(low, high) with low < high, e.g. (-1.0, 1.0), or None"
+  if isinstance(clip, (str, bytes)) or not hasattr(clip, "__len__") or len(clip) != 2:
+    raise ValueError(f"clip must be a (low, high) pair, got {clip!r}: {fix}.")
+  low, high = _number("clip[0]", clip[0]), _number("clip[1]", clip[1])
+  if not low < high:
+    raise ValueError(f"clip must be (low, high) with low < high, or None; got {clip!r}.")
+  return low, high
+
+
+def _check_choice(name: str, value: Any, choices: tuple) -> None:
+  if value not in choices:
+    raise ValueError(f"{name} must be one of {choices}, got {value!r}.")
+
+
+def _positional_parameters(fn: Callable) -> Optional[list]:
+  """`fn`'s positional parameters, or None when it has *args or no signature."""
+  try:
+    parameters = inspect.signature(fn).parameters.values()
+  except (TypeError, ValueError):
+    return None
+  if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters):
+    return None
+  return [p for p in parameters if p.kind in (inspect.Parameter.POSITIONAL_ONLY,
+                                             inspect.Parameter.POSITIONAL_OR_KEYWORD)]
 
 
 def _takes_key(fn: Callable) -> bool:
-  """Whether `fn` declares it wants a PRNG key (e.g. a random-patch head)."""
+  """Whether `fn` declares it wants a PRNG key (e.g. a random-patch head).
+
+  Only a `needs_key` attribute or a *required* third positional parameter counts:
+  a keyword-only parameter, **kwargs or a defaulted third parameter (say
+  `temperature=2.0`) is not a key, and would be filled with one by mistake.
+  """
   if getattr(fn, "needs_key", False):
     return True
+  positional = _positional_parameters(fn)
+  return (positional is not None and len(positional) >= 3
+          and positional[2].default is inspect.Parameter.empty)
+
+
+def _check_needs_key(logit_fn: Callable, needs_key: Any) -> bool:
+  """The sampler's `needs_key`: detected when None, checked against the signature."""
+  if not callable(logit_fn):
+    raise TypeError(f"logit_fn must be a function (params, x) -> logits, got "
+                    f"{logit_fn!r}.")
+  if needs_key is None:
+    return _takes_key(logit_fn)
+  if not isinstance(needs_key, (bool, np.bool_)):
+    raise TypeError(f"needs_key must be True, False or None (detect), got {needs_key!r}.")
+  positional = _positional_parameters(logit_fn)
+  if positional is None:  # *args or no signature: trust the caller
+    return bool(needs_key)
+  if needs_key and len(positional) < 3:
+    raise ValueError(
+        "needs_key=True, but logit_fn takes only "
+        f"{len(positional)} positional argument(s); give it a third parameter for "
+        "the key, fn(params, x, key), or pass needs_key=False.")
+  if not needs_key and len(positional) >= 3 and \
+      positional[2].default is inspect.Parameter.empty:
+    raise ValueError(
+        f"needs_key=False, but logit_fn requires a third argument "
+        f"({positional[2].name!r}); pass needs_key=True to give it a PRNG key, or "
+        "give that parameter a default.")
+  return bool(needs_key)
+
+
+def _num_stages(params: Any) -> int:
+  """The stage count of `params`, with the fix for params that have no stage axis."""
   try:
-    return len(inspect.signature(fn).parameters) >= 3
-  except (TypeError, ValueError):
-    return False
+    return cascade.num_stages(params)
+  except ValueError as err:
+    raise ValueError(
+        f"params: {err} For a single energy without a stage axis, pass "
+        "innjax.sampler.single(params).") from None
+
+
+def _check_x0(x0: Any) -> None:
+  """x0 must be a float batch: integer images would be cast and clipped silently."""
+  dtype = x0.dtype if hasattr(x0, "dtype") else np.asarray(x0).dtype
+  if not jnp.issubdtype(dtype, jnp.floating):
+    raise TypeError(
+        f"x0 must be a float array of images in the data range, got dtype {dtype}; "
+        "convert integer images first, e.g. innjax.data.to_float(x0) maps uint8 to "
+        "[-1, 1].")
+  if jnp.ndim(x0) < 1:
+    raise ValueError("x0 must have a leading batch axis, got a scalar.")
+
+
+def _check_key(key: Any) -> None:
+  """key must be a PRNG key: a typed key (jax.random.key) or legacy uint32 key data."""
+  dtype = getattr(key, "dtype", None)
+  if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+    return
+  if dtype == np.uint32 and jnp.ndim(key) == 1:  # jax.random.PRNGKey(seed)
+    return
+  raise TypeError(
+      f"key must be a PRNG key, e.g. jax.random.key(0), got {key!r}"
+      f"{'' if dtype is None else f' of dtype {dtype}'}.")
+
+
+def _check_cap(max_steps: Any, total: int, mode: str) -> None:
+  """run's `max_steps`: an integer, or (sequential mode) one per stage."""
+  if max_steps is None:
+    return
+  shape = jnp.shape(max_steps)
+  if not jnp.issubdtype(jnp.result_type(max_steps), jnp.integer):
+    raise TypeError(f"run's max_steps must be an integer (or integer array), got "
+                    f"{max_steps!r}.")
+  if mode == "sum" and shape != ():
+    raise ValueError(
+        f"run's max_steps must be one integer in sum mode, got shape {shape}; one "
+        "cap per stage needs mode='sequential'.")
+  if shape not in ((), (total,)):
+    raise ValueError(
+        f"run's max_steps must be one integer or one per stage (shape ({total},) for "
+        f"this cascade of {total} stages), got shape {shape}.")
+
+
+def _check_logits(call: Callable, params: Any, x: Any) -> None:
+  """Refuses a logit_fn that does not return one logit (or k logits) per example.
+
+  A scalar would stop the chain on a statistic of the wrong images, and a short
+  vector would leave the images without a logit unmoved; both ran silently.
+  """
+  out = jax.eval_shape(lambda: call(cascade.get_stage(params, 0), x))
+  batch = jnp.shape(x)[0]
+  shape = tuple(getattr(out, "shape", ()))
+  size = math.prod(shape)
+  per_example = (len(shape) >= 1 and size >= batch and size % max(batch, 1) == 0
+                 and (len(shape) == 1 or shape[0] == batch))
+  if not per_example:
+    raise ValueError(
+        f"logit_fn must return one logit per example: shape ({batch},) for this "
+        f"batch of {batch} (a patch head may return k per example, shape "
+        f"({batch}*k,)); got shape {shape}. Sum or average over the other axes "
+        "inside logit_fn, not over the batch.")
+
+
+def single(params: Any) -> Any:
+  """The params of one energy as a one-stage cascade: adds the leading stage axis.
+
+  `make_sampler(...).run(single(params), x0, key)` ascends logit_fn(params, x). The
+  sampler reads a raw pytree as a stack of stages, and cannot tell the params of one
+  energy whose leaves share a leading size (say `{"mu": (2,), "b": (2,)}`) from two
+  stages of scalars; wrapping says which is meant.
+  """
+  return cascade.stack([params])
 
 
 def make_sampler(
@@ -193,10 +354,13 @@ def make_sampler(
   """Builds the image-space sampler.
 
   Args:
-    logit_fn: pure fn(stage_params, x) -> logits (higher = more "real"); typically
-      (batch,), any shape is fine (early stopping uses the mean over all of them).
-      With `needs_key` it is called as fn(stage_params, x, key) with a fresh key
-      per step (random patch positions, dropout, ...).
+    logit_fn: pure fn(stage_params, x) -> logits (higher = more "real"): one logit
+      per example, shape (batch,), or k per example laid out example by example,
+      shape (batch * k,) (a patch head's logit per patch); the early stop uses their
+      mean. Other shapes (a scalar for the batch, fewer logits than examples) are
+      refused when `run` or `step` is traced. With `needs_key` it is called as
+      fn(stage_params, x, key) with a fresh key per step (random patch positions,
+      dropout, ...).
     step_size: learning rate on the image (paper: 0.02 faces/SVHN, 0.1 textures).
     beta1, beta2, eps: Adam's hyper-parameters (paper: beta1 = 0.5).
     max_steps: step cap per `run` call in sum mode, per stage in sequential mode;
@@ -214,8 +378,11 @@ def make_sampler(
     mode: "sum" or "sequential" (see module docstring).
     optimizer: "adam" or "sgd".
     strategy: how sum mode maps over the stage axis: "scan", "unrolled", "vmap".
-    needs_key: pass a PRNG key to logit_fn; None detects it (a `needs_key`
-      attribute on the function, or a third positional parameter).
+    needs_key: True: logit_fn takes a PRNG key as its third argument; False: it
+      does not. None detects it: a `needs_key = True` attribute on the function, or
+      a third positional parameter without a default. A keyword-only parameter,
+      **kwargs or a defaulted third parameter (`temperature=2.0`) is not a key; say
+      needs_key=True when such a function does want one.
     stop_on: sum mode only: which P(real) the early stop compares with
       stop_prob. "newest" (default) the newest active stage's batch mean: the
       paper synthesises until the newest classifier is fooled. "all" the smallest
@@ -230,18 +397,43 @@ def make_sampler(
       init(x0, key) -> SamplerState
       step(params, state, mask=None) -> (SamplerState, StepInfo)
       run(params, x0, key, mask=None, max_steps=None) -> (x, RunInfo)
-    `params` is a stacked pytree (leading stage axis); `mask` an optional boolean
-    (num_stages,) marking the active stages of a preallocated cascade.
+    `params` is a stacked pytree: every leaf has a leading stage axis (see
+    `innjax.cascade.stack`). The params of one energy have none: pass
+    `single(params)`, or a pytree whose leaves happen to share a leading size
+    runs as that many stages. `x0` is a float batch (leading batch axis) and `key`
+    a PRNG key (`jax.random.key(seed)`); `mask` an optional boolean (num_stages,)
+    marking the active stages of a preallocated cascade; `max_steps` overrides
+    the cap with an integer, or (sequential mode) one per stage. Wrong types and
+    shapes raise before anything runs, naming the argument.
+
+  Example (one Gaussian energy, no stage axis):
+    s = make_sampler(lambda p, x: p["b"] - 0.5 * jnp.sum((x - p["mu"]) ** 2, -1),
+                     step_size=0.05, stop_prob=None, clip=None)
+    x, info = jax.jit(s.run)(single({"mu": jnp.ones(2), "b": jnp.array(1.0)}),
+                             jnp.zeros((8, 2)), jax.random.key(0))
   """
-  _validate(step_size, beta1, beta2, eps, max_steps, noise_scale, stop_prob,
-            stop_window, clip, mode, optimizer, strategy, stop_on, grad_clip)
-  if needs_key is None:
-    needs_key = _takes_key(logit_fn)
+  # Checked and turned into Python numbers here, before anything is traced.
+  step_size, eps = _positive("step_size", step_size), _positive("eps", eps)
+  beta1, beta2 = _decay("beta1", beta1), _decay("beta2", beta2)
+  max_steps = _positive_int("max_steps", max_steps)
+  noise_scale = _non_negative("noise_scale", noise_scale)
+  stop_prob = _check_stop_prob(stop_prob)
+  stop_window = _positive_int("stop_window", stop_window)
+  clip = _check_clip(clip)
+  for name, value, choices in (("mode", mode, MODES), ("optimizer", optimizer, OPTIMIZERS),
+                               ("strategy", strategy, cascade.STRATEGIES),
+                               ("stop_on", stop_on, STOP_ON)):
+    _check_choice(name, value, choices)
+  grad_clip = None if grad_clip is None else _positive("grad_clip", grad_clip)
+  needs_key = _check_needs_key(logit_fn, needs_key)
   schedule = _schedule_fn(noise_schedule, max_steps)
   default_cap = max_steps
 
   def stage_logits_fn(stage_params, x, key):
     return logit_fn(stage_params, x, key) if needs_key else logit_fn(stage_params, x)
+
+  def check_logits(params, x, key):
+    _check_logits(lambda p, xx: stage_logits_fn(p, xx, key), params, x)
 
   def energy_logits(params, x, stage, mask, key):
     """The logits being ascended at this step (before summing over the batch)."""
@@ -283,6 +475,8 @@ def make_sampler(
 
   def init(x0: jax.Array, key: jax.Array) -> SamplerState:
     """Starts a chain at x0 (clipped into range) with fresh optimizer moments."""
+    _check_x0(x0)
+    _check_key(key)
     x0 = jnp.asarray(x0, jnp.float32)
     if clip is not None:
       x0 = jnp.clip(x0, clip[0], clip[1])
@@ -336,7 +530,8 @@ def make_sampler(
 
   def step(params, state: SamplerState, mask=None):
     """Applies one update to `state.x` under `params`; see `make_sampler`."""
-    cascade.num_stages(params)
+    cascade.check_mask(mask, _num_stages(params))
+    check_logits(params, state.x, state.key)
     return update(params, state, mask)
 
   def windowed_prob(history, seen):
@@ -357,12 +552,15 @@ def make_sampler(
     that update (the check and the gradient share one forward pass, as in the
     published code), otherwise the update is applied.
     """
-    total = cascade.num_stages(params)
+    total = _num_stages(params)
+    mask = cascade.check_mask(mask, total)
+    _check_cap(max_steps, total, mode)
+    state = init(x0, key)
+    check_logits(params, state.x, key)
     cap = default_cap if max_steps is None else max_steps
     cap = jnp.asarray(cap, jnp.int32)
-    active = jnp.ones((total,), bool) if mask is None else jnp.asarray(mask, bool)
+    active = jnp.ones((total,), bool) if mask is None else mask
     if mode == "sum":
-      state = init(x0, key)
 
       def cond(carry):
         state, done = carry
@@ -387,7 +585,6 @@ def make_sampler(
                               stopped_early=done)
 
     caps = jnp.broadcast_to(cap, (total,))
-    state = init(x0, key)
     first = _next_active(active, 0, total)
     state = state._replace(stage=first)
     steps = jnp.zeros((total,), jnp.int32)
@@ -471,10 +668,7 @@ def _scan_logits_and_grad(fn: Callable, stacked: Any, x: jax.Array,
       logits, grad = one(inputs[0])
       return (carry[0] + logits, carry[1] + grad), mean_prob(logits)
   else:
-    mask = jnp.asarray(mask)
-    if mask.shape != (total,):
-      raise ValueError(
-          f"mask must have shape ({total},) to match the cascade, got {mask.shape}.")
+    mask = cascade.check_mask(mask, total)
 
     # lax.cond skips an inactive slot's forward and backward pass entirely.
     def body(carry, inputs):
