@@ -10,6 +10,10 @@
   python main.py --config=configs/tiny.py --config.mesh.data=0 --workdir=/tmp/t
   python main.py --config=configs/tiny.py --config.mesh.data=0 --distributed \
       --workdir=/shared/t           # the same command on every host
+  python main.py --config=configs/svhn.py --help_config   # every config field
+
+Every config field, with the value it would take and its meaning, is listed by
+`--help_config` (add --config=FILE and overrides to see that run's values).
 """
 
 import os
@@ -49,6 +53,13 @@ flags.DEFINE_string("coordinator_address", "",
 flags.DEFINE_integer("num_processes", 0, "--distributed: number of processes (hosts).")
 flags.DEFINE_integer("process_id", -1, "--distributed: this process's index, 0 to "
                      "num_processes - 1.")
+flags.DEFINE_bool("help_config", False,
+                  "List every config field with its value (from --config and its "
+                  "overrides) and meaning (from configs/default.py), then exit.")
+
+# absl's help flags print the usage and exit with status 1; asking for help is not
+# an error, so parse_flags turns that into 0.
+_HELP_FLAGS = ("--help", "-help", "-?", "--helpshort", "--helpfull", "--helpxml")
 
 
 def main(argv):
@@ -57,6 +68,10 @@ def main(argv):
           "is a flag such as --workdir=DIR or --config.num_stages=5). See `python "
           "main.py --help`.", file=sys.stderr)
     sys.exit(2)
+  if FLAGS.help_config:
+    from innjax import config_help  # pylint: disable=g-import-not-at-top
+    print(config_help.describe(FLAGS.config))
+    sys.exit(0)
   logging.set_verbosity(logging.INFO)
   if FLAGS.distributed:
     # Imported here so `main.py --help` answers without loading JAX.
@@ -70,8 +85,13 @@ def main(argv):
 
 def parse_flags(argv):
   """Parses flags; a bad --config or --config.FIELD becomes a message, not a traceback."""
+  argv = [argv[0]] + ["--help" if arg == "-h" else arg for arg in argv[1:]]
   try:
     return FLAGS(argv)
+  except SystemExit as done:
+    if done.code == 1 and any(arg in _HELP_FLAGS for arg in argv[1:]):
+      sys.exit(0)
+    raise
   except flags.Error as err:
     print(f"innjax: error: {err}\nSee `python main.py --help`.", file=sys.stderr)
     sys.exit(2)
