@@ -64,6 +64,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.allow_upscale = False
   config.data.crop_size = 0         # folder: central square crop before resizing; 0 = largest
   config.data.download = True
+  # Resuming a workdir on images other than those its checkpoint was trained on is
+  # refused (a content fingerprint is saved with each checkpoint; a moved file keeps
+  # it); True goes on with the new images.
+  config.data.allow_new_data = False
 
   # The anysize patch head (paper 3.5): the classifier sees `size` x `size` patches cut
   # at random from full images, so textures of any size can be synthesised. 0 = the

@@ -11,7 +11,10 @@ by a reader such as `--mode=sample`, which may run beside a training run).
 A workdir is tied to the settings that fix the shapes of the saved state (model,
 image size, variant, stage count, pool size); resuming with different ones is refused
 with a message naming them. Other settings (learning rates, step caps, logging) may
-change between runs, which is how a diverged run is resumed with a lower rate.
+change between runs, which is how a diverged run is resumed with a lower rate. A
+training run also saves a fingerprint of its training images with each step
+(`innjax.data.fingerprint`), and resuming on other images is refused unless
+`data.allow_new_data` is set; the fingerprint depends on the pixels, not the path.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from absl import logging
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+
+from innjax import data as data_lib
 
 # Config entries that determine the shapes of the saved state.
 STRUCTURAL_KEYS = (
@@ -151,12 +156,16 @@ class Manager:
     config: the run's config (saved beside every step as JSON).
     read_only: for readers (sampling, evaluation): creates no folder and leaves
       temporary folders alone, since a training run may be writing beside it.
+    data: training: the `innjax.data.fingerprint` of the training images, saved
+      with every step; resuming on images with another fingerprint is refused
+      unless `config.data.allow_new_data` is set.
   """
 
   def __init__(self, workdir: str, config: ml_collections.ConfigDict,
-               read_only: bool = False):
+               read_only: bool = False, data: dict | None = None):
     self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
     self.config = config
+    self.data = data
     if read_only:
       options = ocp.CheckpointManagerOptions(
           create=False, enable_async_checkpointing=False)
@@ -177,27 +186,48 @@ class Manager:
     """The newest complete step, or None."""
     return self._manager.latest_step()
 
-  def saved_config(self, step=None) -> dict | None:
-    """The config JSON stored with `step` (default: the latest), or None."""
+  def saved_meta(self, step=None) -> dict | None:
+    """The JSON stored with `step` (default: the latest): its config, stage and
+    data fingerprint (absent from checkpoints written before it was recorded)."""
     step = self.latest_step() if step is None else step
     if step is None:
       return None
     restored = self._manager.restore(step, args=ocp.args.Composite(
         meta=ocp.args.JsonRestore()))
-    return restored["meta"]["config"]
+    return restored["meta"]
+
+  def saved_config(self, step=None) -> dict | None:
+    """The config JSON stored with `step` (default: the latest), or None."""
+    meta = self.saved_meta(step)
+    return None if meta is None else meta["config"]
 
   def check_compatible(self) -> None:
     """Raises IncompatibleCheckpointError if the saved run has another architecture."""
-    saved = self.saved_config()
-    if saved is None:
+    meta = self.saved_meta()
+    if meta is None:
       return
-    diffs = structural_differences(saved, config_to_dict(self.config))
+    diffs = structural_differences(meta["config"], config_to_dict(self.config))
     if diffs:
       raise IncompatibleCheckpointError(
           f"The checkpoint in {self.directory} was trained with a different "
           "configuration:\n  " + "\n  ".join(diffs) +
           "\nUse a new --workdir for this config, or run with the original settings "
           "to resume. Nothing was changed on disk.")
+    self._check_same_data(meta.get("data"))
+
+  def _check_same_data(self, saved: dict | None) -> None:
+    """Refuses to resume on other training images than the checkpoint's."""
+    if saved is None or self.data is None:
+      return
+    change = data_lib.fingerprint_change(saved, self.data)
+    if change is None or self.config.data.get("allow_new_data", False):
+      return
+    raise IncompatibleCheckpointError(
+        f"The checkpoint in {self.directory} was trained on other data ({change}); "
+        "resuming would train the rest of the cascade on these images. Point the "
+        "config back at the original data (its path may change), use a new "
+        "--workdir, or set --config.data.allow_new_data=True to go on with the new "
+        "data. Nothing was changed on disk.")
 
   def _missing_parts(self, step: int) -> list[str]:
     """What a committed Orbax step has but `step`'s folder lacks."""
@@ -314,6 +344,8 @@ class Manager:
         written; the steps committed before it are untouched.
     """
     meta = {"config": config_to_dict(self.config), "stage": int(step)}
+    if self.data is not None:
+      meta["data"] = self.data
     try:
       self._manager.save(step, args=ocp.args.Composite(
           state=ocp.args.StandardSave(_to_saveable(state)),

@@ -10,6 +10,7 @@ code 0 (see innjax/preemption.py); a second Ctrl-C stops at once (exit code 130)
 
 from __future__ import annotations
 
+import collections.abc
 import difflib
 import logging as py_logging
 import shlex
@@ -108,6 +109,23 @@ def check_config_fields(config: ml_collections.ConfigDict,
   return notes
 
 
+def check_config_type(config) -> None:
+  """Refuses a config file whose get_config() returned None or a dict, with the fix.
+
+  Anything else passes: a config file that failed to load arrives as a placeholder
+  that raises its own error (naming the file) when first read.
+  """
+  start = ("Start it from configs/default.py: `config = default.get_config()`, change "
+           "fields, then `return config`.")
+  if config is None:
+    raise ValueError("Bad config: the config file's get_config() returned None (is "
+                     f"its `return config` missing?). {start}")
+  if isinstance(config, collections.abc.Mapping):
+    raise ValueError(
+        f"Bad config: the config file's get_config() returned a "
+        f"{type(config).__name__}, not an ml_collections.ConfigDict. {start}")
+
+
 def _reference_config():
   """configs/default.py's config, or None when `configs` is not importable."""
   try:
@@ -128,6 +146,7 @@ def run(mode: str, config, workdir: str) -> int:
   # Imported here so `main.py --help` answers without loading JAX and TensorFlow.
   from innjax import checkpointing, evaluate, generate, preemption, style, train
   try:
+    check_config_type(config)
     reference = _reference_config()
     if reference is not None:
       for note in check_config_fields(config, reference):

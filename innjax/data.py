@@ -21,9 +21,12 @@ Sources (``data_config.source``):
   as ArrayRecord; offline, tfds retries for minutes before failing, so set
   ``download=False`` there to get the "how to prepare it" error at once.
 * ``'folder'``: every ``.jpg/.jpeg/.png/.bmp/.webp`` file under ``path``
-  (recursive, case-insensitive, sorted by relative path).
-* ``'npz'``: a NumPy ``.npz`` with ``x`` (or ``images``) and optional ``y``
-  (or ``labels``).
+  (recursive, case-insensitive, sorted by relative path). Unreadable files, broken
+  and looping symbolic links are skipped with a warning naming them.
+* ``'npz'``: a NumPy ``.npz`` with ``x`` (or ``images``: a stack NHWC or NHW of
+  at least one image; a single HWC image is refused, not read as strips) and
+  optional ``y`` (or ``labels``: one integer per image). Object arrays are never
+  unpickled.
 * ``'skimage'``: random crops of an image bundled in scikit-image's wheel
   (``brick``, ``gravel``, ``grass`` textures; ``astronaut``, ``coffee``,
   ``chelsea`` photos, ...). Needs no download: the default for tests and demos.
@@ -34,17 +37,21 @@ channels)`` ``uint8``; an image whose shorter side is smaller than
 (silently upscaled data would train the model on blur); colour to gray uses
 PIL's ITU-R 601-2 luma; gray to colour replicates the channel; transparent
 images are composited on white (not alpha-dropped: the colour under fully
-transparent pixels is arbitrary, often black or garbage).
+transparent pixels is arbitrary, often black or garbage). Images over Pillow's
+decompression-bomb limit are refused with :class:`ImageTooLargeError`; the
+environment variable ``INNJAX_MAX_IMAGE_PIXELS`` raises the limit (0 lifts it).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import hashlib
 import os
 import pathlib
 import sys
 import warnings
+import zipfile
 from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
 
 from absl import logging
@@ -54,10 +61,12 @@ from PIL import Image, ImageOps
 __all__ = [
     'Dataset',
     'DatasetNotPreparedError',
+    'ImageTooLargeError',
     'FOLDER_EXTENSIONS',
     'SKIMAGE_IMAGES',
     'TFDS_DATASETS',
     'center_crop',
+    'fingerprint',
     'load_dataset',
     'load_image',
     'load_image_uint8',
@@ -356,13 +365,47 @@ def _pil_to_uint8(pil: Image.Image, channels: int) -> np.ndarray:
   return _convert_channels(np.asarray(pil), channels)
 
 
+# The environment variable that sets the largest image, in pixels, that is decoded.
+MAX_PIXELS_ENV = 'INNJAX_MAX_IMAGE_PIXELS'
+
+
+class ImageTooLargeError(ValueError):
+  """An image with more pixels than Pillow's decompression-bomb limit."""
+
+
+def _apply_pixel_limit() -> None:
+  """Sets Pillow's limit from ``$INNJAX_MAX_IMAGE_PIXELS`` when it is set (0 = none).
+
+  Pillow refuses images over twice ``Image.MAX_IMAGE_PIXELS`` (89.5 Mpx) with an
+  error and warns over it; a trusted larger image needs the limit raised.
+  """
+  value = os.environ.get(MAX_PIXELS_ENV, '').strip()
+  if not value:
+    return
+  try:
+    limit = int(value)
+  except ValueError:
+    raise ValueError(f'{MAX_PIXELS_ENV}={value!r} must be a whole number of pixels '
+                     '(0 = no limit)') from None
+  Image.MAX_IMAGE_PIXELS = limit if limit > 0 else None
+
+
 def _read_uint8(path: Union[str, os.PathLike], channels: int) -> np.ndarray:
   """Decode one file fully; errors are OSError/ValueError from PIL or ours."""
-  with Image.open(path) as pil:
-    pil.load()  # decode now so truncated data raises here, not later
-    # Honour camera EXIF orientation so photos are upright.
-    pil = ImageOps.exif_transpose(pil)
-    return _pil_to_uint8(pil, channels)
+  _apply_pixel_limit()
+  try:
+    with Image.open(path) as pil:
+      pil.load()  # decode now so truncated data raises here, not later
+      # Honour camera EXIF orientation so photos are upright.
+      pil = ImageOps.exif_transpose(pil)
+      return _pil_to_uint8(pil, channels)
+  except Image.DecompressionBombError as err:
+    raise ImageTooLargeError(
+        f'image {str(path)!r} is too large to decode: {err} Pillow refuses images '
+        'this large as a guard against decompression bombs; if you trust the file, '
+        f'set the environment variable {MAX_PIXELS_ENV} to at least its number of '
+        f'pixels (0 = no limit), e.g. `{MAX_PIXELS_ENV}=0 python main.py ...`, or '
+        'shrink the image') from None
 
 
 def load_image_uint8(path: Union[str, os.PathLike], channels: int = 3) -> np.ndarray:
@@ -388,6 +431,8 @@ def load_image_uint8(path: Union[str, os.PathLike], channels: int = 3) -> np.nda
     raise FileNotFoundError(f'image file not found: {str(path)!r}')
   try:
     return _read_uint8(path, channels)
+  except ImageTooLargeError:
+    raise
   except Image.UnidentifiedImageError as err:
     raise ValueError(f'{str(path)!r} is not an image format Pillow can read '
                      f'(supported: PNG, JPEG, BMP, WebP, TIFF, ...)') from err
@@ -411,6 +456,47 @@ def load_image(path: Union[str, os.PathLike], channels: int = 3) -> np.ndarray:
     FileNotFoundError, ValueError: as :func:`load_image_uint8`.
   """
   return to_float(load_image_uint8(path, channels))
+
+
+def fingerprint(num_images: int, take: Callable[[np.ndarray], np.ndarray],
+                samples: int = 64) -> dict:
+  """A fingerprint of a dataset's content, stored with checkpoints to notice new data.
+
+  It depends on the pixels and the order of the images, not on where they were
+  read from, so a dataset that moved keeps its fingerprint.
+
+  Args:
+    num_images: the number of images N.
+    take: maps an int array of indices in [0, N) to those images (uint8 NHWC), e.g.
+      ``lambda idx: images[idx]``; a multi-host run gathers them from every host.
+    samples: how many images, evenly spaced over the dataset, go into the hash.
+
+  Returns:
+    ``{'num_images', 'image_shape', 'dtype', 'sha256'}``: the hash (16 hex digits)
+    covers the shape, the dtype and the sampled images.
+  """
+  indices = np.unique(np.linspace(0, max(num_images - 1, 0), min(samples, num_images))
+                      .round().astype(np.int32))
+  picked = np.ascontiguousarray(take(indices))
+  digest = hashlib.sha256(repr((num_images, picked.shape[1:], str(picked.dtype))).encode())
+  digest.update(indices.tobytes())
+  digest.update(picked.tobytes())
+  return {'num_images': int(num_images), 'image_shape': [int(d) for d in picked.shape[1:]],
+          'dtype': str(picked.dtype), 'sha256': digest.hexdigest()[:16]}
+
+
+def fingerprint_change(saved: dict, current: dict) -> Optional[str]:
+  """How the dataset of fingerprint `current` differs from that of `saved`, or None."""
+  if saved.get('sha256') == current.get('sha256'):
+    return None
+
+  def describe(fp: dict) -> str:
+    shape = 'x'.join(str(d) for d in fp.get('image_shape', ()))
+    return f"{fp.get('num_images')} {fp.get('dtype')} images of {shape}"
+
+  if describe(saved) != describe(current):
+    return f'{describe(saved)} then, {describe(current)} now'
+  return f'{describe(current)} as before, but other pixels or another order'
 
 
 # ----------------------------------------------------------------------------
@@ -464,8 +550,12 @@ def _load_folder(cfg: Any, split: Optional[str], process_index: int, process_cou
                      f'(looked for {looked_for})')
   # Sorted relative POSIX paths: the same order on every OS and filesystem,
   # so indices (and hence PRNG-drawn batches) are reproducible.
-  files = sorted((p for p in folder.rglob('*') if p.suffix.lower() in FOLDER_EXTENSIONS and p.is_file()),
-                 key=lambda p: p.relative_to(folder).as_posix())
+  candidates = sorted((p for p in folder.rglob('*') if p.suffix.lower() in FOLDER_EXTENSIONS),
+                      key=lambda p: p.relative_to(folder).as_posix())
+  files = [p for p in candidates if p.is_file()]
+  for path in candidates:
+    if path.is_symlink() and not path.is_file():  # is_file() is False for these
+      _warn_skipped(path, 'a symbolic link whose target is missing or loops back on itself')
   if not files:
     raise ValueError(f'image folder {str(folder)!r} contains no {looked_for}')
   start, end = _shard_range(len(files), process_index, process_count)
@@ -491,14 +581,19 @@ def _load_folder(cfg: Any, split: Optional[str], process_index: int, process_cou
   images = []
   for path, result in zip(files, results):
     if isinstance(result, str):
-      warnings.warn(f'skipping unreadable image {str(path)!r} ({result})', stacklevel=3)
-      logging.warning('skipping unreadable image %s (%s)', path, result)
+      _warn_skipped(path, result)
     else:
       images.append(result)
   if not images:
     raise ValueError(f'image folder {str(folder)!r}: none of the {len(files)} {looked_for} '
                      'could be decoded (see the warnings)')
   return Dataset(np.stack(images), None, folder.name or str(folder))
+
+
+def _warn_skipped(path: pathlib.Path, why: str) -> None:
+  """Says (as a warning and in the log) that a file of an image folder is skipped."""
+  warnings.warn(f'skipping unreadable image {str(path)!r} ({why})', stacklevel=4)
+  logging.warning('skipping unreadable image %s (%s)', path, why)
 
 
 def _npz_to_uint8(x: np.ndarray, value_range: str, where: str) -> np.ndarray:
@@ -536,6 +631,68 @@ def _npz_to_uint8(x: np.ndarray, value_range: str, where: str) -> np.ndarray:
   raise ValueError(f"value_range must be 'auto', '[0,1]' or '[-1,1]', got {value_range!r}")
 
 
+def _read_npz(path: pathlib.Path, where: str) -> tuple:
+  """(images key, images, labels key, labels or None) of an .npz, errors naming the file."""
+  save_hint = 'save the images with np.savez(path, x=images_uint8_nhwc, y=labels)'
+  try:
+    npz = np.load(path, allow_pickle=False)
+  except (ValueError, OSError, zipfile.BadZipFile, EOFError) as err:
+    # numpy takes any file that is neither a zip nor an .npy for a pickle and says
+    # only "allow_pickle", which never loads here (pickles run code).
+    raise ValueError(f'{where} is not a NumPy .npz archive ({type(err).__name__}); '
+                     f'{save_hint}') from None
+  if not isinstance(npz, np.lib.npyio.NpzFile):
+    raise ValueError(f'{where} holds a single .npy array, not an .npz archive; {save_hint}')
+  with npz:
+    keys = list(npz.keys())
+    x_key = next((k for k in ('x', 'images') if k in npz), None)
+    if x_key is None:
+      raise ValueError(f"{where} has no 'x' or 'images' array (keys: {keys})")
+    y_key = next((k for k in ('y', 'labels') if k in npz), None)
+    arrays = []
+    for key in (x_key, y_key):
+      try:
+        arrays.append(npz[key] if key is not None else None)
+      except ValueError as err:  # object arrays: pickled Python objects
+        raise ValueError(f"{where}: '{key}' is an object array (pickled Python "
+                         f'objects), which is not loaded because unpickling can run '
+                         f'code; {save_hint} with numeric arrays') from err
+  return x_key, arrays[0], y_key, arrays[1]
+
+
+def _npz_images_nhwc(x: np.ndarray, x_key: str, where: str) -> np.ndarray:
+  """An .npz's image array as NHWC, refusing shapes that would be misread."""
+  if x.ndim == 3 and x.shape[-1] <= 4:
+    # (64, 64, 3) is one HWC image: read as NHW gray it would be 64 strips of 64x3.
+    raise ValueError(
+        f"{where}: '{x_key}' has shape {x.shape}, one HWC image rather than a stack "
+        f"of images; save it with a leading image axis (np.savez(path, {x_key}="
+        f"image[None]), shape {(1,) + x.shape}), or use it as a texture exemplar with "
+        "data.source='image' and data.image=<an image file>")
+  if x.ndim == 3:  # NHW gray
+    x = x[..., None]
+  if x.ndim != 4 or x.shape[-1] not in (1, 2, 3, 4):
+    raise ValueError(f"{where}: '{x_key}' must be NHWC (C in 1-4) or NHW, got shape {x.shape}"
+                     + ('; it looks NCHW, transpose to NHWC' if x.ndim == 4 and x.shape[1] in (1, 3) else ''))
+  if x.shape[0] == 0:
+    raise ValueError(f"{where}: '{x_key}' holds no images (shape {x.shape})")
+  return x
+
+
+def _npz_labels(y: np.ndarray, y_key: str, num_images: int, where: str) -> np.ndarray:
+  """An .npz's labels as int64 (N,): one class per image."""
+  if y.ndim == 2 and y.shape[1] == 1:
+    y = y[:, 0]
+  if y.ndim != 1:
+    raise ValueError(
+        f"{where}: '{y_key}' has shape {y.shape}; labels are one integer class per "
+        f"image, shape ({num_images},)"
+        + (f' (one-hot labels: save {y_key}.argmax(axis=1))' if y.ndim == 2 else ''))
+  if y.shape[0] != num_images:
+    raise ValueError(f"{where}: {len(y)} labels for {num_images} images")
+  return y.astype(np.int64)
+
+
 def _load_npz(cfg: Any, split: Optional[str], process_index: int, process_count: int) -> Dataset:
   path = _resolve_path(cfg, split, 'npz')
   image_size, channels = int(cfg.image_size), int(_get(cfg, 'channels', 3))
@@ -543,25 +700,11 @@ def _load_npz(cfg: Any, split: Optional[str], process_index: int, process_count:
   max_examples = int(_get(cfg, 'max_examples', 0))
   if not path.is_file():
     raise ValueError(f'npz file {str(path)!r} not found')
-  with np.load(path, allow_pickle=False) as npz:
-    keys = list(npz.keys())
-    x_key = next((k for k in ('x', 'images') if k in npz), None)
-    if x_key is None:
-      raise ValueError(f"npz file {str(path)!r} has no 'x' or 'images' array (keys: {keys})")
-    y_key = next((k for k in ('y', 'labels') if k in npz), None)
-    x = npz[x_key]
-    y = npz[y_key] if y_key is not None else None
   where = f'npz file {str(path)!r}'
-  if x.ndim == 3:  # NHW gray
-    x = x[..., None]
-  if x.ndim != 4 or x.shape[-1] not in (1, 2, 3, 4):
-    raise ValueError(f"{where}: '{x_key}' must be NHWC (C in 1-4) or NHW, got shape {x.shape}"
-                     + ('; it looks NCHW, transpose to NHWC' if x.ndim == 4 and x.shape[1] in (1, 3) else ''))
+  x_key, x, y_key, y = _read_npz(path, where)
+  x = _npz_images_nhwc(x, x_key, where)
   if y is not None:
-    y = np.asarray(y).reshape(-1)
-    if y.shape[0] != x.shape[0]:
-      raise ValueError(f"{where}: {len(y)} labels for {x.shape[0]} images")
-    y = y.astype(np.int64)
+    y = _npz_labels(y, y_key, x.shape[0], where)
   start, end = _shard_range(x.shape[0], process_index, process_count)
   if max_examples > 0:
     end = min(end, start + max_examples)
@@ -886,6 +1029,11 @@ def load_dataset(data_config: Any, split: Optional[str] = None, *, process_index
   if int(_get(data_config, 'image_size', 0)) < 1:
     raise ValueError('data_config.image_size must be a positive int')
   dataset = _LOADERS[source](data_config, split, process_index, process_count)
+  if dataset.num_examples == 0:
+    # Training would fail much later, inside a jitted gather, with no hint.
+    raise ValueError(f'data source {source!r} ({dataset.name}) gave no images for '
+                     f'process {process_index} of {process_count}; check data.path, '
+                     'data.max_examples and the split')
   logging.info('loaded %s (%s, split=%s): images %s, labels %s', dataset.name, source,
                split or _get(data_config, 'split', None), dataset.images.shape,
                None if dataset.labels is None else dataset.labels.shape)

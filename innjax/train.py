@@ -22,6 +22,7 @@ the jitted sampler and training steps compile once for the whole run. With
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from typing import Any
@@ -50,6 +51,21 @@ OBJECTIVES = ("inng", "wasserstein")
 
 class TrainingDivergedError(RuntimeError):
   """NaN or inf appeared in training; the last good checkpoint is kept."""
+
+
+def diverged(done: int, what: str, remedy: str, override: str) -> TrainingDivergedError:
+  """The error for NaN/inf in the stage after `done` completed ones, with the rerun.
+
+  Before the first stage completes there is no checkpoint to go back to, so the
+  message does not name one.
+  """
+  if done:
+    kept = (f"The checkpoint of stage {done} is kept as the latest; rerun with "
+            f"{remedy} to resume from it")
+  else:
+    kept = ("No stage had completed, so there is no checkpoint to go back to; rerun "
+            f"with {remedy} to start again")
+  return TrainingDivergedError(f"stage {done + 1}, {what}. {kept}, e.g. {override}.")
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -106,11 +122,55 @@ def num_slots(config) -> int:
   return -(-int(config.num_stages) // group_size(config))
 
 
+def _non_finite_fields(config: ml_collections.ConfigDict, prefix: str = "") -> list:
+  """"field=value" for every float of `config` (or in a tuple of it) that is NaN or inf."""
+  found = []
+  for key, value in config.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      found += _non_finite_fields(value, f"{prefix}{key}.")
+      continue
+    values = value if isinstance(value, (tuple, list)) else (value,)
+    if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+      found.append(f"{prefix}{key}={value}")
+  return found
+
+
+def _is_count(value) -> bool:
+  """An int (not a bool, not a float such as 16.5 or a string such as "abc")."""
+  return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_widths(value) -> bool:
+  """A non-empty list of positive integer layer widths."""
+  return (isinstance(value, (tuple, list)) and len(value) >= 1
+          and all(_is_count(v) and v > 0 for v in value))
+
+
+def _is_image_size(value) -> bool:
+  """sample.size: one int or (height, width); all 0 (the training size) or all > 0."""
+  values = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+  return (len(values) in (1, 2) and all(_is_count(v) for v in values)
+          and (all(v == 0 for v in values) or all(v > 0 for v in values)))
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError with a fix for every inconsistent or out-of-range setting."""
   def require(ok, message):
     if not ok:
       raise ValueError(f"Bad config: {message}")
+  non_finite = _non_finite_fields(config)
+  require(not non_finite, f"{', '.join(non_finite)}: config values must be finite "
+          "numbers (NaN and inf are never meaningful here).")
+  for name in ("model.features", "evaluate.metric_net_features"):
+    section, leaf = name.split(".")
+    value = config[section][leaf]
+    require(_is_widths(value),
+            f"{name} must be positive integer widths, one per conv layer (e.g. "
+            f"--config.{name}=32,64,128), got {value!r}.")
+  require(_is_image_size(config.sample.size),
+          "sample.size must be HEIGHT,WIDTH in pixels (e.g. "
+          "--config.sample.size=256,256), one number for a square, or 0 for the "
+          f"training size; got {config.sample.size!r}.")
   require(config.variant in VARIANTS,
           f"variant must be one of {VARIANTS}, got {config.variant!r}.")
   require(int(config.num_stages) >= 1, f"num_stages must be >= 1, got {config.num_stages}.")
@@ -120,8 +180,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if config.variant == "inng_compressed":
     require(int(config.keep_every) >= 1,
             f"keep_every must be >= 1, got {config.keep_every}.")
-  require(len(config.model.features) >= 1 and all(f > 0 for f in config.model.features),
-          f"model.features must be positive widths, got {config.model.features}.")
   require(config.model.kernel_size >= 1,
           f"model.kernel_size must be >= 1, got {config.model.kernel_size}.")
   require(config.data.image_size > 0,
@@ -152,6 +210,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     require(int(config.train[name]) >= 1, f"train.{name} must be >= 1, got {config.train[name]}.")
   require(config.train.learning_rate > 0,
           f"train.learning_rate must be > 0, got {config.train.learning_rate}.")
+  for name in ("momentum", "beta1", "beta2"):
+    require(0.0 <= float(config.train[name]) < 1.0,
+            f"train.{name} must be in [0, 1), got {config.train[name]}.")
   require(int(config.pool.negatives_per_stage) >= 1, "pool.negatives_per_stage must be >= 1.")
   require(int(config.pool.capacity) >= int(config.pool.negatives_per_stage),
           f"pool.capacity ({config.pool.capacity}) must hold at least one stage's "
@@ -191,12 +252,16 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   require(config.sample.mode in sampler_lib.MODES,
           f"sample.mode must be one of {sampler_lib.MODES}, got {config.sample.mode!r}.")
   require(int(config.sample.num) >= 1, f"sample.num must be >= 1, got {config.sample.num}.")
+  # 0 used to fall back silently on synthesis.max_steps.
+  require(int(config.sample.max_steps) >= 1,
+          f"sample.max_steps must be >= 1 (the step cap of each classifier when "
+          f"sampling), got {config.sample.max_steps}.")
   require(int(config.sample.batch_size) >= 1, "sample.batch_size must be >= 1.")
   # The sampler validates its own arguments (stop_prob, step sizes, ...); its
   # messages start with the argument's name, which lives under `synthesis.` here.
   try:
     make_synthesis_sampler(config, lambda p, x: x.sum(), config.synthesis.energy)
-  except ValueError as err:
+  except (ValueError, TypeError) as err:
     raise ValueError(f"Bad config: synthesis.{err}") from None
 
 
@@ -434,12 +499,11 @@ def classification_step(state: TrainState, chunk, positives, config, key,
     metrics = jax.device_get(metrics)
     bad = [name for name in ("loss", "logits") if not metrics[f"finite_{name}"]]
     if bad:
-      raise TrainingDivergedError(
-          f"stage {int(state.stage) + 1}, classification: the classifier "
-          f"{' and '.join(bad)} became NaN/inf (updates {i * length + 1}-"
-          f"{(i + 1) * length}). The checkpoint of stage {int(state.stage)} is kept as "
-          "the latest; rerun with a lower learning rate to resume from it, e.g. "
-          f"--config.train.learning_rate={float(config.train.learning_rate) / 10:g}.")
+      raise diverged(
+          int(state.stage), f"classification: the classifier {' and '.join(bad)} "
+          f"became NaN/inf (updates {i * length + 1}-{(i + 1) * length})",
+          "a lower learning rate",
+          f"--config.train.learning_rate={float(config.train.learning_rate) / 10:g}")
     history.append(metrics)
     if config.train.early_stop_loss and metrics["loss"] < config.train.early_stop_loss:
       break
@@ -595,6 +659,32 @@ def make_run_fn(config, logit_fn, mode, mesh=None):
   return jit_run(s, mesh)
 
 
+def load_positives(config) -> data_lib.Dataset:
+  """This host's slice of the training images, checked against the config."""
+  # Each host reads only its own slice (tfds.even_splits, as tfds.split_for_jax_process).
+  dataset = data_lib.load_dataset(config.data, process_index=jax.process_index(),
+                                  process_count=jax.process_count())
+  image_shape = tuple(int(d) for d in dataset.images.shape[1:])
+  expected = (config.data.image_size, config.data.image_size, config.data.channels)
+  if image_shape != expected:
+    raise ValueError(
+        f"The dataset gives images of shape {image_shape} but the config expects "
+        f"{expected} (data.image_size, data.channels).")
+  return dataset
+
+
+def data_fingerprint(positives: jax.Array, rows: sharding.RowLayout) -> dict:
+  """`innjax.data.fingerprint` of the whole training set, the same on every host.
+
+  The sampled images are gathered from the row-sharded positives in data order, so
+  the fingerprint does not depend on how many hosts or devices hold them.
+  """
+  # Jitted, so that every host of a multi-host run takes part in the gather.
+  gather = jax.jit(lambda images, idx: images[rows.positions(idx)])
+  return data_lib.fingerprint(
+      rows.num_rows, lambda idx: sharding.to_host(gather(positives, idx)))
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        stop_after_stages: int | None = None,
                        should_stop: preemption.StopCheck = None) -> TrainState:
@@ -618,23 +708,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   mesh = sharding.make_mesh(config)
   config = sharding.global_batch_config(config, mesh.size)
   sharding.check_divisible(config, mesh.size)
+  # The data is read and checked before the workdir is created, so that refused
+  # data leaves no empty workdir behind.
+  dataset = load_positives(config)
   checkpointing.ensure_writable(workdir)
-  # Each host reads only its own slice (tfds.even_splits, as tfds.split_for_jax_process).
-  dataset = data_lib.load_dataset(config.data, process_index=jax.process_index(),
-                                  process_count=jax.process_count())
-  image_shape = tuple(int(d) for d in dataset.images.shape[1:])
-  expected = (config.data.image_size, config.data.image_size, config.data.channels)
-  if image_shape != expected:
-    raise ValueError(
-        f"The dataset gives images of shape {image_shape} but the config expects "
-        f"{expected} (data.image_size, data.channels).")
   # uint8 on the devices, row-sharded over the mesh; batches are gathered there.
   positives, rows = sharding.distribute_rows(dataset.images, mesh)
   model = build_model(config)
   logit_fn = energy_lib.make_energy(config, model)
   tx = make_optimizer(config)
 
-  manager = checkpointing.Manager(workdir, config)
+  manager = checkpointing.Manager(workdir, config,
+                                 data=data_fingerprint(positives, rows))
   template = jax.eval_shape(
       lambda: init_state(config, model, jax.random.key(config.seed)))
   shardings = sharding.state_shardings(template, mesh)
@@ -698,11 +783,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       jax.block_until_ready(x)
       t_syn = time.perf_counter() - t0
       if not bool(jnp.all(jnp.isfinite(x))):
-        raise TrainingDivergedError(
-            f"stage {t + 1}, synthesis: the synthesised pseudo-negatives contain "
-            f"NaN/inf. The checkpoint of stage {t} is kept as the latest; rerun with a "
-            "smaller image step to resume from it, e.g. "
-            f"--config.synthesis.step_size={float(config.synthesis.step_size) / 10:g}.")
+        raise diverged(
+            t, "synthesis: the synthesised pseudo-negatives contain NaN/inf",
+            "a smaller image step",
+            f"--config.synthesis.step_size={float(config.synthesis.step_size) / 10:g}")
 
       moved = movement(start, x)
       pool = pool_lib.add(state.pool, x, t + 1)
