@@ -14,6 +14,10 @@
 
 Every config field, with the value it would take and its meaning, is listed by
 `--help_config` (add --config=FILE and overrides to see that run's values).
+
+The console shows innjax's own lines (a line per stage, progress within a stage);
+--verbosity=1 adds the libraries' INFO lines (JAX, Orbax, TensorFlow) and debug
+lines, --verbosity=-1 shows warnings and errors only.
 """
 
 import os
@@ -72,7 +76,8 @@ def main(argv):
     from innjax import config_help  # pylint: disable=g-import-not-at-top
     print(config_help.describe(FLAGS.config))
     sys.exit(0)
-  logging.set_verbosity(logging.INFO)
+  if not FLAGS["verbosity"].present:  # the stage lines; libraries stay quiet
+    logging.set_verbosity(logging.INFO)
   if FLAGS.distributed:
     # Imported here so `main.py --help` answers without loading JAX.
     from innjax import sharding  # pylint: disable=g-import-not-at-top

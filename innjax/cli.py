@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections.abc
 import difflib
 import logging as py_logging
+import os
 import shlex
 import signal
 import sys
@@ -24,16 +25,25 @@ MODES = ("train", "sample", "evaluate", "style")
 
 
 class _QuietLibraries(py_logging.Filter):
-  """Drops INFO records from Orbax and TensorFlow so the per-stage lines stand out."""
+  """Drops INFO records from Orbax, TensorFlow and JAX so the per-stage lines stand
+  out (JAX's is the failed probe for a TPU, `libtpu.so`, on every other machine)."""
 
   def filter(self, record):
     noisy = ("orbax" in record.pathname or "tensorflow" in record.pathname
-             or "clu" in record.pathname)
+             or "clu" in record.pathname or record.name.startswith("jax."))
     return record.levelno >= py_logging.WARNING or not noisy
 
 
 def quiet_library_logs() -> None:
-  """Keeps library chatter out of the run's log (warnings still show)."""
+  """Keeps library chatter out of the run's log (warnings still show).
+
+  Also TensorFlow's C++ INFO lines (the oneDNN notice), unless the environment sets
+  TF_CPP_MIN_LOG_LEVEL itself; TensorFlow reads it when imported, which is later
+  (only to read a tfds dataset: TensorBoard events are written without it).
+  """
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+  from innjax import console  # pylint: disable=g-import-not-at-top
+  console.quiet_tensorflow_import()  # its load-time notices ignore that variable
   py_logging.getLogger("absl").addFilter(_QuietLibraries())
   for handler in py_logging.getLogger().handlers:
     handler.addFilter(_QuietLibraries())
@@ -142,9 +152,15 @@ def resume_command() -> str:
 
 def run(mode: str, config, workdir: str) -> int:
   """Runs `mode` and returns the process exit code."""
-  quiet_library_logs()
+  if logging.get_verbosity() < logging.DEBUG:  # --verbosity=1 shows them
+    quiet_library_logs()
   # Imported here so `main.py --help` answers without loading JAX and TensorFlow.
   from innjax import checkpointing, evaluate, generate, preemption, style, train
+  from innjax import console
+  problem = console.backend_problem()
+  if problem:
+    print(f"innjax: error: {problem}", file=sys.stderr)
+    return 2
   try:
     check_config_type(config)
     reference = _reference_config()

@@ -72,6 +72,7 @@ import numpy as np
 import optax
 import scipy.linalg
 
+from innjax import console
 from innjax import data as data_lib
 from innjax import generate as generate_lib
 from innjax import images as images_lib
@@ -397,9 +398,12 @@ def train_metric_net(images_uint8: np.ndarray, labels: np.ndarray, *,
   # reproducible without any global random state.
   rng = np.random.default_rng(np.asarray(jax.random.key_data(data_key)).astype(np.uint64))
   carry = (params, opt_state)
-  for _ in range(num_chunks):
-    idx = rng.integers(0, images.shape[0], (chunk, batch_size))
-    carry, (losses, accs) = run_chunk(carry, (images[idx], y[idx].astype(np.int32)))
+  with console.Progress(num_chunks, f"metric net ({chunk} steps a chunk)",
+                        "chunk") as bar:
+    for _ in range(num_chunks):
+      idx = rng.integers(0, images.shape[0], (chunk, batch_size))
+      carry, (losses, accs) = run_chunk(carry, (images[idx], y[idx].astype(np.int32)))
+      bar.track(losses)
   params = carry[0]
   losses, accs = np.asarray(losses), np.asarray(accs)
   if not np.all(np.isfinite(losses)):
@@ -659,13 +663,15 @@ def svm_protocol(train_feats, train_labels, test_feats, test_labels, *,
   else:
     select_rng = np.random.default_rng(select_ss)
     errs = {c: [] for c in Cs}
-    for k in range(select_draws):
-      x, y = draw(select_rng)
-      prepared = _prepare_draw(x)  # shared by every C
-      for c in Cs:
-        model = fit(prepared, y, c, k)
-        errs[c].append(_error_rate(model, prepared.mean, prepared.scale, val_feats,
-                                   val_labels, "train_feats (validation rows)"))
+    with console.Progress(select_draws * len(Cs), "SVM: choosing C", "fit") as bar:
+      for k in range(select_draws):
+        x, y = draw(select_rng)
+        prepared = _prepare_draw(x)  # shared by every C
+        for c in Cs:
+          model = fit(prepared, y, c, k)
+          errs[c].append(_error_rate(model, prepared.mean, prepared.scale, val_feats,
+                                     val_labels, "train_feats (validation rows)"))
+          bar.update()
     val_errors = {c: float(np.mean(errs[c])) for c in Cs}
     best_c = min(sorted(Cs), key=lambda c: val_errors[c])  # min is stable: smaller C
     logging.info("SVM: C=%g chosen on %d validation examples (errors %s).", best_c,
@@ -673,12 +679,14 @@ def svm_protocol(train_feats, train_labels, test_feats, test_labels, *,
 
   draw_rng = np.random.default_rng(draw_ss)
   errors = []
-  for d in range(num_draws):
-    x, y = draw(draw_rng)
-    prepared = _prepare_draw(x)
-    model = fit(prepared, y, best_c, 1000 + d)
-    errors.append(_error_rate(model, prepared.mean, prepared.scale, test_feats,
-                              test_labels, "test_feats"))
+  with console.Progress(num_draws, "SVM: test draws", "draw") as bar:
+    for d in range(num_draws):
+      x, y = draw(draw_rng)
+      prepared = _prepare_draw(x)
+      model = fit(prepared, y, best_c, 1000 + d)
+      errors.append(_error_rate(model, prepared.mean, prepared.scale, test_feats,
+                                test_labels, "test_feats"))
+      bar.update()
   errors = np.asarray(errors)
   return {
       "test_error_mean": float(errors.mean()),

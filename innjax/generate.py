@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from innjax import checkpointing
+from innjax import console
 from innjax import energy as energy_lib
 from innjax import images
 from innjax import sharding
@@ -102,9 +103,11 @@ def synthesize_images(config, stacked, active, num: int, key, size=None, mesh=No
   x0 = train.initial_negatives(noise_key, num, shape, float(config.pool.init_std),
                                config.pool.init)
   t0 = time.perf_counter()
-  x, steps, probs = train.synthesize(
-      run, stacked, active, train._pad_batches(x0, batch), run_key, batch,
-      int(config.sample.max_steps))
+  padded = train._pad_batches(x0, batch)
+  with console.Progress(padded.shape[0] // batch, "sampling") as progress:
+    x, steps, probs = train.synthesize(
+        run, stacked, active, padded, run_key, batch, int(config.sample.max_steps),
+        progress=progress)
   x = sharding.to_host(energy_lib.crop_to_target(config, x[:num]))
   return x, {"size": size, "kept_classifiers": int(jnp.sum(active)),
              "seconds": time.perf_counter() - t0,

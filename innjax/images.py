@@ -57,7 +57,9 @@ def save_grid(images, path: str, ncol: int | None = None) -> str:
 
 
 def make_writer(workdir: str):
-  """CLU metric writer: TensorBoard events in workdir (process 0), logging elsewhere."""
-  from clu import metric_writers  # Imports TensorFlow: only when a run starts.
-  return metric_writers.create_default_writer(
-      workdir, just_logging=jax.process_index() > 0)
+  """TensorBoard events in `workdir` on process 0 (innjax/summaries.py, no TensorFlow);
+  the other processes of a multi-host run write none."""
+  from innjax import summaries  # pylint: disable=g-import-not-at-top
+  if jax.process_index() > 0:
+    return summaries.NullWriter()
+  return summaries.EventWriter(workdir)

@@ -611,10 +611,11 @@ def synthesis_caps(config, stage_index: int) -> int:
 
 
 def synthesize(run_fn, stacked, mask, x0, key, batch_size: int, cap,
-               should_stop: preemption.StopCheck = None):
+               should_stop: preemption.StopCheck = None, progress=None):
   """Runs the sampler over `x0` in batches; returns (x, steps, mean_prob).
 
   `should_stop` is polled before each batch (preemption.TrainingInterrupted).
+  `progress` (an `innjax.console.Progress`) counts each batch once computed.
   """
   outputs, steps, probs = [], [], []
   for i, start in enumerate(range(0, x0.shape[0], batch_size)):
@@ -622,6 +623,8 @@ def synthesize(run_fn, stacked, mask, x0, key, batch_size: int, cap,
     x, info = run_fn(stacked, x0[start:start + batch_size], jax.random.fold_in(key, i),
                      mask, cap)
     outputs.append(x)
+    if progress is not None:
+      progress.track(x)
     steps.append(jnp.sum(info.steps))
     probs.append(info.mean_prob)
   x = jnp.concatenate(outputs)

@@ -1,12 +1,22 @@
-"""The console: --help and --help_config."""
+"""The console: --help, --help_config, quiet start-up, TensorBoard events."""
 
+import fcntl
+import logging as py_logging
 import os
+import pty
+import struct
 import subprocess
 import sys
+import termios
+
+import jax.numpy as jnp
+import numpy as np
 
 from configs import default
 from innjax import cli
 from innjax import config_help
+from innjax import console
+from innjax import summaries
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -41,3 +51,121 @@ def test_field_meanings_take_the_line_comment_or_the_block_above():
             "  config.lr = 0.1  # a '#' in text\n  config.x = '#not a comment'\n")
   assert config_help.field_meanings(source) == {
       "pool.size": "The pool. Second line.", "lr": "a '#' in text"}
+
+
+def test_a_missing_backend_is_one_line_and_exit_2(tmp_path):
+  env = dict(os.environ, JAX_PLATFORMS="tpu")
+  done = _main("--config=configs/tiny.py", f"--workdir={tmp_path / 'run'}", env=env)
+  assert done.returncode == 2
+  assert done.stderr.count("\n") == 1, done.stderr
+  assert "JAX_PLATFORMS=tpu asks for a backend this machine does not have" in done.stderr
+  assert not (tmp_path / "run").exists()
+
+
+def test_a_fallback_backend_is_named_in_one_warning(monkeypatch, caplog):
+  monkeypatch.setenv("JAX_PLATFORMS", "cuda,cpu")
+  assert console.backend_problem() is None
+  warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+  assert warnings == ["JAX_PLATFORMS asks for cuda first, which is not available "
+                      "here: running on cpu."]
+
+
+def test_library_info_lines_are_dropped_and_warnings_kept():
+  quiet = cli._QuietLibraries()
+
+  def record(name, level, path="/x.py"):
+    return py_logging.LogRecord(name, level, path, 1, "m", None, None)
+  assert not quiet.filter(record("jax._src.xla_bridge", py_logging.INFO))
+  assert quiet.filter(record("jax._src.xla_bridge", py_logging.WARNING))
+  assert quiet.filter(record("absl", py_logging.INFO, "/work/innjax/train.py"))
+
+
+def test_load_time_notices_of_a_module_are_dropped(tmp_path, monkeypatch, capfd):
+  # A module whose import writes to file descriptor 2, as TensorFlow's C++ code does.
+  (tmp_path / "noisy_native.py").write_text(
+      "import os\nos.write(2, b'I0000 port.cc] oneDNN custom operations are on\\n'"
+      "\n  b'a real problem\\n')\n".replace("\n  b", " + b"))
+  monkeypatch.syspath_prepend(str(tmp_path))
+  hook = console.QuietImport("noisy_native")
+  monkeypatch.setattr(sys, "meta_path", [hook] + sys.meta_path)
+  import noisy_native  # pylint: disable=import-outside-toplevel,unused-import
+  err = capfd.readouterr().err
+  assert "a real problem" in err and "oneDNN" not in err
+  assert hook not in sys.meta_path  # it acts on the first import only
+
+
+def test_event_files_hold_scalars_and_images_without_tensorflow(tmp_path):
+  writer = summaries.EventWriter(str(tmp_path))
+  writer.write_scalars(1, {"loss": 0.5})
+  writer.write_images(2, {"negatives": np.full((4, 6, 1), 7, np.uint8)})
+  writer.close()
+  (path,) = [p for p in tmp_path.iterdir() if "tfevents" in p.name]
+  events = summaries.read_events(str(path))
+  assert events[0].file_version == "brain.Event:2"
+  assert [(e.step, v.tag) for e in events[1:] for v in e.summary.value] == [
+      (1, "loss"), (2, "negatives")]
+  assert events[1].summary.value[0].simple_value == 0.5
+  image = events[2].summary.value[0].image
+  assert (image.height, image.width, image.colorspace) == (4, 6, 1)
+  assert image.encoded_image_string.startswith(b"\x89PNG")
+
+
+_PROGRESS_SCRIPT = """
+import time
+from absl import logging
+from innjax import console
+logging.set_verbosity(logging.INFO)
+with console.Progress(4, "sampling", interval=float({interval})) as bar:
+  for _ in range(4):
+    time.sleep(0.05)
+    bar.update()
+print("end")
+"""
+
+
+def _progress_output(interval, use_pty):
+  """stderr and stdout of a 4-step Progress loop, stderr a terminal or a pipe."""
+  script = _PROGRESS_SCRIPT.format(interval=interval)
+  if not use_pty:
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    return done.stderr + done.stdout
+  main, child = pty.openpty()
+  # A new pseudo-terminal is 0 columns wide; a real one has a size.
+  fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+  proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=child,
+                          stderr=child, stdin=subprocess.DEVNULL)
+  os.close(child)
+  chunks = []
+  while True:
+    try:
+      data = os.read(main, 4096)
+    except OSError:  # the child closed the terminal
+      break
+    if not data:
+      break
+    chunks.append(data)
+  proc.wait(timeout=60)
+  os.close(main)
+  return b"".join(chunks).decode(errors="replace")
+
+
+def test_progress_is_a_bar_in_a_terminal():
+  out = _progress_output(30, use_pty=True)
+  assert "sampling:" in out and "4/4" in out and "\r" in out  # tqdm redraws in place
+  assert out.rstrip().endswith("end")
+
+
+def test_progress_is_quiet_in_a_log_and_plain_lines_when_due():
+  assert _progress_output(30, use_pty=False).strip() == "end"  # a short loop: nothing
+  lines = _progress_output(0, use_pty=False)
+  assert "\r" not in lines and "sampling: 1/4 batches (25%)" in lines and "ETA" in lines
+
+
+def test_progress_counts_device_work_once_computed():
+  x = jnp.ones((64, 64))
+  with console.Progress(3, "test", bar=False) as bar:
+    for _ in range(3):
+      x = x @ x / 64.0
+      bar.track(x)
+  assert bar.done == 3
