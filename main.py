@@ -40,9 +40,18 @@ config_flags.DEFINE_config_file(
     "with --config.FIELD=VALUE, e.g. --config.num_stages=5.", lock_config=True)
 flags.DEFINE_string("workdir", "workdir/default",
                     "Folder for checkpoints, TensorBoard events, PNG grids and samples. "
-                    "Running again on the same folder resumes.")
+                    "Running again on the same folder resumes. One training run at a "
+                    "time: a second one on a workdir in use exits with code 2 "
+                    "(sample, style and evaluate may run beside it).")
+flags.DEFINE_string("output_dir", "",
+                    "--mode=sample, style and evaluate: write the files into this folder "
+                    "instead of --workdir/samples, --workdir/style and --workdir (e.g. "
+                    "when the workdir is read-only). Files are never replaced: a name "
+                    "in use gets -2, -3, ... before its extension.")
 flags.DEFINE_enum("mode", "train", cli.MODES, "train: train (or resume) a model; "
-                  "sample: generate images from the trained cascade in --workdir; "
+                  "sample: generate images from the trained cascade in --workdir, "
+                  "written to --workdir/samples/samples_stageNNN_nN_seedS[_HxW]"
+                  ".{png,npz}; "
                   "evaluate: L2-SVM feature protocol (paper 4.5) and sample metrics, "
                   "written to --workdir/evaluation.{json,md}; "
                   "style: render --config.style.content in the style a patch-head "
@@ -85,7 +94,8 @@ def main(argv):
                                     FLAGS.process_id)
     if not sharding.is_main_process():  # one log for the whole run: process 0's
       logging.set_verbosity(logging.WARNING)
-  sys.exit(cli.run(FLAGS.mode, FLAGS.config, FLAGS.workdir))
+  sys.exit(cli.run(FLAGS.mode, FLAGS.config, FLAGS.workdir,
+                   output_dir=FLAGS.output_dir or None))
 
 
 def parse_flags(argv):

@@ -22,7 +22,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import tempfile
 from typing import Any
 
 from absl import logging
@@ -31,6 +30,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 
 from innjax import data as data_lib
+from innjax import outputs
 
 # Config entries that determine the shapes of the saved state.
 STRUCTURAL_KEYS = (
@@ -115,16 +115,7 @@ def structural_differences(saved: dict, current: dict) -> list[str]:
 
 def ensure_writable(workdir: str) -> None:
   """Creates `workdir` and checks that files can be written there, with clear errors."""
-  try:
-    os.makedirs(workdir, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=workdir, prefix=".write_test_"):
-      pass
-  except OSError as err:
-    if err.errno == errno.ENOSPC:
-      raise OSError(err.errno, f"The disk holding workdir {workdir!r} is full; free "
-                    "space or choose another --workdir.") from err
-    raise OSError(err.errno, f"Cannot write to workdir {workdir!r} ({err.strerror}); "
-                  "choose a writable --workdir.") from err
+  outputs.ensure_writable(workdir, f"workdir {workdir!r}", "choose a writable --workdir")
 
 
 def _to_saveable(state):

@@ -1,11 +1,13 @@
 """What `main.py` runs: dispatch on --mode and turn known failures into clear messages.
 
 Errors that a person can fix (a bad config value, a missing dataset or image, a
-checkpoint from another config, an unwritable workdir, divergence) are printed as one
-message with the fix and exit code 2, without a traceback; anything else is a bug
-and keeps its traceback. SIGTERM or SIGINT during training stops it at the next safe
-point with the last completed stage saved, a message saying how to resume, and exit
-code 0 (see innjax/preemption.py); a second Ctrl-C stops at once (exit code 130).
+checkpoint from another config, an unwritable workdir, a workdir that another training
+run is using, divergence) are printed as one message with the fix and exit code 2,
+without a traceback; anything else is a bug and keeps its traceback. SIGTERM or
+SIGINT during training stops it at the next safe point with the last completed stage
+saved, a message saying how to resume, and exit code 0 (see innjax/preemption.py); a
+second Ctrl-C stops at once (exit code 130). A Ctrl-C in the other modes says what
+their files are left as (exit code 130).
 """
 
 from __future__ import annotations
@@ -150,8 +152,38 @@ def resume_command() -> str:
   return " ".join(["python"] + [shlex.quote(arg) for arg in sys.argv])
 
 
-def run(mode: str, config, workdir: str) -> int:
-  """Runs `mode` and returns the process exit code."""
+# What a Ctrl-C in each mode leaves behind, and what to do next.
+_INTERRUPTED = {
+    "train": "Checkpoints are committed atomically, so the last completed one is "
+             "intact; rerun the same command to go on",
+    "sample": "--mode=sample stopped. Sample files are complete under their final "
+              "name or absent, never half-written, and earlier ones are never "
+              "replaced; rerun the same command to sample again",
+    "style": "--mode=style stopped. Its images are complete under their final name "
+             "or absent, never half-written, and earlier ones are never replaced; "
+             "rerun the same command to render again",
+    "evaluate": "--mode=evaluate stopped. Its reports are complete under their final "
+                "name or absent, never half-written, and earlier ones are never "
+                "replaced; rerun the same command to evaluate again",
+}
+
+
+def _print_written(paths) -> None:
+  """Says which files a mode wrote (none on the other hosts of a multi-host run)."""
+  paths = [p for p in paths if p]
+  if paths:
+    print("Wrote " + ", ".join(paths))
+
+
+def run(mode: str, config, workdir: str, output_dir: str | None = None) -> int:
+  """Runs `mode` and returns the process exit code.
+
+  Args:
+    mode: one of MODES.
+    config: the run's config.
+    workdir: the run's folder.
+    output_dir: sample, style and evaluate: write there instead of the workdir.
+  """
   if logging.get_verbosity() < logging.DEBUG:  # --verbosity=1 shows them
     quiet_library_logs()
   # Imported here so `main.py --help` answers without loading JAX and TensorFlow.
@@ -161,7 +193,11 @@ def run(mode: str, config, workdir: str) -> int:
   if problem:
     print(f"innjax: error: {problem}", file=sys.stderr)
     return 2
+  from innjax import workdir_lock
   try:
+    if output_dir and mode == "train":
+      raise ValueError("--output_dir is for --mode=sample, style and evaluate; "
+                       "training writes everything in --workdir.")
     check_config_type(config)
     reference = _reference_config()
     if reference is not None:
@@ -178,15 +214,15 @@ def run(mode: str, config, workdir: str) -> int:
                    "`python main.py --config=... --workdir=%s --mode=sample`.",
                    int(state.stage), workdir, workdir)
     elif mode == "sample":
-      _, stats = generate.generate(config, workdir)
-      print(f"Wrote {stats['png']} and {stats['npz']}")
+      _, stats = generate.generate(config, workdir, output_dir=output_dir)
+      _print_written([stats["png"], stats["npz"]])
     elif mode == "evaluate":
-      results = evaluate.evaluate(config, workdir)
+      results = evaluate.evaluate(config, workdir, output_dir=output_dir)
       print(evaluate.to_markdown(results))
-      print(f"Wrote {workdir}/evaluation.json and {workdir}/evaluation.md")
+      _print_written(results["files"].values())
     elif mode == "style":
-      _, stats = style.stylize(config, workdir)
-      print(f"Wrote {stats['png']} and {stats['side_by_side']}")
+      _, stats = style.stylize(config, workdir, output_dir=output_dir)
+      _print_written([stats["png"], stats["side_by_side"]])
     else:
       raise ValueError(f"Unknown --mode={mode!r}; choose one of {MODES}.")
   except preemption.TrainingInterrupted as stop:
@@ -199,13 +235,12 @@ def run(mode: str, config, workdir: str) -> int:
           f"  {resume_command()}", file=sys.stderr)
     return 0
   except KeyboardInterrupt:
-    print("innjax: interrupted. Checkpoints are committed atomically, so the last "
-          "completed one is intact; rerun the same command to go on:\n"
+    print(f"innjax: interrupted. {_INTERRUPTED.get(mode, _INTERRUPTED['train'])}:\n"
           f"  {resume_command()}", file=sys.stderr)
     return 130
   except (ValueError, FileNotFoundError, OSError,
           checkpointing.IncompatibleCheckpointError,
-          train.TrainingDivergedError) as err:
+          train.TrainingDivergedError, workdir_lock.WorkdirBusyError) as err:
     print(f"innjax: error: {err}", file=sys.stderr)
     return 2
   return 0

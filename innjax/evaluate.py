@@ -2,7 +2,7 @@
 
 `evaluate(config, workdir)` answers two questions about the cascade trained in
 `workdir`, and writes the answers to `workdir/evaluation.json` and
-`workdir/evaluation.md`:
+`workdir/evaluation.md` (an earlier report is kept: see `evaluate`):
 
 1. **How good are the learned features?** The paper's protocol (section 4.5, after
    DCGAN, Radford et al. 2016): the activations of the last three conv layers of a
@@ -78,6 +78,7 @@ from innjax import generate as generate_lib
 from innjax import images as images_lib
 from innjax import metrics
 from innjax import models
+from innjax import outputs
 from innjax import train
 
 # Log-spaced grid for the SVM's C. Features are standardised first, so the useful range
@@ -869,20 +870,22 @@ def _metric_net_space(config, ev, train_ds, test_ds) -> tuple[_Space, dict]:
   return _Space(fn, params, 0, out[:, :dim].copy()), info
 
 
-def _quality(config, ev, spaces: dict, stacked, active, test_images, workdir) -> dict:
+def _quality(config, ev, spaces: dict, stacked, active, test_images):
   """Frechet / KID / SWD of generated vs real test images, with real-vs-real floors.
 
   `spaces` maps a result key (e.g. "metric_net_features") to a `_Space` whose test-set
   features are already computed; only the generated images go through the networks
   here.
+
+  Returns:
+    (the results dict, the generated images or None when skipped).
   """
   n = min(int(ev.num_samples), test_images.shape[0] // 2)
   if n < 2:
-    return {"skipped": f"needs num_samples >= 2 and >= 4 test images (n={n})"}
+    return {"skipped": f"needs num_samples >= 2 and >= 4 test images (n={n})"}, None
   key = jax.random.fold_in(jax.random.key(int(ev.seed)), 1)
   generated, gen_stats = generate_lib.synthesize_images(
       config, stacked, active, n, key, size=(0, 0))
-  images_lib.save_grid(generated[:64], os.path.join(workdir, "evaluation_samples.png"))
   # Generated images are quantised like the real ones (as they would be saved), so
   # neither set gets features of values the other cannot take.
   gen_u8 = np.asarray(data_lib.to_uint8(generated))
@@ -906,7 +909,7 @@ def _quality(config, ev, spaces: dict, stacked, active, test_images, workdir) ->
   out["swd"] = {"generated": swd_gen["mean"], "real_floor": swd_real["mean"],
                 "levels_generated": [swd_gen[k] for k in levels],
                 "levels_real_floor": [swd_real[k] for k in levels]}
-  return out
+  return out, generated
 
 
 def _pct(x):
@@ -982,7 +985,8 @@ def to_markdown(results: dict) -> str:
   return "\n".join(lines)
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def evaluate(config: ml_collections.ConfigDict, workdir: str,
+             output_dir: str | None = None) -> dict:
   """Evaluates the trained cascade in `workdir`; writes evaluation.json and .md there.
 
   Runs the L2-SVM protocol (`svm_protocol`) on the trained classifier's features
@@ -995,13 +999,20 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   on pixels, each with its real-vs-real floor). See the module docstring for the
   choices.
 
+  The report goes to `output_dir` (default `workdir`) as `evaluation.json`,
+  `evaluation.md` and `evaluation_samples.png` (a grid of 64 generated images); when
+  one of these names is in use, all three get `-2`, `-3`, ... after `evaluation`, so
+  no earlier report is replaced. Each file is written whole or not at all.
+
   Args:
     config: the run's config; `config.evaluate` (see `default_evaluate_config`) is
       optional and falls back to the defaults.
-    workdir: a trained run's folder.
+    workdir: a trained run's folder (only read unless it is also the output folder).
+    output_dir: where the report goes (default `workdir`).
 
   Returns:
-    The results dict written to `workdir/evaluation.json`.
+    The results dict written to `evaluation.json`, plus "files": suffix (".json",
+    ".md", "_samples.png") -> the path written.
 
   Raises:
     FileNotFoundError: no checkpoint in `workdir`.
@@ -1021,6 +1032,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   depth = len(config.model.features)
   layers = resolve_layers(ev.layers, depth)
   stacked, active, stages = generate_lib.load_cascade(config, workdir)
+  out_dir = output_dir or workdir
+  outputs.ensure_output_dir(out_dir, "the evaluation report")  # before the long work
   slot = select_slot(active, int(ev.stage))
   trained_vars = jax.tree_util.tree_map(lambda v: v[slot], stacked)
   shape = (config.data.image_size, config.data.image_size, config.data.channels)
@@ -1068,7 +1081,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                  name, svm[name]["feature_dim"], 100 * svm[name]["test_error_mean"],
                  100 * svm[name]["test_error_std"], svm[name]["C"])
 
-  quality = None
+  quality, generated = None, None
   if int(ev.num_samples) > 0:
     spaces, net_info = {}, None
     # No net to train when there are too few test images to compare with (_quality
@@ -1082,7 +1095,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     for name, key_name in (("inng", "trained_features"), ("random", "random_features")):
       spaces[key_name] = _Space(feature_fn, variables[name], svm_dim, test_pooled[name])
     t0 = time.perf_counter()
-    quality = _quality(config, ev, spaces, stacked, active, test_ds.images, workdir)
+    quality, generated = _quality(config, ev, spaces, stacked, active, test_ds.images)
     if net_info is not None and "skipped" not in quality:
       quality["metric_net"] = net_info
     timings["quality_s"] = time.perf_counter() - t0
@@ -1100,9 +1113,12 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       "timings": timings,
       "seconds": time.perf_counter() - t_start,
   }
-  with open(os.path.join(workdir, "evaluation.json"), "w") as f:
-    json.dump(results, f, indent=2)
-  with open(os.path.join(workdir, "evaluation.md"), "w") as f:
-    f.write(to_markdown(results))
-  logging.info("Wrote %s and evaluation.md.", os.path.join(workdir, "evaluation.json"))
-  return results
+  writers = {
+      ".json": lambda f: f.write(json.dumps(results, indent=2).encode("utf-8")),
+      ".md": lambda f: f.write(to_markdown(results).encode("utf-8"))}
+  if generated is not None:
+    writers["_samples.png"] = functools.partial(
+        images_lib.write_png, images_lib.make_grid(generated[:64]))
+  files = outputs.write_new(out_dir, "evaluation", writers)
+  logging.info("Wrote %s.", ", ".join(files.values()))
+  return {**results, "files": files}

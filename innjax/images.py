@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import math
-import os
 
 import jax
 import numpy as np
 from PIL import Image
 
 from innjax import data as data_lib
+from innjax import outputs
 
 
 def make_grid(images, ncol: int | None = None, pad: int = 2) -> np.ndarray:
@@ -42,13 +43,20 @@ def make_grid(images, ncol: int | None = None, pad: int = 2) -> np.ndarray:
   return grid
 
 
-def save_png(array: np.ndarray, path: str) -> str:
-  """Writes a uint8 (H, W, C) array as PNG (creating folders); returns the path."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+def write_png(array: np.ndarray, f) -> None:
+  """Encodes a uint8 (H, W, C) array as PNG into the open binary file `f`."""
   if array.shape[-1] == 1:
     array = array[..., 0]
-  Image.fromarray(array).save(path)
-  return path
+  Image.fromarray(array).save(f, format="PNG")
+
+
+def save_png(array: np.ndarray, path: str) -> str:
+  """Writes a uint8 (H, W, C) array as PNG, creating folders; returns the path.
+
+  The file is complete or absent, never half-written (innjax/outputs.py); an existing
+  file of that name is replaced.
+  """
+  return outputs.write_file(path, functools.partial(write_png, array))
 
 
 def save_grid(images, path: str, ncol: int | None = None) -> str:

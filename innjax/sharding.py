@@ -67,6 +67,17 @@ def is_main_process() -> bool:
   return jax.process_index() == 0
 
 
+def from_process_0(flag: bool) -> bool:
+  """Process 0's `flag`, on every process: all hosts take the same branch.
+
+  A collective in a multi-host run (every process must call it); `flag` itself when
+  there is one process.
+  """
+  if jax.process_count() == 1:
+    return bool(flag)
+  return bool(multihost_utils.broadcast_one_to_all(np.int32(bool(flag))))
+
+
 def num_mesh_devices(config: ml_collections.ConfigDict) -> int:
   """How many devices `config.mesh.data` asks for; raises ValueError with the fix."""
   available = jax.device_count()

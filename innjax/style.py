@@ -15,6 +15,7 @@ are covered as often as the centre, and the padding is cropped at the end.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 
@@ -29,7 +30,9 @@ from innjax import data as data_lib
 from innjax import energy as energy_lib
 from innjax import generate
 from innjax import images
+from innjax import outputs
 from innjax import patches
+from innjax import sharding
 from innjax import train
 
 
@@ -92,11 +95,22 @@ def make_stylizer(config, model, full_hw):
   return stylize
 
 
-def stylize(config, workdir: str, key=None):
+def stylize(config, workdir: str, key=None, output_dir: str | None = None):
   """Renders `config.style.content` in the style the cascade in `workdir` learned.
 
+  Writes `<content>_gamma<g>.png` and `<content>_gamma<g>_with_content.png` (beside the
+  content image) to `output_dir` (default `workdir/style`); when either name is in
+  use, both get `-2`, `-3`, ... before the suffix, so no earlier render is replaced.
+
+  Args:
+    config: the run's config (`config.style`).
+    workdir: a patch-head run's folder (only read).
+    key: PRNG key of the patches (default from `config.sample.seed`).
+    output_dir: where the files go (default `workdir/style`).
+
   Returns:
-    (float32 (H, W, C) image in [-1, 1], dict of output paths and statistics).
+    (float32 (H, W, C) image in [-1, 1], dict of statistics and the output paths
+    "png" and "side_by_side", None on the other processes of a multi-host run).
   """
   train.validate_config(config)
   side = energy_lib.patch_size(config)
@@ -112,6 +126,8 @@ def stylize(config, workdir: str, key=None):
                      f"{config.style.steps} and {config.style.step_size}.")
   content = load_content(config)
   stacked, active, stages = generate.load_cascade(config, workdir)
+  out_dir = output_dir or os.path.join(workdir, "style")
+  outputs.ensure_output_dir(out_dir, "the style images")  # before the optimisation
   padded = patches.pad_images(jnp.asarray(content)[None], side)
   model = train.build_model(config)
   run = make_stylizer(config, model, padded.shape[1:3])
@@ -120,14 +136,16 @@ def stylize(config, workdir: str, key=None):
   x, info = run(stacked, active, padded, key)
   x = np.asarray(jax.device_get(patches.crop_padding(x, side)))[0]
   seconds = time.perf_counter() - t0
-  out_dir = os.path.join(workdir, "style")
   name = os.path.splitext(os.path.basename(str(config.style.content)))[0]
   name = f"{name}_gamma{float(config.style.gamma):g}"
-  png = images.save_png(np.asarray(data_lib.to_uint8(x)),
-                        os.path.join(out_dir, f"{name}.png"))
-  side_by_side = images.save_grid(np.stack([content, x]),
-                                  os.path.join(out_dir, f"{name}_with_content.png"),
-                                  ncol=2)
+  paths = {".png": None, "_with_content.png": None}
+  if sharding.is_main_process():  # one writer in a multi-host run
+    paths = outputs.write_new(out_dir, name, {
+        ".png": functools.partial(images.write_png,
+                                  np.asarray(data_lib.to_uint8(x))),
+        "_with_content.png": functools.partial(
+            images.write_png, images.make_grid(np.stack([content, x]), ncol=2))})
+  png, side_by_side = paths[".png"], paths["_with_content.png"]
   stats = {"png": png, "side_by_side": side_by_side, "stages": stages,
            "seconds": seconds, **{k: float(v) for k, v in info.items()}}
   logging.info("Stylised %s (%dx%d) through %d classifiers in %.1fs: %s",

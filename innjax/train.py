@@ -44,6 +44,7 @@ from innjax import pool as pool_lib
 from innjax import preemption
 from innjax import sampler as sampler_lib
 from innjax import sharding
+from innjax import workdir_lock
 
 VARIANTS = ("inng", "inng_compressed", "inng_single")
 OBJECTIVES = ("inng", "wasserstein")
@@ -715,6 +716,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   # data leaves no empty workdir behind.
   dataset = load_positives(config)
   checkpointing.ensure_writable(workdir)
+  # One training run per workdir, locked before Orbax's start-up (which deletes the
+  # temporary folders of unfinished saves: another run's save in flight, otherwise).
+  with workdir_lock.hold(workdir, main_process=sharding.is_main_process(),
+                         agree=sharding.from_process_0):
+    return _train_locked(config, workdir, mesh, dataset, stop_after_stages,
+                         should_stop)
+
+
+def _train_locked(config, workdir, mesh, dataset, stop_after_stages,
+                  should_stop) -> TrainState:
+  """`train_and_evaluate` once the inputs are checked and the workdir is locked."""
   # uint8 on the devices, row-sharded over the mesh; batches are gathered there.
   positives, rows = sharding.distribute_rows(dataset.images, mesh)
   model = build_model(config)
