@@ -366,10 +366,10 @@ def run_soak(kills: int, seed: int, stages: int, root: str, cache_dir: str,
   }
 
 
-def main(argv=None) -> int:
-  """Command-line entry: runs the soak and prints the table and the summary."""
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--kills", type=int, default=20, help="SIGKILLs to deliver")
+def soak_parser(description: str, kills: int, kills_help: str) -> argparse.ArgumentParser:
+  """The command-line options the soak scripts share (this one, soak_concurrent.py)."""
+  parser = argparse.ArgumentParser(description=description)
+  parser.add_argument("--kills", type=int, default=kills, help=kills_help)
   parser.add_argument("--seed", type=int, default=0, help="seeds the kill moments")
   parser.add_argument("--stages", type=int, default=12, help="stages of the tiny run")
   parser.add_argument("--max-minutes", type=float, default=15.0,
@@ -379,7 +379,12 @@ def main(argv=None) -> int:
   parser.add_argument("--cache-dir", default=os.path.join(
       tempfile.gettempdir(), "innjax_soak_jax_cache"),
                       help="persistent JAX compilation cache")
-  args = parser.parse_args(argv)
+  return parser
+
+
+def main(argv=None) -> int:
+  """Command-line entry: runs the soak and prints the table and the summary."""
+  args = soak_parser(__doc__.split("\n")[0], 20, "SIGKILLs to deliver").parse_args(argv)
   root = args.root or tempfile.mkdtemp(prefix="innjax_soak_")
   summary = run_soak(args.kills, args.seed, args.stages, root, args.cache_dir,
                      args.max_minutes * 60.0)
