@@ -94,6 +94,18 @@ def load_cascade(config, workdir, mesh=None):
   return state.cascade, state.active, int(state.stage)
 
 
+def write_summary(folder: str, stages: int, name: str, x) -> None:
+  """Adds the samples' grid to TensorBoard events in `folder` (process 0 only).
+
+  Its tag is `samples/NAME` and its step the number of trained stages, so that
+  `tensorboard --logdir WORKDIR` shows it as the run `samples` beside training's
+  negatives.
+  """
+  writer = images.make_writer(folder)
+  writer.write_images(stages, {f"samples/{name}": images.make_grid(x)})
+  writer.close()
+
+
 def _sampling_batch(config, num: int, mesh) -> int:
   """The sampler's batch for `num` images; it must split evenly over the mesh."""
   batch = min(int(config.sample.batch_size), num)
@@ -208,6 +220,7 @@ def generate(config, workdir: str, num: int | None = None, key=None, size=None,
         ".png": functools.partial(images.write_png, images.make_grid(x)),
         ".npz": lambda f: np.savez_compressed(f, images=x)})
   stats = {"png": paths[".png"], "npz": paths[".npz"], "stages": stages, **stats}
+  write_summary(out_dir, stages, name, x)
   logging.info("Generated %d images through %d classifiers in %.1fs: %s", num,
                stats["kept_classifiers"], stats["seconds"], paths[".png"])
   return x, stats

@@ -829,8 +829,10 @@ def _train_locked(config, workdir, mesh, dataset, stop_after_stages,
         grid = sharding.to_host(
             energy_lib.crop_to_target(config, x[:int(config.grid_size)]))
         if sharding.is_main_process():
-          images.save_grid(grid, os.path.join(workdir, "negatives",
+          tiles = images.make_grid(grid)
+          images.save_png(tiles, os.path.join(workdir, "negatives",
                                               f"stage_{t + 1:03d}.png"))
+          writer.write_images(t + 1, {"negatives": tiles})
       if sharding.is_main_process():
         logging.info(
             "stage %d/%d: classifier loss %.4f, acc pos %.3f neg %.3f (%d updates, "
@@ -843,6 +845,7 @@ def _train_locked(config, workdir, mesh, dataset, stop_after_stages,
       if is_due(t + 1, int(config.checkpoint.every_stages), last):
         manager.save(int(state.stage), state)
         saved = int(state.stage)
+      writer.flush()  # TensorBoard shows each stage when it ends, not the run
   except (preemption.TrainingInterrupted, TrainingDivergedError) as stop:
     # `state.stage` only advances when a stage is complete. With checkpoints every k
     # stages, the completed stages since the last one are saved now, so a stop or a

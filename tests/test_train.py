@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from innjax import checkpointing, cli, generate, train
+from innjax import checkpointing, cli, generate, summaries, train
 
 
 def _config(**overrides):
@@ -27,6 +27,16 @@ def _assert_trees_equal(a, b):
       lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)), a, b)
 
 
+def _event_tags(folder) -> dict:
+  """{step: tags} over the TensorBoard event files in `folder`."""
+  tags = {}
+  for name in sorted(os.listdir(folder)):
+    if name.startswith("events.out.tfevents"):
+      for event in summaries.read_events(str(folder / name)):
+        tags.setdefault(event.step, set()).update(v.tag for v in event.summary.value)
+  return tags
+
+
 def test_inng_trains_saves_grids_and_samples(tmp_path):
   config = _config()
   state = train.train_and_evaluate(config, str(tmp_path))
@@ -38,9 +48,12 @@ def test_inng_trains_saves_grids_and_samples(tmp_path):
   assert int(train.pool_lib.size(state.pool)) == 48  # 3 stages x 16 (+16 initial, oldest out)
   for stage in (1, 2, 3):
     assert (tmp_path / "negatives" / f"stage_{stage:03d}.png").stat().st_size > 0
-  assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path))
+  # TensorBoard: each stage's scalars and its negatives' grid, flushed as it ends.
+  assert _event_tags(tmp_path)[3] >= {"loss_last", "negatives"}
   assert float(jnp.abs(state.negatives).max()) <= 1.0
   images, stats = generate.generate(config, str(tmp_path))
+  assert "samples/" + os.path.basename(stats["png"])[:-4] in _event_tags(
+      tmp_path / "samples")[3]
   assert images.shape == (8, 16, 16, 1) and np.isfinite(images).all()
   assert os.path.exists(stats["png"]) and stats["kept_classifiers"] == 3
   saved = np.load(stats["npz"])["images"]
