@@ -305,9 +305,12 @@ def recipe_settings(settings: dict, recipe: str) -> dict:
                      f"({', '.join(PRESETS[settings['preset']])}, "
                      f"{', '.join(STEP_FIELDS)}).")
   s["overrides"] = config_overrides
-  # An edit of the recipe's config file changes the model as much as a flag does.
-  s["config_digest"] = hashlib.sha1(RECIPES[recipe][0].get_config().to_json_best_effort(
-      sort_keys=True).encode()).hexdigest()[:12]
+  # An edit of the recipe's config file changes the model as much as a flag does;
+  # the style-transfer fields only change how a trained model is used.
+  recipe_config = RECIPES[recipe][0].get_config().to_dict()
+  recipe_config.pop("style", None)
+  s["config_digest"] = hashlib.sha1(json.dumps(
+      recipe_config, sort_keys=True, default=str).encode()).hexdigest()[:12]
   if recipe != settings["recipes"][0]:
     s["num_2x"] = 0
   config = make_config(s, "")

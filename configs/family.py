@@ -16,6 +16,8 @@ def paper_classifier(config):
   config.train.learning_rate = 0.01
   config.train.gradient_penalty = 0.0
   config.synthesis.step_size = 0.02
+  config.style.content_unit = "pixel"  # the paper's gamma = 0.3 on the per-pixel mean
+  config.style.gamma = 0.3
   return config
 
 
@@ -34,4 +36,6 @@ def winn_critic(config):
   config.train.beta2 = 0.9
   config.train.gradient_penalty = 10.0
   config.synthesis.step_size = 0.01
+  config.style.content_unit = "patch"  # see innjax/style.py and configs/default.py
+  config.style.gamma = 0.1
   return config

@@ -2,12 +2,22 @@
 
 Starting from the content image I_content, the image I is optimised to minimise
 
-    gamma * mean_pixels (I - I_content)^2  -  (1 - gamma) * ln p_style(I)
+    gamma * scale * mean_pixels (I - I_content)^2  -  (1 - gamma) * ln p_style(I)
 
 with ln p_style(I) = sum over kept classifiers of the mean over random patches of
 ln sigmoid(logit), i.e. the log-probability that the cascade takes I's patches for the
 style. The log-sigmoid saturates once a patch looks like the style, so the content
 term keeps the picture recognisable instead of being swamped by growing logits.
+
+`style.content_unit` sets `scale`, i.e. what the content term and the logits are
+weighed in. "pixel" (scale 1, the paper's INNg setting): the mean squared difference
+per pixel. "patch" (scale = the pixels of one patch, channels included): the squared
+L2 distance of a patch, the unit a Wasserstein critic's logit is measured in. The
+gradient penalty makes such a critic about 1-Lipschitz in a patch's L2 norm, so each
+logit's pull on a pixel is about 1 / sqrt(patch pixels) whatever the image; against the
+per-pixel mean (thousands of times smaller) the style term would win everywhere and
+erase the content. In patch units a pixel settles where 2 gamma |I - I_content| meets
+(1 - gamma) times the critics' pull, a fraction of the pixel range for gamma = 0.3.
 The same anysize patch head as texture synthesis is used, so content images of any
 size work; they are padded by half a patch per side (reflected) so that border pixels
 are covered as often as the centre, and the padding is cropped at the end.
@@ -54,6 +64,24 @@ def load_content(config) -> np.ndarray:
   return np.asarray(data_lib.to_float(image), np.float32)
 
 
+CONTENT_UNITS = ("pixel", "patch")
+
+
+def content_unit_scale(config) -> float:
+  """The content term's weight per unit of mean squared pixel difference.
+
+  1 for `style.content_unit="pixel"`; the number of values in one patch
+  (`patch.size`^2 x channels) for "patch" (see the module docstring).
+  """
+  unit = config.style.get("content_unit", "pixel")
+  if unit not in CONTENT_UNITS:
+    raise ValueError(f"Bad config: style.content_unit must be one of {CONTENT_UNITS}, "
+                     f"got {unit!r}.")
+  if unit == "pixel":
+    return 1.0
+  return float(energy_lib.patch_size(config) ** 2 * int(config.data.channels))
+
+
 def make_stylizer(config, model, full_hw):
   """Returns jitted `stylize(stacked, mask, content_padded, key) -> (x, info)`.
 
@@ -62,6 +90,7 @@ def make_stylizer(config, model, full_hw):
   """
   energy = energy_lib.make_energy(config, model, full_hw)
   gamma = float(config.style.gamma)
+  content_scale = content_unit_scale(config)
   steps = int(config.style.steps)
   strategy = config.synthesis.strategy
   tx = optax.adam(float(config.style.step_size), b1=float(config.synthesis.beta1),
@@ -74,7 +103,8 @@ def make_stylizer(config, model, full_hw):
   def objective(x, stacked, mask, content, key):
     content_loss = jnp.mean(jnp.square(x - content))
     log_p = log_p_style(stacked, mask, x, key)
-    return gamma * content_loss - (1.0 - gamma) * log_p, (content_loss, log_p)
+    return (gamma * content_scale * content_loss - (1.0 - gamma) * log_p,
+            (content_loss, log_p))
 
   @jax.jit
   def stylize(stacked, mask, content, key):
@@ -121,6 +151,7 @@ def stylize(config, workdir: str, key=None, output_dir: str | None = None):
         "--config.data.image=starry_night.jpg`.")
   if not 0.0 <= float(config.style.gamma) <= 1.0:
     raise ValueError(f"style.gamma must be in [0, 1], got {config.style.gamma}.")
+  content_unit_scale(config)  # refuses a bad style.content_unit before any work
   if int(config.style.steps) < 1 or float(config.style.step_size) <= 0:
     raise ValueError("style.steps must be >= 1 and style.step_size > 0, got "
                      f"{config.style.steps} and {config.style.step_size}.")

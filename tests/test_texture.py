@@ -80,6 +80,26 @@ def test_style_transfer_renders_content_in_the_style(trained):
   assert np.abs(image - content).mean() > 1e-3
 
 
+def test_style_content_unit_sets_the_content_weight(trained, tmp_path):
+  config, workdir, _ = trained
+  side, channels = int(config.patch.size), int(config.data.channels)
+  renders = {}
+  for unit, scale in (("pixel", 1.0), ("patch", float(side * side * channels))):
+    unit_config = config.copy_and_resolve_references()
+    unit_config.style.content_unit = unit
+    unit_config.style.gamma = 0.5
+    assert style.content_unit_scale(unit_config) == scale
+    _, renders[unit] = style.stylize(unit_config, workdir,
+                                     output_dir=str(tmp_path / unit))
+  # The same gamma on a content term weighed per patch (here 32*32*1 = 1024 times
+  # the per-pixel mean) keeps the render much closer to the content.
+  assert renders["patch"]["content_mse"] < 0.5 * renders["pixel"]["content_mse"]
+  bad = config.copy_and_resolve_references()
+  bad.style.content_unit = "image"
+  with pytest.raises(ValueError, match="style.content_unit"):
+    style.stylize(bad, workdir)
+
+
 def test_bad_texture_inputs(trained, tmp_path):
   config, workdir, _ = trained
   bad = tiny_texture.get_config()
