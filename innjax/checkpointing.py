@@ -10,7 +10,9 @@ by a reader such as `--mode=sample`, which may run beside a training run).
 
 A workdir is tied to the settings that fix the shapes of the saved state (model,
 image size, variant, stage count, pool size); resuming with different ones is refused
-with a message naming them. Other settings (learning rates, step caps, logging) may
+with a message naming them. The one exception is a larger `num_stages`: the run is
+extended, its preallocated cascade growing by empty slots on restore (`grow_state`),
+and it ends exactly where a run trained to that many stages at once would. Other settings (learning rates, step caps, logging) may
 change between runs, which is how a diverged run is resumed with a lower rate. A
 training run also saves a fingerprint of its training images with each step
 (`innjax.data.fingerprint`), and resuming on other images is refused unless
@@ -26,6 +28,7 @@ from typing import Any
 
 from absl import logging
 import jax
+import jax.numpy as jnp
 import ml_collections
 import orbax.checkpoint as ocp
 
@@ -100,12 +103,27 @@ def config_to_dict(config: ml_collections.ConfigDict) -> dict:
   return json.loads(config.to_json_best_effort())
 
 
+def extends(saved: dict, current: dict) -> bool:
+  """Whether `current` asks for more stages than the checkpoint's run had.
+
+  Such a run is extended: the preallocated cascade grows on resume (`grow_state`).
+  """
+  before, after = _lookup(saved, "num_stages"), _lookup(current, "num_stages")
+  return before is not None and after is not None and int(after) > int(before)
+
+
 def structural_differences(saved: dict, current: dict) -> list[str]:
-  """Lines "key: saved -> current" for each structural key that differs."""
+  """Lines "key: saved -> current" for each structural key that differs.
+
+  More stages than the checkpoint's is not a difference (the run is extended);
+  fewer is.
+  """
   diffs = []
   for key in STRUCTURAL_KEYS:
     if key == "keep_every" and current.get("variant") != "inng_compressed" \
         and saved.get("variant") != "inng_compressed":
+      continue
+    if key == "num_stages" and extends(saved, current):
       continue
     a, b = _lookup(saved, key), _lookup(current, key)
     if a != b:
@@ -139,6 +157,44 @@ def _saveable_template(template):
       template.replace(key=key_data))
 
 
+def _slots(config: dict) -> int:
+  """The cascade slots of a run with the saved `config` (a dict)."""
+  from innjax import train  # pylint: disable=g-import-not-at-top  (train imports us)
+  return train.num_slots(ml_collections.ConfigDict({
+      "variant": config["variant"], "num_stages": int(config["num_stages"]),
+      "keep_every": int(config.get("keep_every") or 1)}))
+
+
+def _resize_cascade(template, slots: int):
+  """`template` (abstract) with `slots` cascade slots instead of its own."""
+  def resize(leaf):
+    return jax.ShapeDtypeStruct((slots, *leaf.shape[1:]), leaf.dtype,
+                                sharding=getattr(leaf, "sharding", None))
+  return template.replace(cascade=jax.tree_util.tree_map(resize, template.cascade),
+                          active=resize(template.active))
+
+
+def grow_state(state, template):
+  """Extends a restored state's cascade to the slots of `template` (inactive, zero).
+
+  Training a run further than its checkpoint's `num_stages` keeps every trained
+  slot and appends empty ones: the new stages fill them as a longer run would have,
+  and the empty slots are skipped by the mask meanwhile.
+
+  Args:
+    state: a restored TrainState with fewer cascade slots.
+    template: the abstract TrainState of the longer run (shapes, shardings).
+  """
+  def grow(leaf, like):
+    pad = [(0, like.shape[0] - leaf.shape[0])] + [(0, 0)] * (leaf.ndim - 1)
+    grown = jnp.pad(leaf, pad)
+    sharding = getattr(like, "sharding", None)
+    return grown if sharding is None else jax.device_put(grown, sharding)
+  return state.replace(
+      cascade=jax.tree_util.tree_map(grow, state.cascade, template.cascade),
+      active=grow(state.active, template.active))
+
+
 class Manager:
   """Saves and restores a run's TrainState under `workdir/checkpoints`.
 
@@ -156,6 +212,7 @@ class Manager:
                read_only: bool = False, data: dict | None = None):
     self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
     self.config = config
+    self.read_only = read_only
     self.data = data
     if read_only:
       options = ocp.CheckpointManagerOptions(
@@ -268,12 +325,17 @@ class Manager:
     step = self.latest_step()
     if step is None:
       return None
+    full_template = template
     try:
       self.check_compatible()
     except IncompatibleCheckpointError:
       raise
     except (OSError, ValueError, KeyError, TypeError) as err:  # unreadable config JSON
       raise self._damaged(step, err) from err
+    saved_config = self.saved_config(step)
+    grown = extends(saved_config, config_to_dict(self.config))
+    if grown:
+      template = _resize_cascade(template, _slots(saved_config))
     target = _saveable_template(template)
     try:
       restored = self._manager.restore(step, args=ocp.args.Composite(
@@ -292,7 +354,13 @@ class Manager:
       # bare Exception; with a matching config that can only mean damaged files.
       raise self._damaged(step, err) from err
     state = restored["state"]
-    return state.replace(key=jax.random.wrap_key_data(state.key))
+    state = state.replace(key=jax.random.wrap_key_data(state.key))
+    if grown:
+      if not self.read_only:
+        logging.info("Extending the run from %d to %d stages.",
+                     int(saved_config["num_stages"]), int(self.config.num_stages))
+      state = grow_state(state, full_template)
+    return state
 
   def _save_failed(self, step: int | None, err: BaseException) -> BaseException:
     """A CheckpointSaveError for I/O failures; any other error is returned as is.

@@ -85,6 +85,21 @@ def test_resume_reaches_the_same_final_state(tmp_path):
   _assert_trees_equal(again.cascade, full.cascade)
 
 
+def test_a_finished_run_extended_to_more_stages_equals_one_trained_at_once(tmp_path):
+  # Bit for bit: the empty slots of a preallocated cascade add exact zeros.
+  at_once = train.train_and_evaluate(_config(num_stages=4), str(tmp_path / "at_once"))
+  run = str(tmp_path / "extended")
+  assert int(train.train_and_evaluate(_config(num_stages=2), run).stage) == 2
+  extended = train.train_and_evaluate(_config(num_stages=4), run)
+  assert int(extended.stage) == 4 and extended.active.shape == (4,)
+  raw = lambda s: s.replace(key=jax.random.key_data(s.key))  # pylint: disable=unnecessary-lambda-assignment
+  _assert_trees_equal(raw(extended), raw(at_once))  # the whole state
+  # Fewer stages than the checkpoint's stays refused, with nothing changed on disk.
+  with pytest.raises(checkpointing.IncompatibleCheckpointError,
+                     match="num_stages: 4 in the checkpoint, 2 now"):
+    train.train_and_evaluate(_config(num_stages=2), run)
+
+
 @pytest.mark.parametrize("variant, slots", [("inng_compressed", 2), ("inng_single", 1)])
 def test_compressed_and_single_variants(tmp_path, variant, slots):
   config = _config(variant=variant, keep_every=2, **{"synthesis.energy": "sequential"})
