@@ -11,6 +11,7 @@
   python main.py --config=configs/tiny.py --config.mesh.data=0 --distributed \
       --workdir=/shared/t           # the same command on every host
   python main.py --config=configs/svhn.py --help_config   # every config field
+  python main.py --config=configs/svhn.py --workdir=runs/svhn --mode=export
 
 Every config field, with the value it would take and its meaning, is listed by
 `--help_config` (add --config=FILE and overrides to see that run's values).
@@ -44,8 +45,9 @@ flags.DEFINE_string("workdir", "workdir/default",
                     "time: a second one on a workdir in use exits with code 2 "
                     "(sample, style and evaluate may run beside it).")
 flags.DEFINE_string("output_dir", "",
-                    "--mode=sample, style and evaluate: write the files into this folder "
-                    "instead of --workdir/samples, --workdir/style and --workdir (e.g. "
+                    "--mode=sample, style, evaluate and export: write the files into "
+                    "this folder instead of --workdir/samples, --workdir/style and "
+                    "--workdir (e.g. "
                     "when the workdir is read-only). Files are never replaced: a name "
                     "in use gets -2, -3, ... before its extension.")
 flags.DEFINE_enum("mode", "train", cli.MODES, "train: train (or resume) a model; "
@@ -55,7 +57,10 @@ flags.DEFINE_enum("mode", "train", cli.MODES, "train: train (or resume) a model;
                   "evaluate: L2-SVM feature protocol (paper 4.5) and sample metrics, "
                   "written to --workdir/evaluation.{json,md}; "
                   "style: render --config.style.content in the style a patch-head "
-                  "model in --workdir learned (paper 4.2).")
+                  "model in --workdir learned (paper 4.2); "
+                  "export: write the trained cascade, its mask and config as one "
+                  "file, --workdir/model_stageNNN.npz, that innjax.load(path) reads "
+                  "without the workdir or configs.")
 flags.DEFINE_bool("distributed", False,
                   "Several hosts: call jax.distributed.initialize() first. Run the same "
                   "command on every host; on Cloud TPU, Slurm and Open MPI JAX detects "

@@ -210,7 +210,11 @@ class Manager:
 
   def __init__(self, workdir: str, config: ml_collections.ConfigDict,
                read_only: bool = False, data: dict | None = None):
-    self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+    checkpoints = os.path.join(workdir, "checkpoints")
+    # Orbax reaches gs:// and other storage through etils.epath: only a local path is
+    # made absolute ("gs://b" would become "$PWD/gs:/b").
+    self.directory = (checkpoints if outputs.is_uri(checkpoints)
+                      else os.path.abspath(checkpoints))
     self.config = config
     self.read_only = read_only
     self.data = data
@@ -281,7 +285,7 @@ class Manager:
     """What a committed Orbax step has but `step`'s folder lacks."""
     path = os.path.join(self.directory, str(step))
     return [name for name in ("_CHECKPOINT_METADATA", "state", "meta")
-            if not os.path.exists(os.path.join(path, name))]
+            if not outputs.exists(os.path.join(path, name))]
 
   def _damaged(self, step: int, err: BaseException) -> CorruptCheckpointError:
     path = os.path.join(self.directory, str(step))

@@ -23,7 +23,7 @@ import sys
 from absl import logging
 import ml_collections
 
-MODES = ("train", "sample", "evaluate", "style")
+MODES = ("train", "sample", "evaluate", "style", "export")
 
 
 class _QuietLibraries(py_logging.Filter):
@@ -165,6 +165,8 @@ _INTERRUPTED = {
     "evaluate": "--mode=evaluate stopped. Its reports are complete under their final "
                 "name or absent, never half-written, and earlier ones are never "
                 "replaced; rerun the same command to evaluate again",
+    "export": "--mode=export stopped. The export file is complete under its final "
+              "name or absent; rerun the same command to export again",
 }
 
 
@@ -182,7 +184,7 @@ def run(mode: str, config, workdir: str, output_dir: str | None = None) -> int:
     mode: one of MODES.
     config: the run's config.
     workdir: the run's folder.
-    output_dir: sample, style and evaluate: write there instead of the workdir.
+    output_dir: sample, style, evaluate and export: write there instead of the workdir.
   """
   if logging.get_verbosity() < logging.DEBUG:  # --verbosity=1 shows them
     quiet_library_logs()
@@ -196,7 +198,7 @@ def run(mode: str, config, workdir: str, output_dir: str | None = None) -> int:
   from innjax import workdir_lock
   try:
     if output_dir and mode == "train":
-      raise ValueError("--output_dir is for --mode=sample, style and evaluate; "
+      raise ValueError("--output_dir is for --mode=sample, style, evaluate and export; "
                        "training writes everything in --workdir.")
     check_config_type(config)
     reference = _reference_config()
@@ -223,6 +225,9 @@ def run(mode: str, config, workdir: str, output_dir: str | None = None) -> int:
     elif mode == "style":
       _, stats = style.stylize(config, workdir, output_dir=output_dir)
       _print_written([stats["png"], stats["side_by_side"]])
+    elif mode == "export":
+      from innjax import export  # pylint: disable=g-import-not-at-top
+      _print_written([export.export(config, workdir, output_dir=output_dir)])
     else:
       raise ValueError(f"Unknown --mode={mode!r}; choose one of {MODES}.")
   except preemption.TrainingInterrupted as stop:

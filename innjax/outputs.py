@@ -11,11 +11,17 @@ grids, where a resumed stage rewrites its own grid. `write_new` never replaces o
 set of files written together (a PNG and an `.npz`) gets the first free name among
 `STEM`, `STEM-2`, `STEM-3`, ..., claimed with a hard link, which fails when the name
 exists, so two processes writing at the same moment get different names.
+
+Paths with a scheme (`gs://bucket/run`, `s3://...`; `is_uri`) are written through
+etils.epath, as Orbax writes checkpoints there: each object is prepared in memory and
+uploaded whole (an object store shows an object only once its upload completes), and
+`write_new` checks names before writing instead of claiming them with a hard link.
 """
 
 from __future__ import annotations
 
 import errno
+import io
 import os
 import secrets
 import tempfile
@@ -40,6 +46,44 @@ def _error(code, message: str) -> OSError:
   return err
 
 
+def is_uri(path) -> bool:
+  """Whether `path` names storage that etils.epath reaches (gs://, s3://, ...), not a
+  local file: such paths are written through epath (see `write_file`)."""
+  return "://" in os.fspath(path)
+
+
+def _probe_uri(folder: str) -> None:
+  """Creates `folder` on remote storage, writes a small object there and removes it."""
+  from etils import epath  # pylint: disable=g-import-not-at-top
+  root = epath.Path(folder)
+  root.mkdir(parents=True, exist_ok=True)
+  probe = root / f".write_test_{os.getpid()}-{secrets.token_hex(4)}"
+  probe.write_bytes(b"")
+  probe.unlink()
+
+
+def _write_uri(path: str, write: Writer) -> None:
+  """Writes one object through epath, its bytes prepared in memory first.
+
+  Object stores (GCS, S3) make an object visible only when its upload completes,
+  so the object is whole or absent there too; there is no rename to make it so.
+  """
+  from etils import epath  # pylint: disable=g-import-not-at-top
+  buffer = io.BytesIO()
+  write(buffer)
+  target = epath.Path(path)
+  target.parent.mkdir(parents=True, exist_ok=True)
+  target.write_bytes(buffer.getvalue())
+
+
+def exists(path: str) -> bool:
+  """Whether a file (or object) `path` exists, on local or remote storage."""
+  if is_uri(path):
+    from etils import epath  # pylint: disable=g-import-not-at-top
+    return epath.Path(path).exists()
+  return os.path.lexists(path)
+
+
 def ensure_writable(folder: str, what: str, fix: str) -> None:
   """Creates `folder` and checks that a file can be written there.
 
@@ -52,9 +96,12 @@ def ensure_writable(folder: str, what: str, fix: str) -> None:
     OSError: "Cannot write to {what} (Permission denied); {fix}." (or the disk is full).
   """
   try:
-    os.makedirs(folder, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=folder, prefix=".write_test_"):
-      pass
+    if is_uri(folder):
+      _probe_uri(folder)
+    else:
+      os.makedirs(folder, exist_ok=True)
+      with tempfile.NamedTemporaryFile(dir=folder, prefix=".write_test_"):
+        pass
   except OSError as err:
     if err.errno == errno.ENOSPC:
       raise _error(err.errno, f"The disk holding {what} is full; free space, or "
@@ -119,6 +166,9 @@ def write_file(path: str, write: Writer) -> str:
       under `path` but what was there before.
   """
   try:
+    if is_uri(path):
+      _write_uri(path, write)
+      return path
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     temp = _write_temp(path, write)
     try:
@@ -173,6 +223,28 @@ def _claim(temps: Dict[str, str], paths: Dict[str, str]) -> bool:
   return True
 
 
+def _write_new_uri(folder: str, stem: str,
+                   writers: Dict[str, Writer]) -> Dict[str, str]:
+  """`write_new` on remote storage: the first free name, then each object.
+
+  Object stores have no hard links to claim a name with, so two processes writing
+  the same name in the same instant could both take it (one object then wins).
+  """
+  n = 1
+  while True:
+    name = stem if n == 1 else f"{stem}-{n}"
+    paths = {suffix: os.path.join(folder, name + suffix) for suffix in writers}
+    if not any(exists(p) for p in paths.values()):
+      break
+    n += 1
+  for suffix, write in writers.items():
+    try:
+      _write_uri(paths[suffix], write)
+    except OSError as err:
+      raise _failed(paths[suffix], err) from err
+  return paths
+
+
 def write_new(folder: str, stem: str, writers: Dict[str, Writer]) -> Dict[str, str]:
   """Writes a set of files under names that no file has yet; never replaces one.
 
@@ -193,6 +265,8 @@ def write_new(folder: str, stem: str, writers: Dict[str, Writer]) -> Dict[str, s
   """
   temps: Dict[str, str] = {}
   target = os.path.join(folder, stem)  # what an error message names
+  if is_uri(folder):
+    return _write_new_uri(folder, stem, writers)
   try:
     os.makedirs(folder, exist_ok=True)
     for suffix, write in writers.items():

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from configs import tiny
+import innjax
 from innjax import checkpointing, cli, generate, summaries, train
 
 
@@ -58,6 +59,11 @@ def test_inng_trains_saves_grids_and_samples(tmp_path):
   assert os.path.exists(stats["png"]) and stats["kept_classifiers"] == 3
   saved = np.load(stats["npz"])["images"]
   np.testing.assert_array_equal(saved, images)
+  # --mode=export, then innjax.load, then sample: the images of --mode=sample.
+  assert cli.run("export", config, str(tmp_path)) == 0
+  model = innjax.load(str(tmp_path / "model_stage003.npz"))
+  assert model.stages == 3 and model.mask.shape == (3,)
+  np.testing.assert_array_equal(model.sample(), images)
   # The library path: the same sampling from a loaded cascade, writing nothing.
   before = sorted(os.listdir(tmp_path / "samples"))
   stacked, active, stages = generate.load_cascade(config, str(tmp_path))

@@ -1,0 +1,233 @@
+"""Trained models as one portable file: `--mode=export` writes it, `load` reads it.
+
+The file is an `.npz` (a zip of `.npy` arrays, read with `allow_pickle=False`, so
+loading it never runs code):
+
+* `cascade/<path>`: each leaf of the stacked cascade variables, e.g.
+  `cascade/params/conv0/kernel` of shape (slots, 5, 5, 1, 32);
+* `active`: the (slots,) mask of the trained slots;
+* `header`: UTF-8 JSON as uint8, `{"format": "innjax.export", "version": 1,
+  "stages": ..., "empty": [...], "config": {...}}` (`empty`: the empty
+  collections of the variables, e.g. `cascade/batch_stats` without BatchNorm), the
+  run's whole config: the architecture that
+  rebuilds the logit function and the sampler's settings.
+
+`load(path_or_workdir)` returns a `Model`: the logit function, the stacked params,
+the mask, the config, a ready sampler, and `sample()`, which gives the images of
+`--mode=sample` with the same settings and seed. It needs neither the workdir's
+layout nor the `configs` package; a workdir is read from its newest checkpoint and
+the config saved with it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import zipfile
+from typing import Any, Callable
+
+import jax
+import ml_collections
+import numpy as np
+
+FORMAT = "innjax.export"
+VERSION = 1
+
+
+class ExportFormatError(ValueError):
+  """The file is not an innjax export, is damaged, or comes from a newer format."""
+
+
+def _flatten(tree, prefix: str, empty: list) -> dict:
+  """{"prefix/a/b": array} for a nested dict of arrays; empty dicts (a model without
+  BatchNorm has no statistics) are added to `empty` by name."""
+  flat = {}
+  for key, value in tree.items():
+    name = f"{prefix}/{key}"
+    if isinstance(value, dict):
+      if not value:
+        empty.append(name)
+      flat.update(_flatten(value, name, empty))
+    else:
+      flat[name] = np.asarray(value)
+  return flat
+
+
+def _unflatten(flat: dict, prefix: str, empty=()) -> dict:
+  """The nested dict that `_flatten(tree, prefix, empty)` came from."""
+  tree: dict = {}
+  for name, value in [*flat.items(), *((e, None) for e in empty)]:
+    if not name.startswith(prefix + "/"):
+      continue
+    *parents, leaf = name[len(prefix) + 1:].split("/")
+    node = tree
+    for part in parents:
+      node = node.setdefault(part, {})
+    node[leaf] = {} if value is None else value
+  return tree
+
+
+def _plain(tree):
+  """Flax FrozenDicts and other mappings as plain nested dicts."""
+  if hasattr(tree, "items"):
+    return {key: _plain(value) for key, value in tree.items()}
+  return tree
+
+
+def export(config: ml_collections.ConfigDict, workdir: str,
+           output_dir: str | None = None) -> str:
+  """Writes the trained cascade in `workdir` as one file; returns its path.
+
+  The file goes to `output_dir` (default: the workdir) as `model_stageNNN.npz`
+  (`-2`, `-3`, ... when the name is taken: an earlier export is never replaced).
+
+  Raises:
+    FileNotFoundError: the workdir holds no checkpoint.
+  """
+  from innjax import checkpointing, generate, outputs, sharding  # pylint: disable=g-import-not-at-top
+  stacked, active, stages = generate.load_cascade(config, workdir)
+  out_dir = output_dir or workdir
+  outputs.ensure_output_dir(out_dir, "the export")
+  empty = []
+  arrays = _flatten(_plain(jax.tree_util.tree_map(sharding.to_host, stacked)),
+                    "cascade", empty)
+  arrays["active"] = np.asarray(sharding.to_host(active), bool)
+  header = {"format": FORMAT, "version": VERSION, "stages": stages, "empty": empty,
+            "config": checkpointing.config_to_dict(config)}
+  arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+  if not sharding.is_main_process():
+    return ""
+  paths = outputs.write_new(out_dir, f"model_stage{stages:03d}", {
+      ".npz": lambda f: np.savez_compressed(f, **arrays)})
+  return paths[".npz"]
+
+
+@dataclasses.dataclass
+class Model:
+  """A trained cascade, ready to sample from.
+
+  Attributes:
+    logit_fn: `fn(stage_variables, x) -> logits` of one classifier (the patch head
+      takes a PRNG key as well: `fn.needs_key`).
+    params: the stacked variables of every slot (leading slot axis).
+    mask: (slots,) bool, the trained slots.
+    config: the run's config (an `ml_collections.ConfigDict`).
+    stages: how many stages were trained.
+    sampler: the sampler with the run's `sample.*` settings (`sampler.run(params, x0,
+      key, mask)`).
+  """
+  logit_fn: Callable
+  params: Any
+  mask: jax.Array
+  config: ml_collections.ConfigDict
+  stages: int
+  sampler: Any
+
+  def sample(self, num: int | None = None, seed: int | None = None, size=None):
+    """Images from fresh noise, as `--mode=sample` makes them.
+
+    Args:
+      num: how many (default `config.sample.num`).
+      seed: the PRNG seed (default `config.sample.seed`).
+      size: (height, width) for patch-head models (default `config.sample.size`).
+
+    Returns:
+      float32 (num, H, W, C) images in [-1, 1].
+    """
+    from innjax import generate  # pylint: disable=g-import-not-at-top
+    seed = int(self.config.sample.seed if seed is None else seed)
+    x, _ = generate.synthesize_images(
+        self.config, self.params, self.mask, int(num or self.config.sample.num),
+        jax.random.key(seed), size)
+    return x
+
+
+def _read(path: str) -> tuple[dict, dict]:
+  """(header, arrays) of an export file, with clear errors for bad files."""
+  from innjax import outputs  # pylint: disable=g-import-not-at-top
+  try:
+    if outputs.is_uri(path):  # gs://, s3://, ...: np.load needs a seekable file
+      from etils import epath  # pylint: disable=g-import-not-at-top
+      source = io.BytesIO(epath.Path(path).read_bytes())
+    else:
+      source = path
+    with np.load(source, allow_pickle=False) as data:
+      arrays = {name: data[name] for name in data.files}
+  except FileNotFoundError:
+    raise
+  except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as err:
+    raise ExportFormatError(
+        f"{path} is not an innjax export or is damaged ({type(err).__name__}: {err}); "
+        "export the run again with `python main.py --mode=export --workdir=RUN`."
+    ) from err
+  try:
+    header = json.loads(arrays.pop("header").tobytes().decode())
+    assert header["format"] == FORMAT
+    version = int(header["version"])
+  except Exception as err:  # pylint: disable=broad-except
+    raise ExportFormatError(
+        f"{path} has no innjax export header; it was not written by `--mode=export`."
+    ) from err
+  if version > VERSION:
+    raise ExportFormatError(
+        f"{path} is export format {version}, newer than this innjax reads "
+        f"({VERSION}); upgrade innjax.")
+  return header, arrays
+
+
+def _from_workdir(workdir: str):
+  """(config, stacked, active, stages) from a workdir's newest checkpoint."""
+  from innjax import checkpointing, generate  # pylint: disable=g-import-not-at-top
+  probe = checkpointing.Manager(workdir, ml_collections.ConfigDict(), read_only=True)
+  try:
+    saved = probe.saved_config()
+  finally:
+    probe.close()
+  if saved is None:
+    raise FileNotFoundError(f"No checkpoint in {os.path.join(workdir, 'checkpoints')}.")
+  config = _config(saved)
+  stacked, active, stages = generate.load_cascade(config, workdir)
+  return config, stacked, active, stages
+
+
+def _config(saved: dict) -> ml_collections.ConfigDict:
+  """The config saved as JSON, with the tuples JSON turned into lists restored."""
+  def tuples(node):
+    if isinstance(node, dict):
+      return {k: tuples(v) for k, v in node.items()}
+    return tuple(node) if isinstance(node, list) else node
+  return ml_collections.ConfigDict(tuples(saved))
+
+
+def load(path_or_workdir: str) -> Model:
+  """A trained model from an export file or a workdir, ready to sample.
+
+  Args:
+    path_or_workdir: a file written by `--mode=export`, or a training run's folder.
+
+  Raises:
+    ExportFormatError: the file is damaged, not an export, or of a newer format.
+    FileNotFoundError: there is no such file, or the workdir has no checkpoint.
+  """
+  from innjax import energy, outputs, train  # pylint: disable=g-import-not-at-top
+  if outputs.is_uri(path_or_workdir):
+    from etils import epath  # pylint: disable=g-import-not-at-top
+    is_workdir = epath.Path(path_or_workdir).is_dir()
+  else:
+    is_workdir = os.path.isdir(path_or_workdir)
+  if is_workdir:
+    config, params, mask, stages = _from_workdir(path_or_workdir)
+  else:
+    header, arrays = _read(path_or_workdir)
+    config = _config(header["config"])
+    params = jax.tree_util.tree_map(jax.numpy.asarray, _unflatten(
+        arrays, "cascade", header.get("empty", ())))
+    mask = jax.numpy.asarray(arrays["active"])
+    stages = int(header["stages"])
+  logit_fn = energy.make_energy(config, train.build_model(config))
+  sampler = train.make_synthesis_sampler(config, logit_fn, config.sample.mode,
+                                         int(config.sample.max_steps))
+  return Model(logit_fn=logit_fn, params=params, mask=mask, config=config,
+               stages=stages, sampler=sampler)
