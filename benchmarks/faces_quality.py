@@ -41,13 +41,16 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 from absl import logging  # noqa: E402
 
 from configs import celeba_cpu  # noqa: E402
 from innjax import baselines  # noqa: E402
 from innjax import c2st  # noqa: E402
+from innjax import cascade  # noqa: E402
 from innjax import cli  # noqa: E402
 from innjax import data as data_lib  # noqa: E402
+from innjax import energy as energy_lib  # noqa: E402
 from innjax import generate  # noqa: E402
 from innjax import images as images_lib  # noqa: E402
 from innjax import metrics  # noqa: E402
@@ -118,6 +121,21 @@ def picture(train_faces, samples, nearest, gaussian, path: str, n: int = 12) -> 
   images_lib.save_grid(np.concatenate(rows), path, ncol=n)
 
 
+def critic_scores(config, stacked, active, sets: dict) -> dict:
+  """Each kept critic's mean logit over each image set, as lists (stage order).
+
+  The logits are the ones the sampler stops on: a WINN critic's bias is shifted so
+  that its threshold sits at 0, so a set above 0 passes that critic, and a set
+  scored above the real faces looks "more real than real" to it.
+  """
+  model = train.build_model(config)
+  logit_fn = energy_lib.make_energy(config, model)
+  score = jax.jit(lambda variables, x: jnp.mean(logit_fn(variables, x)))
+  kept = [s for s in range(int(active.shape[0])) if bool(active[s])]
+  return {name: [float(score(cascade.get_stage(stacked, s), jnp.asarray(x)))
+                 for s in kept] for name, x in sets.items()}
+
+
 def main(argv=None) -> int:
   args = parse_args(argv)
   logging.set_verbosity(logging.INFO)
@@ -138,8 +156,11 @@ def main(argv=None) -> int:
       baselines.fit_pca_gaussian(train_faces, args.pca), args.num, rng)
   noise = np.clip(float(config.pool.init_std) * rng.standard_normal(samples.shape),
                   -1, 1).astype(np.float32)
+  negatives = np.asarray(energy_lib.crop_to_target(
+      config, state.negatives))[:args.num]
   methods = {"noise": noise, f"Gaussian (PCA {args.pca})": gaussian,
              "innjax samples": samples,
+             "the last stage's pseudo-negatives": negatives,
              "real (floor)": train_faces[rng.permutation(n_train)[:args.num]]}
   results = {name: compare(heldout, images, args) for name, images in methods.items()}
   nn = baselines.nearest_neighbours(samples, train_faces)
@@ -157,12 +178,22 @@ def main(argv=None) -> int:
         f"median {np.median(nn_gauss.distances):.2f}; two training faces "
         f"(median nearest-other) {nn.typical:.2f}.")
   print(f"Picture: {args.picture}")
+  scores = critic_scores(config, stacked, active, {
+      "held-back faces": heldout[:args.num], "training faces": train_faces[:args.num],
+      "last negatives": negatives, "samples": samples})
+  print("\nMean logit of each kept critic (its stop threshold at 0):")
+  print("| images | " + " | ".join(str(s + 1) for s in range(len(scores["samples"])))
+        + " |")
+  print("|---|" + "---:|" * len(scores["samples"]))
+  for name, row in scores.items():
+    print(f"| {name} | " + " | ".join(f"{v:.1f}" for v in row) + " |")
   if args.json:
     with open(args.json, "w") as f:
       json.dump({"results": results, "train_seconds": train_seconds,
                  "sample_seconds": sample_seconds, "stages": int(state.stage),
                  "nn_samples": nn.distances.tolist(), "nn_typical": nn.typical,
-                 "nn_gaussian": nn_gauss.distances.tolist()}, f, indent=2)
+                 "nn_gaussian": nn_gauss.distances.tolist(),
+                 "critic_scores": scores}, f, indent=2)
   return 0
 
 
