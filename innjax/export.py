@@ -174,7 +174,51 @@ def _read(path: str) -> tuple[dict, dict]:
     raise ExportFormatError(
         f"{path} is export format {version}, newer than this innjax reads "
         f"({VERSION}); upgrade innjax.")
+  missing = [key for key in ("stages", "config") if key not in header]
+  if missing or not isinstance(header.get("config"), dict):
+    raise ExportFormatError(
+        f"{path} has an incomplete export header (no {' or '.join(missing or ['config'])}"
+        f"); {_EXPORT_AGAIN}")
   return header, arrays
+
+
+# The fix for a file that lacks part of what `export` writes.
+_EXPORT_AGAIN = ("it is damaged or was not written by `--mode=export`; export the run "
+                 "again with `python main.py --mode=export --workdir=RUN`.")
+
+
+def _cascade(path: str, arrays: dict, header: dict, config, model):
+  """(stacked params, mask) of an export file, checked against its architecture.
+
+  Every variable of the classifier that the saved config describes must be there
+  with one row per slot of `active`; a file that lacks one (cut short when written,
+  edited, or from another architecture) would otherwise fail later with a KeyError
+  or a shape error deep inside the sampler.
+  """
+  from innjax import energy, models  # pylint: disable=g-import-not-at-top
+  active = arrays.get("active")
+  if active is None or active.ndim != 1 or active.dtype != np.bool_:
+    what = "has no `active` array" if active is None else (
+        f"has an `active` array of {active.dtype} {active.shape}, not a (slots,) bool")
+    raise ExportFormatError(f"{path} {what}; {_EXPORT_AGAIN}")
+  expected = jax.eval_shape(lambda: models.init_variables(
+      model, jax.random.key(0), energy.model_input_shape(config)))
+  wrong = []
+  for key_path, leaf in jax.tree_util.tree_flatten_with_path(_plain(expected))[0]:
+    name = "cascade/" + "/".join(str(k.key) for k in key_path)
+    shape = (active.shape[0], *leaf.shape)
+    if name not in arrays:
+      wrong.append(f"{name} is missing")
+    elif arrays[name].shape != shape:
+      wrong.append(f"{name} has shape {arrays[name].shape}, not {shape}")
+  if wrong:
+    listed = "; ".join(wrong[:3]) + (f" and {len(wrong) - 3} more" if len(wrong) > 3
+                                     else "")
+    raise ExportFormatError(f"{path} does not hold the cascade its config describes "
+                            f"({listed}); {_EXPORT_AGAIN}")
+  params = jax.tree_util.tree_map(jax.numpy.asarray, _unflatten(
+      arrays, "cascade", header.get("empty", ())))
+  return params, jax.numpy.asarray(active)
 
 
 def _from_workdir(workdir: str):
@@ -219,14 +263,14 @@ def load(path_or_workdir: str) -> Model:
     is_workdir = os.path.isdir(path_or_workdir)
   if is_workdir:
     config, params, mask, stages = _from_workdir(path_or_workdir)
+    model = train.build_model(config)
   else:
     header, arrays = _read(path_or_workdir)
     config = _config(header["config"])
-    params = jax.tree_util.tree_map(jax.numpy.asarray, _unflatten(
-        arrays, "cascade", header.get("empty", ())))
-    mask = jax.numpy.asarray(arrays["active"])
+    model = train.build_model(config)
+    params, mask = _cascade(path_or_workdir, arrays, header, config, model)
     stages = int(header["stages"])
-  logit_fn = energy.make_energy(config, train.build_model(config))
+  logit_fn = energy.make_energy(config, model)
   sampler = train.make_synthesis_sampler(config, logit_fn, config.sample.mode,
                                          int(config.sample.max_steps))
   return Model(logit_fn=logit_fn, params=params, mask=mask, config=config,

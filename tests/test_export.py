@@ -55,3 +55,27 @@ def test_nested_variables_survive_flattening_with_empty_collections():
   assert sorted(flat) == ["cascade/params/conv0/kernel"] and empty == ["cascade/batch_stats"]
   back = export._unflatten(flat, "cascade", empty)
   assert back["batch_stats"] == {} and back["params"]["conv0"]["kernel"].shape == (2, 3)
+
+
+def _tiny_header():
+  """A complete header for configs/tiny.py's architecture."""
+  from configs import tiny  # pylint: disable=import-outside-toplevel
+  from innjax import checkpointing  # pylint: disable=import-outside-toplevel
+  return {"format": export.FORMAT, "version": export.VERSION, "stages": 1,
+          "empty": [], "config": checkpointing.config_to_dict(tiny.get_config())}
+
+
+def test_a_header_alone_or_missing_arrays_is_one_clear_error(tmp_path):
+  header = _tiny_header()
+  with pytest.raises(export.ExportFormatError, match="incomplete export header"):
+    innjax.load(_write(tmp_path / "bare.npz", {"format": export.FORMAT, "version": 1}))
+  with pytest.raises(export.ExportFormatError, match="has no `active` array"):
+    innjax.load(_write(tmp_path / "header.npz", header))
+  # The mask is there, the cascade is not: every missing variable is a one-line error.
+  with pytest.raises(export.ExportFormatError,
+                     match=r"does not hold the cascade.*cascade/params/.* is missing"
+                     ) as caught:
+    innjax.load(_write(tmp_path / "mask.npz", header, active=np.ones(2, bool)))
+  assert "\n" not in str(caught.value)
+  with pytest.raises(export.ExportFormatError, match="not a \\(slots,\\) bool"):
+    innjax.load(_write(tmp_path / "ints.npz", header, active=np.ones(2, np.int32)))
