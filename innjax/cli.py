@@ -32,7 +32,7 @@ class _QuietLibraries(py_logging.Filter):
 
   def filter(self, record):
     noisy = ("orbax" in record.pathname or "tensorflow" in record.pathname
-             or "clu" in record.pathname or record.name.startswith("jax."))
+             or record.name.startswith("jax."))
     return record.levelno >= py_logging.WARNING or not noisy
 
 

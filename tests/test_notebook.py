@@ -15,8 +15,8 @@ nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 # What the notebook's install cell checks for; with all of them present it installs
 # nothing, so the test never changes the environment.
-for _name in ("flax", "optax", "orbax", "ml_collections", "clu", "tensorflow_datasets",
-              "skimage"):
+for _name in ("flax", "optax", "orbax", "ml_collections", "tensorboard", "tqdm",
+              "tensorflow_datasets", "skimage"):
   pytest.importorskip(_name)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
