@@ -22,6 +22,7 @@ the jitted sampler and training steps compile once for the whole run. With
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -36,6 +37,7 @@ import numpy as np
 import optax
 
 from innjax import checkpointing
+from innjax import console
 from innjax import data as data_lib
 from innjax import energy as energy_lib
 from innjax import images
@@ -480,9 +482,20 @@ def make_train_chunk(model, config, tx, mesh=None, rows=None):
                  donate_argnums=(0, 1, 2))
 
 
+def updates_per_stage(config) -> int:
+  """The classifier updates of a stage: `train.steps_per_stage` rounded up to whole
+  chunks of `train.log_every` (fewer if `train.early_stop_loss` ends it early)."""
+  length = int(config.train.log_every)
+  return -(-int(config.train.steps_per_stage) // length) * length
+
+
 def classification_step(state: TrainState, chunk, positives, config, key,
-                        should_stop: preemption.StopCheck = None):
+                        should_stop: preemption.StopCheck = None, progress=None):
   """Fine-tunes the classifier for one stage; returns (state, metrics).
+
+  `progress` (an `innjax.console.Progress` of `updates_per_stage(config)`) counts
+  each chunk's updates once its metrics have reached the host, which the
+  divergence check waits for anyway: the display adds no synchronisation.
 
   Raises:
     TrainingDivergedError: the loss or logits stopped being finite.
@@ -506,6 +519,8 @@ def classification_step(state: TrainState, chunk, positives, config, key,
           "a lower learning rate",
           f"--config.train.learning_rate={float(config.train.learning_rate) / 10:g}")
     history.append(metrics)
+    if progress is not None:
+      progress.update(length)
     if config.train.early_stop_loss and metrics["loss"] < config.train.early_stop_loss:
       break
   summary = {k: float(np.mean([h[k] for h in history]))
@@ -663,6 +678,19 @@ def make_run_fn(config, logit_fn, mode, mesh=None):
   return jit_run(s, mesh)
 
 
+def stage_progress(stage: int, total: int, what: str, count: int, unit: str):
+  """The progress display of one part of a stage, e.g. "stage 2/10 synthesis".
+
+  A bar in a terminal, a plain line every 30 s in a log (so a stage of a few
+  seconds prints nothing there), and nothing on the other hosts of a multi-host
+  run, whose process 0 shows the same progress: a context manager that yields a
+  `console.Progress`, or None.
+  """
+  if not sharding.is_main_process():
+    return contextlib.nullcontext()
+  return console.Progress(count, f"stage {stage}/{total} {what}", unit)
+
+
 def load_positives(config) -> data_lib.Dataset:
   """This host's slice of the training images, checked against the config."""
   # Each host reads only its own slice (tfds.even_splits, as tfds.split_for_jax_process).
@@ -767,8 +795,10 @@ def _train_locked(config, workdir, mesh, dataset, stop_after_stages,
       cls_key, syn_key = jax.random.split(stage_key)
 
       t0 = time.perf_counter()
-      state, metrics = classification_step(state, chunk, positives, config, cls_key,
-                                           should_stop)
+      with stage_progress(t + 1, total, "classifier", updates_per_stage(config),
+                          "update") as progress:
+        state, metrics = classification_step(state, chunk, positives, config, cls_key,
+                                             should_stop, progress)
       jax.block_until_ready(state.params)
       t_cls = time.perf_counter() - t0
 
@@ -792,8 +822,10 @@ def _train_locked(config, workdir, mesh, dataset, stop_after_stages,
                               energy_lib.negative_shape(config))
       n = start.shape[0]
       x0 = _pad_batches(start, batch)
-      x, steps, probs = synthesize(run_fn, stacked, mask, x0, syn_key, batch,
-                                   synthesis_caps(config, t), should_stop)
+      with stage_progress(t + 1, total, "synthesis", x0.shape[0] // batch,
+                          "batch") as progress:
+        x, steps, probs = synthesize(run_fn, stacked, mask, x0, syn_key, batch,
+                                     synthesis_caps(config, t), should_stop, progress)
       x = x[:n]
       jax.block_until_ready(x)
       t_syn = time.perf_counter() - t0

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import termios
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -130,11 +131,16 @@ def _progress_output(interval, use_pty):
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
                           text=True, timeout=60)
     return done.stderr + done.stdout
+  return _in_terminal([sys.executable, "-c", script])
+
+
+def _in_terminal(command, timeout=60):
+  """Everything `command` writes to its stdout and stderr, both a terminal."""
   main, child = pty.openpty()
   # A new pseudo-terminal is 0 columns wide; a real one has a size.
   fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
-  proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=child,
-                          stderr=child, stdin=subprocess.DEVNULL)
+  proc = subprocess.Popen(command, cwd=ROOT, stdout=child, stderr=child,
+                          stdin=subprocess.DEVNULL)
   os.close(child)
   chunks = []
   while True:
@@ -145,7 +151,7 @@ def _progress_output(interval, use_pty):
     if not data:
       break
     chunks.append(data)
-  proc.wait(timeout=60)
+  proc.wait(timeout=timeout)
   os.close(main)
   return b"".join(chunks).decode(errors="replace")
 
@@ -169,3 +175,56 @@ def test_progress_counts_device_work_once_computed():
       x = x @ x / 64.0
       bar.track(x)
   assert bar.done == 3
+
+
+def test_training_stages_show_bars_in_a_terminal_and_stay_quiet_in_a_log(tmp_path):
+  # One configs/tiny.py stage twice at once: on a terminal, and into a pipe as in CI.
+  def command(name):
+    return [sys.executable, "main.py", "--config=configs/tiny.py", "--config.num_stages=1",
+            f"--workdir={tmp_path / name}"]
+  piped = subprocess.Popen(command("log"), cwd=ROOT, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+  shown = _in_terminal(command("terminal"), timeout=300)
+  logged, _ = piped.communicate(timeout=300)
+  assert piped.returncode == 0, logged
+  for out in (shown, logged):  # the per-stage summary line as before
+    assert "stage 1/1: classifier loss" in out, out
+  # tqdm redraws the bars in place, and clears them before the summary line.
+  assert "stage 1/1 classifier:" in shown and "/10 [" in shown and "\r" in shown
+  assert "stage 1/1 synthesis:" in shown
+  # A stage of seconds prints no progress line in a log.
+  assert "stage 1/1 classifier" not in logged and "stage 1/1 synthesis" not in logged
+
+
+def test_stage_progress_counts_updates_and_synthesis_batches(caplog):
+  from absl import logging  # pylint: disable=import-outside-toplevel
+  from configs import tiny  # pylint: disable=import-outside-toplevel
+  from innjax import train  # pylint: disable=import-outside-toplevel
+  logging.set_verbosity(logging.INFO)
+  config = tiny.get_config()
+  config.train.steps_per_stage, config.train.log_every = 12, 5  # 3 chunks of 5
+  metrics = {"loss": 0.5, "acc_pos": 1.0, "acc_neg": 1.0, "finite_loss": True,
+             "finite_logits": True}
+
+  def chunk(params, batch_stats, opt_state, pool, positives, key):
+    del pool, positives, key
+    return params, batch_stats, opt_state, metrics
+  state = train.TrainState(stage=0, params={}, batch_stats={}, opt_state=(), cascade={},
+                           active=None, pool=None, negatives=None, group_start=None,
+                           key=None)
+  assert train.updates_per_stage(config) == 15
+  with console.Progress(15, "stage 1/1 classifier", "update", interval=0,
+                        bar=False) as progress:
+    _, summary = train.classification_step(state, chunk, None, config,
+                                           jax.random.key(0), progress=progress)
+  assert progress.done == summary["classifier_updates"] == 15
+  assert "stage 1/1 classifier: 5/15 updates (33%)" in caplog.text
+
+  class Info:  # what the sampler's run returns besides the images
+    steps, mean_prob = jnp.ones(4), jnp.float32(0.5)
+  with console.Progress(3, "stage 1/1 synthesis", interval=0, bar=False) as progress:
+    x, _, _ = train.synthesize(lambda p, x0, key, mask, cap: (x0 + 1, Info),
+                               None, None, jnp.zeros((12, 2)), jax.random.key(0), 4, 10,
+                               progress=progress)
+  assert progress.done == 3 and float(x.sum()) == 24.0
+  assert "stage 1/1 synthesis: 1/3 batches" in caplog.text
