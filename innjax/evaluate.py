@@ -1101,7 +1101,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str,
     timings["quality_s"] = time.perf_counter() - t0
 
   results = {
-      "workdir": os.path.abspath(workdir),
+      # A bucket's URI as given ("gs://b" would become "$PWD/gs:/b").
+      "workdir": workdir if outputs.is_uri(workdir) else os.path.abspath(workdir),
       "config": ev.to_dict(),
       "model": {"slot": slot, "trained_slots": int(np.sum(np.asarray(active))),
                 "completed_stages": stages, "layers": list(layers),

@@ -29,9 +29,11 @@ Several hosts (`main.py --distributed`) run one training run together, so only p
 outcome from it (the `agree` argument of `hold`): every host goes on, or every host
 stops with the same error. A lock per host would make all but one host refuse.
 
-File systems without flock support (some network and FUSE mounts): `acquire` logs a
-warning that a second run cannot be detected there, and training goes on unprotected,
-rather than making training impossible on that storage.
+File systems without flock support (some network and FUSE mounts), and workdirs on
+object storage (`gs://bucket/run`, `s3://...`, written through etils.epath and Orbax,
+which have no locks a dead process releases): `acquire` logs a warning that a second
+run cannot be detected there, and training goes on unprotected, rather than making
+training impossible on that storage.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ import time
 from typing import Callable, Iterator, Optional
 
 from absl import logging
+
+from innjax import outputs
 
 try:
   import fcntl
@@ -138,6 +142,7 @@ class WorkdirLock:
 
 
 def _unsupported(path: str, err: OSError) -> WorkdirLock:
+  """The warning for a workdir that cannot be locked, and a lock holding nothing."""
   logging.warning(
       "The file system of %s does not support file locks (%s); innjax cannot detect "
       "a second training run on this workdir here, so start only one.", path,
@@ -161,6 +166,12 @@ def acquire(workdir: str, command: Optional[str] = None) -> WorkdirLock:
     OSError: the lock file cannot be created.
   """
   path = lock_path(workdir)
+  if outputs.is_uri(workdir):  # gs://, s3://: object storage, without flock
+    logging.warning(
+        "Workdir %s is on remote storage, which has no file locks; innjax cannot "
+        "detect a second training run on this workdir there, so start only one.",
+        workdir)
+    return WorkdirLock(path, None)
   if fcntl is None:
     return _unsupported(path, OSError(errno.ENOSYS, "no fcntl module on this system"))
   while True:

@@ -2,8 +2,10 @@
 
 `s3://` paths are served here by fsspec's in-memory file system, through epath's
 fsspec backend (the one it uses for gs:// and s3:// without TensorFlow): the same
-calls innjax makes on a bucket, without a network. Orbax's checkpoints are not
-covered (TensorStore writes them with its own S3/GCS drivers).
+calls innjax makes on a bucket, without a network. A training run is covered up to
+Orbax's array writes: Orbax creates and lists the checkpoint folder through epath,
+but TensorStore writes the arrays with its own S3/GCS drivers, so the test records
+the save instead.
 """
 
 import io
@@ -71,3 +73,32 @@ def test_an_export_on_a_bucket_loads(bucket):
   # Read back through epath: the header is reached (and its newer version refused).
   with pytest.raises(export.ExportFormatError, match="newer"):
     innjax.load(f"{bucket}/model.npz")
+
+
+def test_training_on_a_bucket_up_to_orbax(bucket, monkeypatch, tmp_path, caplog):
+  # Orbax creates and lists the checkpoint folder through epath here; it writes the
+  # arrays with TensorStore's own s3 driver (a network), so saving is recorded instead.
+  from configs import tiny  # pylint: disable=import-outside-toplevel
+  from innjax import checkpointing, train  # pylint: disable=import-outside-toplevel
+  saved = []
+  monkeypatch.setattr(checkpointing.Manager, "save",
+                      lambda self, step, state: saved.append((self.directory, step)))
+  cwd = tmp_path / "cwd"  # where a local write of the URI would land
+  cwd.mkdir()
+  monkeypatch.chdir(cwd)
+  config = tiny.get_config()
+  config.num_stages = 1
+  state = train.train_and_evaluate(config, bucket)
+  assert int(state.stage) == 1 and saved == [(f"{bucket}/checkpoints", 1)]
+  warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+  assert [w for w in warnings if "no file locks" in w] == [
+      f"Workdir {bucket} is on remote storage, which has no file locks; innjax cannot "
+      "detect a second training run on this workdir there, so start only one."]
+  root = epath.Path(bucket)
+  assert (root / "negatives" / "stage_001.png").read_bytes().startswith(b"\x89PNG")
+  (events,) = [p for p in root.iterdir() if "tfevents" in p.name]
+  (tmp_path / "events").write_bytes(events.read_bytes())
+  assert 1 in {e.step for e in summaries.read_events(str(tmp_path / "events"))}
+  assert (root / "checkpoints").exists()  # created by Orbax, through epath
+  assert not (root / "training.lock").exists()
+  assert list(cwd.iterdir()) == []  # nothing written to a local "s3:" folder

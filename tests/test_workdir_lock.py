@@ -70,6 +70,16 @@ def test_a_file_system_without_locks_warns_and_goes_on(tmp_path, monkeypatch):
   assert "No locks available" in warnings[0] and "start only one" in warnings[0]
 
 
+def test_a_bucket_workdir_warns_once_and_goes_on(monkeypatch):
+  warnings = []
+  monkeypatch.setattr(logging, "warning", lambda msg, *a: warnings.append(msg % a))
+  with workdir_lock.hold("gs://bucket/run") as lock:  # touches no storage
+    assert not lock.locked
+  assert warnings == ["Workdir gs://bucket/run is on remote storage, which has no file "
+                      "locks; innjax cannot detect a second training run on this "
+                      "workdir there, so start only one."]
+
+
 def test_hosts_follow_process_0(tmp_path):
   """`agree` carries process 0's outcome to every host: all go on, or all stop."""
   seen = []
