@@ -141,6 +141,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.sample.num = 4
   config.sample.mode = "sequential"  # "sequential" (paper 3.3) | "sum"
   config.sample.max_steps = 100
+  # Sampling stops a classifier's pass when the mean P(real) over the last
+  # stop_window steps reaches synthesis.stop_prob; like synthesis.stop_window, it sets
+  # the fewest steps each classifier takes. A Wasserstein critic's score keeps rising
+  # past its threshold, so extra forced steps carry samples past the real images'
+  # scores (docs/faces_quality.md).
+  config.sample.stop_window = 20
   config.sample.batch_size = 4
   config.sample.seed = 1
   # (height, width) to synthesise; (0, 0) = data.image_size. Any size needs the patch

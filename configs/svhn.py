@@ -32,6 +32,7 @@ def get_config():
   config.synthesis.energy = "sum"
   config.synthesis.step_size = 0.02
   config.synthesis.stop_window = 1
+  config.sample.stop_window = 1
   config.synthesis.max_steps = 500
   config.synthesis.batch_size = 100
   config.sample.max_steps = 500

@@ -26,6 +26,7 @@ def get_config():
   config.synthesis.batch_size = 8
   config.synthesis.max_steps = 10
   config.synthesis.stop_window = 1
+  config.sample.stop_window = 1
   config.sample.num = 2
   config.sample.batch_size = 2
   config.sample.max_steps = 10

@@ -259,6 +259,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   require(int(config.sample.max_steps) >= 1,
           f"sample.max_steps must be >= 1 (the step cap of each classifier when "
           f"sampling), got {config.sample.max_steps}.")
+  require(sampling_stop_window(config) >= 1,
+          f"sample.stop_window must be >= 1 (the steps whose mean P(real) decides the "
+          f"stop when sampling), got {config.sample.get('stop_window')}.")
   require(int(config.sample.batch_size) >= 1, "sample.batch_size must be >= 1.")
   # The sampler validates its own arguments (stop_prob, step sizes, ...); its
   # messages start with the argument's name, which lives under `synthesis.` here.
@@ -268,16 +271,23 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"Bad config: synthesis.{err}") from None
 
 
-def make_synthesis_sampler(config, logit_fn, mode: str,
-                           max_steps: int | None = None) -> sampler_lib.Sampler:
-  """The sampler configured by `config.synthesis`."""
+def sampling_stop_window(config) -> int:
+  """`sample.stop_window`, or `synthesis.stop_window` for configs saved before it."""
+  return int(config.sample.get("stop_window", config.synthesis.stop_window))
+
+
+def make_synthesis_sampler(config, logit_fn, mode: str, max_steps: int | None = None,
+                           stop_window: int | None = None) -> sampler_lib.Sampler:
+  """The sampler configured by `config.synthesis` (generation passes its own step cap
+  and stop window from `config.sample`)."""
   syn = config.synthesis
   stop_prob = syn.stop_prob if syn.stop_prob else None
   return sampler_lib.make_sampler(
       logit_fn, step_size=float(syn.step_size), beta1=float(syn.beta1),
       beta2=float(syn.beta2), max_steps=int(max_steps or syn.max_steps),
       noise_scale=float(syn.noise_scale), noise_schedule=syn.noise_schedule,
-      stop_prob=stop_prob, stop_window=int(syn.stop_window), clip=(-1.0, 1.0),
+      stop_prob=stop_prob, stop_window=int(stop_window or syn.stop_window),
+      clip=(-1.0, 1.0),
       mode=mode, optimizer=syn.optimizer, strategy=syn.strategy,
       stop_on=syn.stop_on, grad_clip=float(syn.grad_clip) or None)
 

@@ -331,3 +331,27 @@ def test_learning_rate_decays_once_per_stage():
     updates, state = tx.update({"w": jnp.ones(())}, state, params)
     steps.append(-float(updates["w"]))
   np.testing.assert_allclose(steps, [1, 1, 1, 0.5, 0.5, 0.5, 0.25])
+
+
+def test_sample_stop_window_sets_the_fewest_steps_when_sampling():
+  # An energy every image already passes: each pass stops as soon as its window of
+  # stop_window steps is full, i.e. after stop_window - 1 applied steps.
+  config = tiny.get_config()
+  config.synthesis.stop_window = 20
+  config.sample.max_steps = 30  # above every window tried
+  passed = lambda params, x: jnp.full((x.shape[0],), 10.0) + 0.0 * params["b"][0]
+  params = {"b": jnp.zeros((1, 1))}  # one stage
+  x0 = jnp.zeros((2, 4, 4, 1))
+  for window in (1, 5, 20):
+    config.sample.stop_window = window
+    sampler = train.make_synthesis_sampler(
+        config, passed, "sequential", int(config.sample.max_steps),
+        train.sampling_stop_window(config))
+    _, info = sampler.run(params, x0, jax.random.key(0))
+    assert int(np.sum(info.steps)) == window - 1
+  # A config saved before the field existed samples with synthesis.stop_window.
+  del config.sample["stop_window"]
+  assert train.sampling_stop_window(config) == 20
+  config.sample.stop_window = 0
+  with pytest.raises(ValueError, match="sample.stop_window"):
+    train.validate_config(config)
