@@ -90,6 +90,10 @@ def main(argv):
     from innjax import config_help  # pylint: disable=g-import-not-at-top
     print(config_help.describe(FLAGS.config))
     sys.exit(0)
+  # Before JAX starts: the measured XLA:CPU flags (never overriding XLA_FLAGS) and
+  # the persistent compilation cache in ~/.cache/innjax/jax (docs/performance.md).
+  from innjax import runtime  # pylint: disable=g-import-not-at-top
+  runtime.configure()
   if not FLAGS["verbosity"].present:  # the stage lines; libraries stay quiet
     logging.set_verbosity(logging.INFO)
   if FLAGS.distributed:
