@@ -161,26 +161,6 @@ def test_metric_net_learns_labels_and_frechet_sees_a_shift():
     evaluate.train_metric_net(x_train, np.zeros(200), steps=1, key=jax.random.key(0))
 
 
-class _NullWriter:
-  """Stands in for the CLU writer, whose import loads TensorFlow (~15 s here)."""
-
-  def write_scalars(self, step, scalars):
-    del step, scalars
-
-  def flush(self):
-    pass
-
-
-def _train_without_events(config, workdir):
-  """Trains with the TensorBoard writer replaced by `_NullWriter`."""
-  mp = pytest.MonkeyPatch()
-  mp.setattr(train.images, "make_writer", lambda workdir: _NullWriter())
-  try:
-    train.train_and_evaluate(config, str(workdir))
-  finally:
-    mp.undo()
-
-
 @pytest.fixture(scope="module")
 def stripes_run(tmp_path_factory):
   tmp = tmp_path_factory.mktemp("stripes")
@@ -209,7 +189,7 @@ def stripes_run(tmp_path_factory):
   config.evaluate.metric_net_batch_size = 32
   config.evaluate.metric_net_learning_rate = 3e-3
   workdir = tmp / "run"
-  _train_without_events(config, workdir)
+  train.train_and_evaluate(config, str(workdir))
   return config, workdir
 
 
@@ -332,7 +312,7 @@ def test_evaluate_on_a_winn_workdir(stripes_run, tmp_path):
   config.evaluate.metric_net_steps = 0
   config.evaluate.num_samples = 8
   workdir = tmp_path / "winn"
-  _train_without_events(config, workdir)
+  train.train_and_evaluate(config, str(workdir))
   results = evaluate.evaluate(config, str(workdir))
   saved = json.loads((workdir / "evaluation.json").read_text())
   assert saved["svm"]["inng"]["feature_dim"] == 8 * 8 * 8 + 4 * 4 * 16
