@@ -36,6 +36,8 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# The person's own XLA_FLAGS, read before `import innjax` adds to them.
+USER_XLA_FLAGS = os.environ.get("XLA_FLAGS", "")
 
 DEFAULT_SETS = (
     "",
@@ -107,7 +109,15 @@ def child() -> dict:
 def run_child(flags: str, timeout: float) -> dict:
   """One child process under `flags` (added to any XLA_FLAGS of the environment)."""
   env = dict(os.environ)
-  env["XLA_FLAGS"] = " ".join(f for f in (env.get("XLA_FLAGS", ""), flags) if f)
+  # `import innjax` adds innjax.runtime.CPU_XLA_FLAGS unless XLA_FLAGS names them:
+  # name them off here, so that every set is measured as written ("" = XLA's own
+  # defaults).
+  sys.path.insert(0, os.path.dirname(HERE))
+  from innjax import runtime  # pylint: disable=import-outside-toplevel
+  named = flags.split() + USER_XLA_FLAGS.split()
+  off = [f"--{runtime._flag_name(f)}=false" for f in runtime.CPU_XLA_FLAGS
+         if runtime._flag_name(f) not in {runtime._flag_name(n) for n in named}]
+  env["XLA_FLAGS"] = " ".join(f for f in [USER_XLA_FLAGS, flags] + off if f)
   env.setdefault("JAX_PLATFORMS", "cpu")
   t0 = time.perf_counter()
   proc = subprocess.run([sys.executable, __file__, "--child"], env=env,
