@@ -271,8 +271,6 @@ def load(path_or_workdir: str) -> Model:
     params, mask = _cascade(path_or_workdir, arrays, header, config, model)
     stages = int(header["stages"])
   logit_fn = energy.make_energy(config, model)
-  sampler = train.make_synthesis_sampler(config, logit_fn, config.sample.mode,
-                                         int(config.sample.max_steps),
-                                         train.sampling_stop_window(config))
+  sampler = train.make_generation_sampler(config, logit_fn)
   return Model(logit_fn=logit_fn, params=params, mask=mask, config=config,
                stages=stages, sampler=sampler)

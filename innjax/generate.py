@@ -143,9 +143,7 @@ def synthesize_images(config, stacked, active, num: int, key, size=None, mesh=No
     raise ValueError("The cascade has no trained stage yet: train first.")
   model = train.build_model(config)
   logit_fn = energy_lib.make_energy(config, model, shape[:2])
-  run = train.jit_run(train.make_synthesis_sampler(
-      config, logit_fn, config.sample.mode, int(config.sample.max_steps),
-      train.sampling_stop_window(config)), mesh)
+  run = train.jit_run(train.make_generation_sampler(config, logit_fn), mesh)
   noise_key, run_key = jax.random.split(key)
   x0 = train.initial_negatives(noise_key, num, shape, float(config.pool.init_std),
                                config.pool.init)

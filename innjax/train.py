@@ -276,6 +276,14 @@ def sampling_stop_window(config) -> int:
   return int(config.sample.get("stop_window", config.synthesis.stop_window))
 
 
+def make_generation_sampler(config, logit_fn) -> sampler_lib.Sampler:
+  """The sampler `--mode=sample` and `innjax.load` run: `config.synthesis`'s optimiser
+  with `config.sample`'s mode, step cap and stop window."""
+  return make_synthesis_sampler(config, logit_fn, config.sample.mode,
+                                int(config.sample.max_steps),
+                                sampling_stop_window(config))
+
+
 def make_synthesis_sampler(config, logit_fn, mode: str, max_steps: int | None = None,
                            stop_window: int | None = None) -> sampler_lib.Sampler:
   """The sampler configured by `config.synthesis` (generation passes its own step cap

@@ -344,9 +344,8 @@ def test_sample_stop_window_sets_the_fewest_steps_when_sampling():
   x0 = jnp.zeros((2, 4, 4, 1))
   for window in (1, 5, 20):
     config.sample.stop_window = window
-    sampler = train.make_synthesis_sampler(
-        config, passed, "sequential", int(config.sample.max_steps),
-        train.sampling_stop_window(config))
+    config.sample.mode = "sequential"
+    sampler = train.make_generation_sampler(config, passed)
     _, info = sampler.run(params, x0, jax.random.key(0))
     assert int(np.sum(info.steps)) == window - 1
   # A config saved before the field existed samples with synthesis.stop_window.
