@@ -176,9 +176,9 @@ def get_config() -> ml_collections.ConfigDict:
   # loses at most k - 1 stages; resuming redoes them exactly.
   config.checkpoint.every_stages = 1
 
-  # Data parallelism over a jax.sharding mesh (innjax/sharding.py; README, "Running on
-  # several devices and hosts"). 1 = one device; 0 = every device of every host; k =
-  # the first k devices. Batches are split over the devices.
+  # Data parallelism over a jax.sharding mesh (innjax/sharding.py; docs/distributed.md).
+  # 1 = one device; 0 = every device of every host; k = the first k devices. Batches
+  # are split over the devices.
   config.mesh = ml_collections.ConfigDict()
   config.mesh.data = 1
   # False: train.pos_batch, train.neg_batch, synthesis.batch_size and sample.batch_size

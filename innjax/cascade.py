@@ -10,7 +10,8 @@ it one jittable, shardable, checkpointable object, and lets the cascade energy
 be computed by mapping one `logit_fn` over the stage axis. Three strategies do that
 mapping and give the same numbers: "scan" (lax.scan, one compiled stage body),
 "unrolled" (a Python loop, T copies of the body) and "vmap" (all stages batched;
-measured slower per stage on CPU, see DESIGN.md). An optional boolean `mask` over
+it holds every stage's activations at once and measured slower per stage on CPU:
+benchmarks/cascade_strategies.py, docs/performance.md). An optional boolean `mask` over
 stages lets a cascade be preallocated to its final length and filled in as training
 proceeds without recompiling anything.
 """

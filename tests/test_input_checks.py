@@ -1,10 +1,10 @@
 """Data and config mistakes end in one line naming the field or file, and exit code 2.
 
 Each case used to end in a traceback, a misleading message or a wrong model. The
-README's bad-input table lists them with these tests. Most call `cli.run` (what
-`python main.py` runs) in this process; the cases decided while the command line is
-parsed run `python main.py`, which exits before training starts. A refused input
-leaves no workdir behind.
+bad-input table of docs/troubleshooting.md lists them with these tests. Most call
+`cli.run` (what `python main.py` runs) in this process; the cases decided while the
+command line is parsed run `python main.py`, which exits before training starts. A
+refused input leaves no workdir behind.
 """
 
 import os

@@ -1,6 +1,6 @@
 """Reliability: interruption, SIGKILL, divergence and every bad input a user can give.
 
-Each row of the README's troubleshooting table names the test here that checks it.
+Each row of docs/troubleshooting.md's table names the test here that checks it.
 Checks that need the real command line run `python main.py` in a subprocess (flag
 errors exit before JAX is imported, so those are quick); the rest call the same
 functions in this process. Training runs use the tiny config; the in-process ones
