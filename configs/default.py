@@ -187,29 +187,41 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.grid_size = 16              # negatives shown in each stage's PNG grid
   config.grid_every_stages = 1       # write the PNG grid every k stages (and the last)
+  config.evaluate = evaluate_config()
+  return config
+
+
+def evaluate_config() -> ml_collections.ConfigDict:
+  """The `evaluate` section: its one definition, with its defaults.
+
+  `innjax.evaluate` also takes the keys that a config lacks from here, so that a config
+  saved before the section existed still evaluates.
+  """
+  # Written as `config.evaluate.NAME = value  # meaning`, like the fields above, so that
+  # --help_config finds each field's meaning (innjax/config_help.py).
+  config = ml_collections.ConfigDict()
   # Evaluation (`--mode=evaluate`): the paper's unsupervised-feature protocol (4.5) and
-  # sample-quality metrics. innjax/evaluate.py documents every key, and
-  # evaluate.default_evaluate_config() returns the same defaults (a test checks this).
+  # sample-quality metrics; innjax/evaluate.py says how each key is used.
   config.evaluate = ml_collections.ConfigDict()
   config.evaluate.stage = -1              # trained classifier used: -1 = the last one
   config.evaluate.layers = (-3, -2, -1)   # conv blocks concatenated (paper: last three)
   config.evaluate.num_labelled = 1000     # labelled examples per SVM (paper)
   config.evaluate.val_size = 10000        # held out to choose C (paper)
   config.evaluate.num_draws = 100         # SVMs the test error is averaged over (paper)
-  config.evaluate.select_draws = 3        # draws C is chosen with
+  config.evaluate.select_draws = 3        # draws C is chosen with (val. error averaged)
+  # The SVM's C grid (svm_protocol.DEFAULT_CS says why these values).
   config.evaluate.Cs = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
   config.evaluate.batch_size = 500        # images per feature-extraction batch
   config.evaluate.num_samples = 1000      # generated images for Frechet/KID/SWD; 0 = skip
   config.evaluate.train_split = "train"   # labelled splits of config.data
-  config.evaluate.test_split = "test"
+  config.evaluate.test_split = "test"     # tfds; npz/folder: "{split}" in the path
   config.evaluate.train_path = ""         # npz/folder: file used instead of data.path
-  config.evaluate.test_path = ""
+  config.evaluate.test_path = ""          # npz/folder: test file instead of data.path
   # Frechet/KID feature space: a small CNN trained with labels on the training split.
   config.evaluate.metric_net_steps = 1000  # Adam updates; 0 = skip the supervised net
   config.evaluate.metric_net_features = (32, 64, 128)  # conv widths; last = feature dim
-  config.evaluate.metric_net_batch_size = 128
-  config.evaluate.metric_net_learning_rate = 1e-3
+  config.evaluate.metric_net_batch_size = 128     # images per metric-net update
+  config.evaluate.metric_net_learning_rate = 1e-3  # its Adam step size
+  # Seeds the SVM draws, the random classifier, generation, the metric net and metrics.
   config.evaluate.seed = 0
-  return config
-
-
+  return config.evaluate

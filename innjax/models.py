@@ -352,7 +352,8 @@ def make_logit_fn(model: Classifier) -> LogitFn:
   return logit_fn
 
 
-def make_feature_fn(model: Classifier, layers: Sequence[int] = (-3, -2, -1)):
+def make_feature_fn(model: Classifier, layers: Sequence[int] = (-3, -2, -1),
+                    append_pooled: bool = False):
   """Returns `feature_fn(variables, x) -> (N, D)`: chosen conv activations, flattened.
 
   The unsupervised-feature experiment (paper 4.5) concatenates the last three conv
@@ -361,15 +362,21 @@ def make_feature_fn(model: Classifier, layers: Sequence[int] = (-3, -2, -1)):
   Args:
     model: a `Classifier`.
     layers: indices into the conv blocks (negative counts from the last).
+    append_pooled: also append the last conv block averaged over space, as the final
+      `features[-1]` columns (the Frechet/KID space of `innjax.evaluate`): one
+      forward pass then gives both.
 
   Returns:
-    feature_fn(variables, x) returning float32 features of shape (N, D).
+    feature_fn(variables, x) returning float32 features of shape (N, D), or
+    (N, D + features[-1]) with `append_pooled`.
   """
   def feature_fn(variables, x):
     _, feats = model.apply(variables, x, train=False, return_features=True)
     chosen = [feats[i] for i in layers]
-    return jnp.concatenate(
-        [f.reshape(f.shape[0], -1).astype(jnp.float32) for f in chosen], axis=-1)
+    columns = [f.reshape(f.shape[0], -1).astype(jnp.float32) for f in chosen]
+    if append_pooled:
+      columns.append(jnp.mean(feats[-1].astype(jnp.float32), axis=(1, 2)))
+    return jnp.concatenate(columns, axis=-1)
   return feature_fn
 
 
