@@ -655,7 +655,7 @@ def scaled_svhn_config(stages: int, updates: int, negatives: int, batch: int,
   config.pool.capacity = negatives * (stages + 1)
   config.synthesis.batch_size = batch
   config.synthesis.max_steps = max_steps
-  config.synthesis.energy = energy
+  config.synthesis.mode = energy
   config.sample.max_steps = max_steps
   config.sample.batch_size = batch
   config.grid_size = min(64, negatives)

@@ -1,10 +1,10 @@
 """What does one end-to-end INNg stage (classification + synthesis) cost?
 
 Question 5 of the performance issue. Runs the real training loop,
-`innjax.train.train_and_evaluate`, on configs/svhn.py scaled down (the paper network
+`innjax.train.train`, on configs/svhn.py scaled down (the paper network
 at 32x32x3, sum-mode synthesis, offline stand-in data, a fresh temporary workdir) for
 a few stages, and splits every stage's wall time into the classification step
-(`train.classification_step`), the synthesis (`train.synthesize`: the jitted,
+(`train.classification_step`), the synthesis (`synthesis.synthesize`: the jitted,
 early-stopped sampler run over the pseudo-negatives) and the rest (snapshot into the
 cascade, pool update, checkpoint, PNG grid, TensorBoard scalars). The two functions
 are wrapped, not re-implemented: the wrappers only block on their results and read the
@@ -35,7 +35,7 @@ import jax
 import numpy as np
 
 import common
-from innjax import models, train
+from innjax import models, synthesis, train
 
 
 SIZES = {"stages": (3, 2), "updates": (20, 4), "batch": (100, 20),
@@ -53,7 +53,7 @@ def parse_args():
 
 
 class StageClock:
-  """Wraps `train.classification_step` and `train.synthesize` to time each stage."""
+  """Wraps `train.classification_step` and `synthesis.synthesize` to time each stage."""
 
   def __init__(self, counter: common.CompileCounter):
     self.counter = counter
@@ -80,7 +80,7 @@ class StageClock:
     return wrapper
 
   def synthesis(self, fn):
-    """Wraps `train.synthesize`: times the stage's synthesis."""
+    """Wraps `synthesis.synthesize`: times the stage's synthesis."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
       t0 = time.perf_counter()
@@ -100,20 +100,20 @@ def main():
   config, data = common.scaled_svhn_config(args.stages, args.updates, args.negatives,
                                            args.batch, args.max_steps, args.energy)
   workdir = tempfile.mkdtemp(prefix="innjax_bench_e2e_")
-  originals = (train.classification_step, train.synthesize)
+  originals = (train.classification_step, synthesis.synthesize)
   with common.CompileCounter() as counter:
     clock = StageClock(counter)
     train.classification_step = clock.classification(originals[0])
-    train.synthesize = clock.synthesis(originals[1])
+    synthesis.synthesize = clock.synthesis(originals[1])
     try:
       common.log(f"training {args.stages} stages in {workdir} ...")
-      train.train_and_evaluate(config, workdir)
+      train.train(config, workdir)
       clock.close_stage(time.perf_counter())
     finally:
-      train.classification_step, train.synthesize = originals
+      train.classification_step, synthesis.synthesize = originals
       shutil.rmtree(workdir, ignore_errors=True)
 
-  model = train.build_model(config)
+  model = synthesis.build_model(config)
   size = int(config.data.image_size)
   batch = int(config.train.pos_batch) + int(config.train.neg_batch)
   rows = []

@@ -54,6 +54,7 @@ from innjax import energy as energy_lib  # noqa: E402
 from innjax import generate  # noqa: E402
 from innjax import images as images_lib  # noqa: E402
 from innjax import metrics  # noqa: E402
+from innjax import synthesis  # noqa: E402
 from innjax import train  # noqa: E402
 
 SWD_SCALE = 1e3
@@ -128,8 +129,8 @@ def critic_scores(config, stacked, active, sets: dict) -> dict:
   that its threshold sits at 0, so a set above 0 passes that critic, and a set
   scored above the real faces looks "more real than real" to it.
   """
-  model = train.build_model(config)
-  logit_fn = energy_lib.make_energy(config, model)
+  model = synthesis.build_model(config)
+  logit_fn = energy_lib.make_stage_logit_fn(model, synthesis.geometry(config))
   score = jax.jit(lambda variables, x: jnp.mean(logit_fn(variables, x)))
   kept = [s for s in range(int(active.shape[0])) if bool(active[s])]
   return {name: [float(score(cascade.get_stage(stacked, s), jnp.asarray(x)))
@@ -141,15 +142,15 @@ def main(argv=None) -> int:
   logging.set_verbosity(logging.INFO)
   config = make_config(args)
   t0 = time.perf_counter()
-  state = train.train_and_evaluate(config, args.workdir)
+  state = train.train(config, args.workdir)
   train_seconds = time.perf_counter() - t0
   faces = all_faces(config)
   n_train = int(config.data.max_examples)
   train_faces, heldout = faces[:n_train], faces[n_train:]
   stacked, active, stages = generate.load_cascade(config, args.workdir)
   t0 = time.perf_counter()
-  samples, _ = generate.synthesize_images(config, stacked, active, args.num,
-                                          jax.random.key(args.seed + 1))
+  samples, _ = synthesis.synthesize_images(config, stacked, active, args.num,
+                                           jax.random.key(args.seed + 1))
   sample_seconds = time.perf_counter() - t0
   rng = np.random.default_rng(args.seed)
   gaussian = baselines.sample_pca_gaussian(

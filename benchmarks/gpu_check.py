@@ -49,7 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from innjax import cascade, cli, generate, models, sampler, train  # noqa: E402
+from innjax import cascade, cli, generate, models, sampler, synthesis  # noqa: E402
 from innjax import energy as energy_lib  # noqa: E402
 
 PAPER_SECONDS = {"sampler": 10.0, "texture": 30.0}
@@ -173,18 +173,19 @@ def section_texture(args, key):
   config.synthesis.stop_prob = 0.0   # no early stop: a fixed amount of work
   config.sample.max_steps = args.texture_steps
   config.sample.mode = "sequential"
-  model = train.build_model(config)
+  model = synthesis.build_model(config)
   stacked = common.stacked_variables(model, int(config.patch.size),
                                      args.texture_stages, key)
   active = jnp.ones((args.texture_stages,), bool)
-  # What generate.synthesize_images runs, built once so that later calls reuse the
-  # compiled program (synthesize_images builds its jitted run afresh every call).
-  shape = energy_lib.negative_shape(config, (side, side))
-  logit_fn = energy_lib.make_energy(config, model, shape[:2])
-  run = train.jit_run(train.make_synthesis_sampler(
+  # What synthesis.make_image_synthesizer runs, built here on one fixed image of
+  # noise, so that the timed calls reuse one compiled program.
+  geometry = synthesis.geometry(config)
+  shape = energy_lib.negative_shape(geometry, (side, side))
+  logit_fn = energy_lib.make_stage_logit_fn(model, geometry, shape[:2])
+  run = synthesis.jit_run(synthesis.make_synthesis_sampler(
       config, logit_fn, "sequential", args.texture_steps))
-  x0 = train.initial_negatives(jax.random.fold_in(key, 1), 1, shape,
-                               float(config.pool.init_std))
+  x0 = synthesis.initial_negatives(jax.random.fold_in(key, 1), 1, shape,
+                                   float(config.pool.init_std))
   t = timed(lambda: run(stacked, x0, jax.random.PRNGKey(2), active)[0],
             args.repeats)
   return {"rows": [{
@@ -252,13 +253,13 @@ def section_svhn(args, key):
   # bfloat16 sampling of the trained cascade, judged by the float32 classifiers.
   stacked, active, stages = generate.load_cascade(config, workdir)
   newest = cascade.get_stage(stacked, stages - 1)
-  judge = models.make_logit_fn(train.build_model(config))
+  judge = models.make_logit_fn(synthesis.build_model(config))
   crossed = {}
   for dtype in ("float32", "bfloat16"):
     cfg = cli.with_overrides(config.copy_and_resolve_references(),
                              {"model.dtype": dtype})
-    x, _ = generate.synthesize_images(cfg, stacked, active, args.sample_num,
-                                      jax.random.PRNGKey(3))
+    x, _ = synthesis.synthesize_images(cfg, stacked, active, args.sample_num,
+                                       jax.random.PRNGKey(3))
     p = jax.nn.sigmoid(judge(newest, jnp.asarray(x)))
     crossed[dtype] = float(jnp.mean(p > 0.5))
   ok = crossed["bfloat16"] >= crossed["float32"] - 0.1

@@ -1,10 +1,10 @@
 """What does a full, early-stopped sampler `run` on a trained cascade cost?
 
 Question 2 of the performance issue. A cascade is trained with the real training
-loop (`innjax.train.train_and_evaluate`) on configs/svhn.py scaled down (the paper
+loop (`innjax.train.train`) on configs/svhn.py scaled down (the paper
 network at 32x32x3, a few stages, offline stand-in data; cached in --workdir, so
 later invocations only restore it), and the jitted `run` of the training sampler
-(`train.make_synthesis_sampler`: Adam lr 0.02, beta1 0.5, clip, early stop when the
+(`synthesis.make_synthesis_sampler`: Adam lr 0.02, beta1 0.5, clip, early stop when the
 batch-mean P(real) reaches 0.5) is timed from fresh N(0, 0.3^2) noise:
 
 1. Early-stopped runs, sum and sequential mode, all trained stages active: compile
@@ -51,7 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import common
-from innjax import checkpointing, energy, models, sampler, train
+from innjax import checkpointing, energy, models, sampler, synthesis, train
 
 
 SIZES = {"stages": (3, 2), "updates": (40, 10), "batch": (50, 10),
@@ -88,7 +88,7 @@ def trained_cascade(args):
   workdir = args.workdir or os.path.join(tempfile.gettempdir(),
                                          f"innjax_bench_cascade_{digest[:10]}")
   common.log(f"training / restoring the cascade in {workdir} ...")
-  state = train.train_and_evaluate(config, workdir)
+  state = train.train(config, workdir)
   return config, state, f"{data}; {int(state.stage)} stages trained in {workdir}"
 
 
@@ -104,7 +104,7 @@ def compiled_for(config, logit_fn, mode, params, x0, key, mask):
   cap = jnp.asarray(config.synthesis.max_steps, jnp.int32)
   out = {}
   for name, cfg in (("run", config), ("run_nostop", nostop)):
-    smp = train.make_synthesis_sampler(cfg, logit_fn, mode)
+    smp = synthesis.make_synthesis_sampler(cfg, logit_fn, mode)
     out[name] = (smp, *common.compile_jitted(smp.run, params, x0, key, mask, cap))
   smp = out["run"][0]
   out["step"] = (smp, *common.compile_jitted(smp.step, params, smp.init(x0, key),
@@ -124,8 +124,9 @@ def iterations(mode, info, cap, active):
 def measure_mode(args, bench, config, model, logit_fn, state, key, mode):
   """Parts 1 and 2 for one mode, all timed in alternation (see `common.interleaved`)."""
   params, active = state.cascade, state.active
-  shape = energy.negative_shape(config)
-  x0 = train.initial_negatives(key, args.batch, shape, float(config.pool.init_std))
+  shape = energy.negative_shape(synthesis.geometry(config))
+  x0 = synthesis.initial_negatives(key, args.batch, shape,
+                                   float(config.pool.init_std))
   cap = int(config.synthesis.max_steps)
   num_active = int(np.asarray(active).sum())
   common.log(f"{mode}: compiling run (early stop), run (no stop) and step ...")
@@ -181,11 +182,12 @@ def measure_mode(args, bench, config, model, logit_fn, state, key, mode):
 def growing(args, config, logit_fn, state, key):
   """Part 3: one jitted run (as in training) over masks with 1..T slots active."""
   params, total = state.cascade, int(np.asarray(state.active).size)
-  shape = energy.negative_shape(config)
-  x0 = train.initial_negatives(key, args.batch, shape, float(config.pool.init_std))
+  shape = energy.negative_shape(synthesis.geometry(config))
+  x0 = synthesis.initial_negatives(key, args.batch, shape,
+                                   float(config.pool.init_std))
   rows = []
   for mode in sampler.MODES:
-    run_fn = train.make_run_fn(config, logit_fn, mode)
+    run_fn = synthesis.make_run_fn(config, logit_fn, mode)
     with common.CompileCounter() as counter:
       for k in range(1, total + 1):
         mask = jnp.arange(total) < k
@@ -213,7 +215,8 @@ def compile_times(args, config):
     mask = jnp.arange(args.compile_slots) < 1
     x0 = common.random_images(jax.random.PRNGKey(1), args.batch, size)
     for mode in sampler.MODES:
-      smp = train.make_synthesis_sampler(config, models.make_logit_fn(model), mode)
+      smp = synthesis.make_synthesis_sampler(config, models.make_logit_fn(model),
+                                             mode)
       _, info = common.compile_jitted(smp.run, params, x0, jax.random.PRNGKey(2), mask,
                                       jnp.int32(config.synthesis.max_steps))
       rows.append({"size": size, "mode": mode, "slots": args.compile_slots, **info})
@@ -227,8 +230,8 @@ def main():
   args = parse_args()
   bench = common.Bench("run_cascade", args)
   config, state, data = trained_cascade(args)
-  model = train.build_model(config)
-  logit_fn = energy.make_energy(config, model)
+  model = synthesis.build_model(config)
+  logit_fn = energy.make_stage_logit_fn(model, synthesis.geometry(config))
   key = jax.random.PRNGKey(args.seed + 1)
   runs = [measure_mode(args, bench, config, model, logit_fn, state, key, mode)
           for mode in sampler.MODES]

@@ -5,8 +5,8 @@ Two questions about the default job (configs/default.py, `python main.py`):
 
 1. **Per-stage fixed cost.** The default job is trained for --stages stages in a
    fresh temporary workdir (or not at all, with --workdir naming a trained one), in
-   this process, through `train.train_and_evaluate`, with `train.classification_step`
-   and `train.synthesize` wrapped to read the clock (benchmarks/e2e_stage.py's
+   this process, through `train.train`, with `train.classification_step`
+   and `synthesis.synthesize` wrapped to read the clock (benchmarks/e2e_stage.py's
    StageClock). "other" = stage wall time - classification - synthesis: the
    snapshot into the cascade, the Wasserstein critic's threshold (one forward pass
    over positives), the pool update, the checkpoint, the PNG grid, the TensorBoard
@@ -20,7 +20,7 @@ Two questions about the default job (configs/default.py, `python main.py`):
    process with clocks: start-up (interpreter and imports, from the child's launch),
    restore (`generate.load_cascade`), compile (every jaxpr trace, lowering and XLA
    compile or cache read, from jax's monitoring events) and sampling (the synthesis
-   itself: `generate.synthesize_images` minus the compilation in it); "rest" is
+   itself: `synthesis.synthesize_images` minus the compilation in it); "rest" is
    writing the files and the process exit. Target: everything but sampling under 25%
    of the wall time for the default job's 4 samples.
 
@@ -76,17 +76,17 @@ def train_default(stages: int, workdir: str) -> list:
   sys.path.insert(0, HERE)
   import common  # pylint: disable=import-outside-toplevel
   import e2e_stage  # pylint: disable=import-outside-toplevel
-  from innjax import train  # pylint: disable=import-outside-toplevel
-  originals = (train.classification_step, train.synthesize)
+  from innjax import synthesis, train  # pylint: disable=import-outside-toplevel
+  originals = (train.classification_step, synthesis.synthesize)
   with common.CompileCounter() as counter:
     clock = e2e_stage.StageClock(counter)
     train.classification_step = clock.classification(originals[0])
-    train.synthesize = clock.synthesis(originals[1])
+    synthesis.synthesize = clock.synthesis(originals[1])
     try:
-      train.train_and_evaluate(default_config(stages), workdir)
+      train.train(default_config(stages), workdir)
       clock.close_stage(time.perf_counter())
     finally:
-      train.classification_step, train.synthesize = originals
+      train.classification_step, synthesis.synthesize = originals
   return [{"stage": i + 1, "total_s": s["total_s"],
            "classification_s": s["classification_s"], "synthesis_s": s["synthesis_s"],
            "other_s": s["total_s"] - s["classification_s"] - s["synthesis_s"],
@@ -100,7 +100,7 @@ def child(workdir: str, stages: int) -> dict:
   from innjax import runtime  # pylint: disable=import-outside-toplevel
   runtime.configure()  # as main.py does
   import jax  # pylint: disable=import-outside-toplevel
-  from innjax import cli, generate  # pylint: disable=import-outside-toplevel
+  from innjax import cli, generate, synthesis  # pylint: disable=import-outside-toplevel
   imported = time.time()
   compile_s = []
 
@@ -122,7 +122,7 @@ def child(workdir: str, stages: int) -> dict:
     return wrapper
 
   generate.load_cascade = wrap("restore", generate.load_cascade)
-  generate.synthesize_images = wrap("synthesize", generate.synthesize_images)
+  synthesis.synthesize_images = wrap("synthesize", synthesis.synthesize_images)
   code = cli.run("sample", default_config(stages), workdir)
   assert code == 0, code
   done = time.time()

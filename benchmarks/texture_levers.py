@@ -41,6 +41,7 @@ from innjax import energy as energy_lib  # noqa: E402
 from innjax import generate  # noqa: E402
 from innjax import images as images_lib  # noqa: E402
 from innjax import metrics  # noqa: E402
+from innjax import synthesis  # noqa: E402
 from innjax import train  # noqa: E402
 
 # configs/texture_paper.py scaled to a 2-core CPU; the command line overrides these.
@@ -76,17 +77,18 @@ def main(argv=None) -> int:
   shutil.rmtree(workdir, ignore_errors=True)
   logging.set_verbosity(logging.INFO)
   t0 = time.perf_counter()
-  state = train.train_and_evaluate(config, workdir)
+  state = train.train(config, workdir)
   train_seconds = time.perf_counter() - t0
   stacked, active, _ = generate.load_cascade(config, workdir)
   side = int(config.data.image_size)
-  samples, _ = generate.synthesize_images(config, stacked, active, 2,
-                                          jax.random.key(1), (side, side))
+  samples, _ = synthesis.synthesize_images(config, stacked, active, 2,
+                                           jax.random.key(1), (side, side))
   exemplar = np.asarray(data_lib.to_float(data_lib.load_dataset(config.data).images[0]))
   rng = np.random.default_rng(0)
   methods = {
       "samples": samples,
-      "negatives": np.asarray(energy_lib.crop_to_target(config, state.negatives[:2])),
+      "negatives": np.asarray(energy_lib.crop_to_target(synthesis.geometry(config),
+                                                        state.negatives[:2])),
       "random_phase": metrics.random_phase_noise(exemplar, (side, side), rng=rng,
                                                  num_samples=2).astype(np.float32),
       "noise": np.clip(0.3 * rng.standard_normal((2, side, side, exemplar.shape[-1])),

@@ -3,7 +3,7 @@
 Question: on the shared texture exemplars, do the introspective recipes, INNg (the
 paper's cross-entropy cascade, configs/texture_paper.py) and WINN
 (configs/winn_texture.py), trained and sampled through the real
-`train.train_and_evaluate` and `generate.generate`, produce textures whose local
+`train.train` and `generate.generate`, produce textures whose local
 statistics are closer to the exemplar's than the classical parametric baseline,
 random-phase noise? And how does that change as the cascade grows?
 
@@ -132,6 +132,7 @@ from innjax import data as data_lib  # noqa: E402
 from innjax import generate  # noqa: E402
 from innjax import metrics  # noqa: E402
 from innjax import style as style_lib  # noqa: E402
+from innjax import synthesis  # noqa: E402
 from innjax import train  # noqa: E402
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -559,7 +560,7 @@ def train_model(config, workdir: str) -> dict:
     return record
   t0 = time.perf_counter()
   try:
-    state = train.train_and_evaluate(config, workdir)
+    state = train.train(config, workdir)
     record["stages"] = int(state.stage)
   finally:
     record["seconds"] += time.perf_counter() - t0
@@ -631,9 +632,9 @@ def sample_first_stages(config, cascade, workdir: str, side: int, num: int,
     slots = -(-stages // train.group_size(config))
     mask = active.at[slots:].set(False)
     t0 = time.perf_counter()
-    images, _ = generate.synthesize_images(config, stacked, mask, num,
-                                           jax.random.key(int(config.sample.seed)),
-                                           (side, side))
+    images, _ = synthesis.synthesize_images(config, stacked, mask, num,
+                                            jax.random.key(int(config.sample.seed)),
+                                            (side, side))
     return images, time.perf_counter() - t0
 
   return cached_samples(path, num, draw)

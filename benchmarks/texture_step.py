@@ -1,15 +1,15 @@
 """How fast is one texture synthesis step with the anysize patch head?
 
 Question 4 of the performance issue. The energy is the one training and sampling use
-for textures, `innjax.energy.make_energy` on configs/texture.py (the paper's setting,
-section 4.1): the paper network on 64x64 patches, images synthesised at the target
-size plus half a patch of padding per side (256x256 -> 320x320, 512x512 -> 576x576),
-and at every step `innjax.patches` cuts fresh random patches from every image (10 per
-256x256 target, scaled with the area: 40 at 512x512) and averages the gradients of
-overlapping patches. The sampler is the training one (`train.make_synthesis_sampler`:
-Adam lr 0.1, beta1 0.5, clip, sequential mode as in the config), jitted `step`, with
-the state fed back from call to call; stage variables are distinct, with non-trivial
-BatchNorm statistics.
+for textures, `innjax.energy.make_stage_logit_fn` on configs/texture.py (the paper's
+setting, section 4.1): the paper network on 64x64 patches, images synthesised at the
+target size plus half a patch of padding per side (256x256 -> 320x320, 512x512 ->
+576x576), and at every step `innjax.patches` cuts fresh random patches from every image
+(10 per 256x256 target, scaled with the area: 40 at 512x512) and averages the gradients
+of overlapping patches. The sampler is the training one
+(`synthesis.make_synthesis_sampler`: Adam lr 0.1, beta1 0.5, clip, sequential mode as
+in the config), jitted `step`, with the state fed back from call to call; stage
+variables are distinct, with non-trivial BatchNorm statistics.
 
 Reported: compile time (wall and process CPU), median ms per step, images x steps/s,
 patches/s, GFLOP/s, percent of a float32 matmul measured by the same script, and
@@ -31,7 +31,7 @@ from __future__ import annotations
 import jax
 
 import common
-from innjax import energy, models, sampler, train
+from innjax import energy, sampler, synthesis
 
 
 def parse_args():
@@ -57,19 +57,20 @@ def main():
   args = parse_args()
   bench = common.Bench("texture_step", args)
   config = common.load_config("texture")
-  model = train.build_model(config)
-  side = energy.patch_size(config)
+  model = synthesis.build_model(config)
+  geometry = synthesis.geometry(config)
+  side = geometry.patch_size
   key = jax.random.PRNGKey(args.seed)
   params = common.stacked_variables(model, side, args.stages, key)
   rows = []
   for size in args.sizes:
-    full = energy.negative_shape(config, size)
-    per_image = energy.patches_per_image(config, full[:2])
-    logit_fn = energy.make_energy(config, model, full[:2])
+    full = energy.negative_shape(geometry, size)
+    per_image = energy.patches_per_step(geometry, full[:2])
+    logit_fn = energy.make_stage_logit_fn(model, geometry, full[:2])
     x0 = common.random_images(jax.random.fold_in(key, size), args.batch, full[0],
                               full[2])
     for mode in args.modes:
-      smp = train.make_synthesis_sampler(config, logit_fn, mode)
+      smp = synthesis.make_synthesis_sampler(config, logit_fn, mode)
       common.log(f"  {size}x{size} ({full[0]}x{full[1]} padded) {mode}: compiling ...")
       state0 = smp.init(x0, jax.random.fold_in(key, 1))
       compiled, cinfo = common.compile_jitted(smp.step, params, state0)

@@ -313,7 +313,7 @@ def compare_training(args, torch, bench, size, key):
   """
   import jax
   import jax.numpy as jnp
-  from innjax import models, train
+  from innjax import models, synthesis, train
 
   common.log(f"training step {size}x{size}: building ...")
   config = common.load_config("svhn")
@@ -323,7 +323,7 @@ def compare_training(args, torch, bench, size, key):
   k_state, k_pos, k_run = jax.random.split(key, 3)
   for impl in args.conv_impls:
     config.model.conv_impl = impl
-    model = train.build_model(config)
+    model = synthesis.build_model(config)
     tx = train.make_optimizer(config)
     state = train.init_state(config, model, k_state)
     positives = jax.random.randint(k_pos, (1000, size, size, 3), 0, 256).astype(

@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 
 import common
-from innjax import models, train
+from innjax import models, synthesis, train
 
 
 def parse_args():
@@ -62,7 +62,7 @@ def measure(args, bench, size, impl, key):
   config.data.image_size = size
   config.model.conv_impl = impl
   config.train.log_every = args.updates
-  model = train.build_model(config)
+  model = synthesis.build_model(config)
   tx = train.make_optimizer(config)
   k_state, k_pos, k_run = jax.random.split(key, 3)
   state = train.init_state(config, model, k_state)

@@ -58,7 +58,7 @@ def child() -> dict:
   import jax
   import jax.numpy as jnp
   import numpy as np
-  from innjax import models, sampler, train
+  from innjax import models, sampler, synthesis, train
 
   out = {"matmul": common.matmul_peak(2048, repeats=5)["median_gflops"]}
   key = jax.random.PRNGKey(0)
@@ -81,7 +81,7 @@ def child() -> dict:
 
   config = common.load_config("svhn")
   config.train.log_every = 4
-  tmodel = train.build_model(config)
+  tmodel = synthesis.build_model(config)
   tx = train.make_optimizer(config)
   state = train.init_state(config, tmodel, key)
   positives = jax.random.randint(key, (500, 32, 32, 3), 0, 256).astype(jnp.uint8)

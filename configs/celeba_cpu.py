@@ -34,7 +34,7 @@ def get_config():
   config.train.log_every = 50
   config.pool.negatives_per_stage = 200
   config.pool.capacity = 1000
-  config.synthesis.energy = "sequential"
+  config.synthesis.mode = "sequential"
   config.synthesis.batch_size = 100
   config.synthesis.max_steps = 100
   config.synthesis.stop_window = 20

@@ -106,9 +106,11 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Synthesis step (paper 3.2.2): Adam on the image.
   config.synthesis = ml_collections.ConfigDict()
-  # The default follows the authors' code: only the newest classifier moves the
-  # previous negatives, so a stage costs the same however long the cascade is.
-  config.synthesis.energy = "sequential"  # | "sum" (paper eq. 12)
+  # "sequential": only the newest classifier moves the previous negatives (the
+  # authors' code), so a stage costs the same however long the cascade is; "sum":
+  # the summed logits of every kept classifier (paper eq. 12). sample.mode is the same
+  # choice when sampling. Configs that still set its old name, synthesis.energy, work.
+  config.synthesis.mode = "sequential"
   config.synthesis.batch_size = 40
   # WINN's (and the authors' published texture code's) 0.01. The paper's text says 0.1
   # for textures (configs/texture_paper.py), 0.02 for SVHN/faces; with 32x32 patches

@@ -29,7 +29,7 @@ def get_config():
   config.train.log_every = 100
   config.pool.negatives_per_stage = 10000
   config.pool.capacity = 100000
-  config.synthesis.energy = "sum"
+  config.synthesis.mode = "sum"
   config.synthesis.step_size = 0.02
   config.synthesis.stop_window = 1
   config.sample.stop_window = 1

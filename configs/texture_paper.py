@@ -45,7 +45,7 @@ def get_config():
   config.pool.capacity = 5 * 200         # 0.5 ** age: older stages are rarely drawn
   config.pool.age_decay = 0.5
 
-  config.synthesis.energy = "sequential"
+  config.synthesis.mode = "sequential"
   config.synthesis.step_size = 0.1
   config.synthesis.batch_size = 50
   config.synthesis.max_steps = 500

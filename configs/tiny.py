@@ -29,7 +29,7 @@ def get_config():
   config.synthesis.max_steps = 10
   config.synthesis.stop_window = 1
   config.sample.stop_window = 1
-  config.synthesis.energy = "sum"  # the default is sequential; tests cover both
+  config.synthesis.mode = "sum"  # the default is sequential; tests cover both
   config.sample.num = 8
   config.sample.batch_size = 8
   config.sample.max_steps = 10

@@ -18,6 +18,6 @@ from configs import family
 def get_config():
   """configs/celeba.py with WINN's objective, critic and synthesis."""
   config = family.winn_critic(celeba.get_config())
-  config.synthesis.energy = "sequential"
+  config.synthesis.mode = "sequential"
   config.sample.mode = "sequential"
   return config

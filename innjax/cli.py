@@ -189,7 +189,8 @@ def run(mode: str, config, workdir: str, output_dir: str | None = None) -> int:
   if logging.get_verbosity() < logging.DEBUG:  # --verbosity=1 shows them
     quiet_library_logs()
   # Imported here so `main.py --help` answers without loading JAX and TensorFlow.
-  from innjax import checkpointing, evaluate, generate, preemption, style, train
+  from innjax import checkpointing, evaluate, generate, preemption, style, synthesis
+  from innjax import train
   from innjax import console
   problem = console.backend_problem()
   if problem:
@@ -201,6 +202,7 @@ def run(mode: str, config, workdir: str, output_dir: str | None = None) -> int:
       raise ValueError("--output_dir is for --mode=sample, style, evaluate and export; "
                        "training writes everything in --workdir.")
     check_config_type(config)
+    config = synthesis.upgrade_config(config)  # e.g. synthesis.energy, now .mode
     reference = _reference_config()
     if reference is not None:
       for note in check_config_fields(config, reference):
@@ -211,7 +213,7 @@ def run(mode: str, config, workdir: str, output_dir: str | None = None) -> int:
       # preemption service and the loop asks Orbax at stage boundaries instead.
       signals = ((signal.SIGTERM, signal.SIGINT) if jax.process_count() == 1 else ())
       with preemption.SignalGuard(signals) as stop:
-        state = train.train_and_evaluate(config, workdir, should_stop=stop)
+        state = train.train(config, workdir, should_stop=stop)
       logging.info("Training finished after %d stages; checkpoints in %s. Sample with "
                    "`python main.py --config=... --workdir=%s --mode=sample`.",
                    int(state.stage), workdir, workdir)

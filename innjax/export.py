@@ -124,6 +124,9 @@ class Model:
   config: ml_collections.ConfigDict
   stages: int
   sampler: Any
+  # `sample()`'s compiled synthesis, one per image size, built on first use.
+  _synthesizers: dict = dataclasses.field(default_factory=dict, repr=False,
+                                          compare=False)
 
   def sample(self, num: int | None = None, seed: int | None = None, size=None):
     """Images from fresh noise, as `--mode=sample` makes them.
@@ -136,11 +139,15 @@ class Model:
     Returns:
       float32 (num, H, W, C) images in [-1, 1].
     """
-    from innjax import generate  # pylint: disable=g-import-not-at-top
+    from innjax import energy, synthesis  # pylint: disable=g-import-not-at-top
+    hw = energy.target_hw(synthesis.geometry(self.config),
+                          self.config.sample.size if size is None else size)
+    if hw not in self._synthesizers:  # compiled once per size, not at every call
+      self._synthesizers[hw] = synthesis.make_image_synthesizer(self.config, hw)
     seed = int(self.config.sample.seed if seed is None else seed)
-    x, _ = generate.synthesize_images(
-        self.config, self.params, self.mask, int(num or self.config.sample.num),
-        jax.random.key(seed), size)
+    x, _ = self._synthesizers[hw](self.params, self.mask,
+                                  int(num or self.config.sample.num),
+                                  jax.random.key(seed))
     return x
 
 
@@ -195,14 +202,15 @@ def _cascade(path: str, arrays: dict, header: dict, config, model):
   edited, or from another architecture) would otherwise fail later with a KeyError
   or a shape error deep inside the sampler.
   """
-  from innjax import energy, models  # pylint: disable=g-import-not-at-top
+  from innjax import energy, models, synthesis  # pylint: disable=g-import-not-at-top
   active = arrays.get("active")
   if active is None or active.ndim != 1 or active.dtype != np.bool_:
     what = "has no `active` array" if active is None else (
         f"has an `active` array of {active.dtype} {active.shape}, not a (slots,) bool")
     raise ExportFormatError(f"{path} {what}; {_EXPORT_AGAIN}")
   expected = jax.eval_shape(lambda: models.init_variables(
-      model, jax.random.key(0), energy.model_input_shape(config)))
+      model, jax.random.key(0),
+      energy.model_input_shape(synthesis.geometry(config))))
   wrong = []
   for key_path, leaf in jax.tree_util.tree_flatten_with_path(_plain(expected))[0]:
     name = "cascade/" + "/".join(str(k.key) for k in key_path)
@@ -237,12 +245,14 @@ def _from_workdir(workdir: str):
 
 
 def _config(saved: dict) -> ml_collections.ConfigDict:
-  """The config saved as JSON, with the tuples JSON turned into lists restored."""
+  """The config saved as JSON, with the tuples JSON turned into lists restored and
+  fields renamed since it was saved under their current names."""
+  from innjax import synthesis  # pylint: disable=g-import-not-at-top
   def tuples(node):
     if isinstance(node, dict):
       return {k: tuples(v) for k, v in node.items()}
     return tuple(node) if isinstance(node, list) else node
-  return ml_collections.ConfigDict(tuples(saved))
+  return synthesis.upgrade_config(ml_collections.ConfigDict(tuples(saved)))
 
 
 def load(path_or_workdir: str) -> Model:
@@ -255,7 +265,7 @@ def load(path_or_workdir: str) -> Model:
     ExportFormatError: the file is damaged, not an export, or of a newer format.
     FileNotFoundError: there is no such file, or the workdir has no checkpoint.
   """
-  from innjax import energy, outputs, train  # pylint: disable=g-import-not-at-top
+  from innjax import energy, outputs, synthesis  # pylint: disable=g-import-not-at-top
   if outputs.is_uri(path_or_workdir):
     from etils import epath  # pylint: disable=g-import-not-at-top
     is_workdir = epath.Path(path_or_workdir).is_dir()
@@ -263,14 +273,14 @@ def load(path_or_workdir: str) -> Model:
     is_workdir = os.path.isdir(path_or_workdir)
   if is_workdir:
     config, params, mask, stages = _from_workdir(path_or_workdir)
-    model = train.build_model(config)
+    model = synthesis.build_model(config)
   else:
     header, arrays = _read(path_or_workdir)
     config = _config(header["config"])
-    model = train.build_model(config)
+    model = synthesis.build_model(config)
     params, mask = _cascade(path_or_workdir, arrays, header, config, model)
     stages = int(header["stages"])
-  logit_fn = energy.make_energy(config, model)
-  sampler = train.make_generation_sampler(config, logit_fn)
+  logit_fn = energy.make_stage_logit_fn(model, synthesis.geometry(config))
+  sampler = synthesis.make_generation_sampler(config, logit_fn)
   return Model(logit_fn=logit_fn, params=params, mask=mask, config=config,
                stages=stages, sampler=sampler)

@@ -9,13 +9,15 @@ under a new name each time (earlier samples are never replaced).
 Patch-head models (textures) synthesise any size (`sample.size`, e.g. 512x512 from a
 model trained on 256x256): the noise gets half a patch of padding per side, the number
 of patches per step grows with the area, and the padding is cropped away at the end.
+
+This module loads the cascade and writes the files; the sampling itself
+(`synthesis.synthesize_images`) is shared with evaluation.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import time
 
 from absl import logging
 import jax
@@ -23,11 +25,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from innjax import checkpointing
-from innjax import console
 from innjax import energy as energy_lib
 from innjax import images
 from innjax import outputs
 from innjax import sharding
+from innjax import synthesis
 from innjax import train
 
 
@@ -83,7 +85,7 @@ def load_cascade(config, workdir, mesh=None):
     raise FileNotFoundError(
         f"No checkpoint in {os.path.join(workdir, 'checkpoints')}: train first with "
         f"`python main.py --config=... --workdir={workdir}`.")
-  model = train.build_model(config)
+  model = synthesis.build_model(config)
   template = jax.eval_shape(
       lambda: train.init_state(config, model, jax.random.key(0)))
   mesh = sharding.make_mesh(config) if mesh is None else mesh
@@ -106,58 +108,9 @@ def write_summary(folder: str, stages: int, name: str, x) -> None:
   writer.close()
 
 
-def _sampling_batch(config, num: int, mesh) -> int:
-  """The sampler's batch for `num` images; it must split evenly over the mesh."""
-  batch = min(int(config.sample.batch_size), num)
-  if batch % mesh.size:
-    raise ValueError(
-        f"Bad config: a sampling batch of {batch} images (min of sample.batch_size and "
-        f"the number of images) does not split over the {mesh.size} devices of the "
-        f"mesh; use a multiple of {mesh.size} for sample.batch_size and sample.num, or "
-        "--config.mesh.data=1.")
-  return batch
-
-
-def synthesize_images(config, stacked, active, num: int, key, size=None, mesh=None):
-  """Pushes `num` images of fresh noise through a loaded cascade; writes nothing.
-
-  Args:
-    config: the run's config (`config.sample` controls generation).
-    stacked: stacked cascade variables; active: their (num_slots,) mask (as returned
-      by `load_cascade`).
-    num: number of images.
-    key: PRNG key.
-    size: (height, width) to synthesise (default `config.sample.size`; (0, 0) is the
-      training size). Sizes other than the training size need the patch head.
-    mesh: the device mesh (default `sharding.make_mesh(config)`).
-
-  Returns:
-    (float32 images (num, H, W, C) in [-1, 1] on the host, dict of statistics).
-  """
-  size = energy_lib.target_hw(config, config.sample.size if size is None else size)
-  shape = energy_lib.negative_shape(config, size)
-  mesh = sharding.make_mesh(config) if mesh is None else mesh
-  config = sharding.global_batch_config(config, mesh.size)
-  batch = _sampling_batch(config, num, mesh)
-  if not bool(jnp.any(active)):
-    raise ValueError("The cascade has no trained stage yet: train first.")
-  model = train.build_model(config)
-  logit_fn = energy_lib.make_energy(config, model, shape[:2])
-  run = train.jit_run(train.make_generation_sampler(config, logit_fn), mesh)
-  noise_key, run_key = jax.random.split(key)
-  x0 = train.initial_negatives(noise_key, num, shape, float(config.pool.init_std),
-                               config.pool.init)
-  t0 = time.perf_counter()
-  padded = train._pad_batches(x0, batch)
-  with console.Progress(padded.shape[0] // batch, "sampling") as progress:
-    x, steps, probs = train.synthesize(
-        run, stacked, active, padded, run_key, batch, int(config.sample.max_steps),
-        progress=progress)
-  x = sharding.to_host(energy_lib.crop_to_target(config, x[:num]))
-  return x, {"size": size, "kept_classifiers": int(jnp.sum(active)),
-             "seconds": time.perf_counter() - t0,
-             "mean_steps_per_batch": float(np.mean(steps)),
-             "p_real_last": float(np.mean(probs))}
+# Moved to innjax/synthesis.py (shared with evaluation); this name stays for the code
+# that docs/library.md shows.
+synthesize_images = synthesis.synthesize_images
 
 
 def sample_name(stages: int, num: int, seed: int | None, size=None) -> str:
@@ -200,19 +153,20 @@ def generate(config, workdir: str, num: int | None = None, key=None, size=None,
     OSError: the output folder is not writable (checked before sampling).
   """
   train.validate_config(config)
-  size = energy_lib.target_hw(config, config.sample.size if size is None else size)
-  energy_lib.negative_shape(config, size)  # checks the size before loading
+  geometry = synthesis.geometry(config)
+  size = energy_lib.target_hw(geometry, config.sample.size if size is None else size)
+  energy_lib.negative_shape(geometry, size)  # checks the size before loading
   mesh = sharding.make_mesh(config)
   num = int(num or config.sample.num)
-  _sampling_batch(sharding.global_batch_config(config, mesh.size), num, mesh)
+  synthesis.sampling_batch(sharding.global_batch_config(config, mesh.size), num, mesh)
   stacked, active, stages = load_cascade(config, workdir, mesh)
   out_dir = output_dir or os.path.join(workdir, "samples")
   # Before sampling, which can take hours; on every host, so all stop together.
   outputs.ensure_output_dir(out_dir, "the samples")
   name = sample_name(stages, num, int(config.sample.seed) if key is None else None,
-                     None if size == energy_lib.target_hw(config) else size)
+                     None if size == energy_lib.target_hw(geometry) else size)
   key = jax.random.key(int(config.sample.seed)) if key is None else key
-  x, stats = synthesize_images(config, stacked, active, num, key, size, mesh)
+  x, stats = synthesis.synthesize_images(config, stacked, active, num, key, size, mesh)
   paths = {".png": None, ".npz": None}
   if sharding.is_main_process():  # one writer in a multi-host run
     paths = outputs.write_new(out_dir, name, {

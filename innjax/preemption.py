@@ -12,7 +12,7 @@ depends only on the previous stage's checkpoint (PRNG keys included). A second s
 gets the behaviour that was installed before (Ctrl-C twice stops at once).
 
     with preemption.SignalGuard() as stop:
-      train.train_and_evaluate(config, workdir, should_stop=stop)
+      train.train(config, workdir, should_stop=stop)
 """
 
 from __future__ import annotations

@@ -43,6 +43,7 @@ from innjax import images
 from innjax import outputs
 from innjax import patches
 from innjax import sharding
+from innjax import synthesis
 from innjax import train
 
 
@@ -55,7 +56,7 @@ def load_content(config) -> np.ndarray:
   if max_size > 0 and max(h, w) > max_size:
     scale = max_size / max(h, w)
     image = data_lib.resize(image, (max(1, round(h * scale)), max(1, round(w * scale))))
-  side = energy_lib.patch_size(config)
+  side = synthesis.geometry(config).patch_size
   if min(image.shape[:2]) < side:
     raise ValueError(
         f"The content image {config.style.content!r} is {image.shape[0]}x"
@@ -79,7 +80,7 @@ def content_unit_scale(config) -> float:
                      f"got {unit!r}.")
   if unit == "pixel":
     return 1.0
-  return float(energy_lib.patch_size(config) ** 2 * int(config.data.channels))
+  return float(synthesis.geometry(config).patch_size ** 2 * int(config.data.channels))
 
 
 def make_stylizer(config, model, full_hw):
@@ -88,7 +89,7 @@ def make_stylizer(config, model, full_hw):
   `content_padded` is (1, H, W, C) in [-1, 1]; `info` holds the final content loss and
   mean per-stage P(style) over random patches.
   """
-  energy = energy_lib.make_energy(config, model, full_hw)
+  logit_fn = energy_lib.make_stage_logit_fn(model, synthesis.geometry(config), full_hw)
   gamma = float(config.style.gamma)
   content_scale = content_unit_scale(config)
   steps = int(config.style.steps)
@@ -97,7 +98,7 @@ def make_stylizer(config, model, full_hw):
                   b2=float(config.synthesis.beta2))
 
   def log_p_style(stacked, mask, x, key):
-    fn = lambda variables, xx: jax.nn.log_sigmoid(energy(variables, xx, key))
+    fn = lambda variables, xx: jax.nn.log_sigmoid(logit_fn(variables, xx, key))
     return jnp.mean(cascade.cascade_logits(fn, stacked, x, strategy, mask))
 
   def objective(x, stacked, mask, content, key):
@@ -143,7 +144,7 @@ def stylize(config, workdir: str, key=None, output_dir: str | None = None):
     "png" and "side_by_side", None on the other processes of a multi-host run).
   """
   train.validate_config(config)
-  side = energy_lib.patch_size(config)
+  side = synthesis.geometry(config).patch_size
   if not side:
     raise ValueError(
         "Style transfer needs a patch-head model (config.patch.size > 0), trained on "
@@ -160,7 +161,7 @@ def stylize(config, workdir: str, key=None, output_dir: str | None = None):
   out_dir = output_dir or os.path.join(workdir, "style")
   outputs.ensure_output_dir(out_dir, "the style images")  # before the optimisation
   padded = patches.pad_images(jnp.asarray(content)[None], side)
-  model = train.build_model(config)
+  model = synthesis.build_model(config)
   run = make_stylizer(config, model, padded.shape[1:3])
   key = jax.random.key(int(config.sample.seed)) if key is None else key
   t0 = time.perf_counter()

@@ -1,12 +1,14 @@
 """The INNg outer loop: classification, snapshot and synthesis, stage after stage.
 
-`train_and_evaluate(config, workdir)` runs paper Algorithm 1 (and DESIGN.md section 1):
+`train(config, workdir)` runs Algorithm 1 of the INNg paper (Lazarow, Jin and Tu,
+ICCV 2017):
 
   for stage t = 1..T:
     1. classification: fine-tune the classifier (never re-initialised) on positives vs
        negatives drawn from the pool with age weights; SGD, sigmoid cross-entropy
        (`objective="inng"`), or WINN's critic loss with its gradient penalty
-       (`objective="wasserstein"`, README: "Choosing an objective and a sampler").
+       (`objective="wasserstein"`, docs/training.md: "Choosing an objective and a
+       sampler").
     2. snapshot: write the stage's variables (BatchNorm statistics included) into the
        cascade slot of this stage (INNg: one slot per stage; INNg-compressed: one per
        group of `keep_every` stages; INNg-single: one slot).
@@ -18,6 +20,9 @@
 The cascade is preallocated to its final number of slots with an active-slot mask, so
 the jitted sampler and training steps compile once for the whole run. With
 `config.mesh` both steps run data parallel over several devices (innjax/sharding.py).
+
+What training shares with sampling, style transfer and evaluation (the model, the
+configured sampler, batched synthesis, initial negatives) is in innjax/synthesis.py.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from innjax import pool as pool_lib
 from innjax import preemption
 from innjax import sampler as sampler_lib
 from innjax import sharding
+from innjax import synthesis
 from innjax import workdir_lock
 
 VARIANTS = ("inng", "inng_compressed", "inng_single")
@@ -97,18 +103,10 @@ class TrainState(flax.struct.PyTreeNode):
   key: jax.Array
 
 
-def build_model(config: ml_collections.ConfigDict) -> models.Classifier:
-  """The classifier described by `config.model` and `config.data.channels`."""
-  dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}.get(config.model.dtype)
-  if dtype is None:
-    raise ValueError(
-        f"config.model.dtype must be 'float32' or 'bfloat16', got "
-        f"{config.model.dtype!r}.")
-  return models.Classifier(
-      features=tuple(config.model.features), kernel_size=config.model.kernel_size,
-      channels=config.data.channels, conv_impl=config.model.conv_impl, dtype=dtype,
-      norm=config.model.norm, activation=config.model.activation,
-      pool=config.model.pool, spectral_norm=bool(config.model.spectral_norm))
+# Moved to innjax/synthesis.py (what training, sampling and style share); these two
+# names stay for code written against the notebook's library example.
+build_model = synthesis.build_model
+initial_negatives = synthesis.initial_negatives
 
 
 def group_size(config) -> int:
@@ -193,7 +191,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   require(config.data.channels in (1, 3),
           f"data.channels must be 1 or 3, got {config.data.channels}.")
   stride = 2 ** len(config.model.features)
-  patch = energy_lib.patch_size(config)
+  patch = synthesis.geometry(config).patch_size
   require(patch >= 0, f"patch.size must be 0 (whole images) or positive, got {patch}.")
   if patch:
     require(patch <= config.data.image_size,
@@ -223,9 +221,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   require(0 < config.pool.age_decay <= 1,
           f"pool.age_decay must be in (0, 1] (1 = uniform), got {config.pool.age_decay}.")
   require(int(config.synthesis.batch_size) >= 1, "synthesis.batch_size must be >= 1.")
-  require(config.synthesis.energy in sampler_lib.MODES,
-          f"synthesis.energy must be one of {sampler_lib.MODES}, got "
-          f"{config.synthesis.energy!r}.")
+  require(config.synthesis.mode in sampler_lib.MODES,
+          f"synthesis.mode must be one of {sampler_lib.MODES}, got "
+          f"{config.synthesis.mode!r}.")
   require(config.objective in OBJECTIVES,
           f"objective must be one of {OBJECTIVES}, got {config.objective!r}.")
   require(config.train.optimizer in ("sgd", "adam"),
@@ -236,8 +234,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     value = float(config.train[name])
     require(np.isfinite(value) and value >= 0,
             f"train.{name} must be >= 0 (0 = off), got {config.train[name]}.")
-  require(config.pool.init in INITS,
-          f"pool.init must be one of {INITS}, got {config.pool.init!r}.")
+  require(config.pool.init in synthesis.INITS,
+          f"pool.init must be one of {synthesis.INITS}, got {config.pool.init!r}.")
   require(float(config.pool.init_std) > 0,
           f"pool.init_std must be > 0, got {config.pool.init_std}.")
   require(config.synthesis.start in ("previous", "pool"),
@@ -259,109 +257,32 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   require(int(config.sample.max_steps) >= 1,
           f"sample.max_steps must be >= 1 (the step cap of each classifier when "
           f"sampling), got {config.sample.max_steps}.")
-  require(sampling_stop_window(config) >= 1,
+  require(synthesis.sampling_stop_window(config) >= 1,
           f"sample.stop_window must be >= 1 (the steps whose mean P(real) decides the "
           f"stop when sampling), got {config.sample.get('stop_window')}.")
   require(int(config.sample.batch_size) >= 1, "sample.batch_size must be >= 1.")
   # The sampler validates its own arguments (stop_prob, step sizes, ...); its
   # messages start with the argument's name, which lives under `synthesis.` here.
   try:
-    make_synthesis_sampler(config, lambda p, x: x.sum(), config.synthesis.energy)
+    synthesis.make_synthesis_sampler(config, lambda p, x: x.sum(), config.synthesis.mode)
   except (ValueError, TypeError) as err:
     raise ValueError(f"Bad config: synthesis.{err}") from None
-
-
-def sampling_stop_window(config) -> int:
-  """`sample.stop_window`, or `synthesis.stop_window` for configs saved before it."""
-  return int(config.sample.get("stop_window", config.synthesis.stop_window))
-
-
-def make_generation_sampler(config, logit_fn) -> sampler_lib.Sampler:
-  """The sampler `--mode=sample` and `innjax.load` run: `config.synthesis`'s optimiser
-  with `config.sample`'s mode, step cap and stop window."""
-  return make_synthesis_sampler(config, logit_fn, config.sample.mode,
-                                int(config.sample.max_steps),
-                                sampling_stop_window(config))
-
-
-def make_synthesis_sampler(config, logit_fn, mode: str, max_steps: int | None = None,
-                           stop_window: int | None = None) -> sampler_lib.Sampler:
-  """The sampler configured by `config.synthesis` (generation passes its own step cap
-  and stop window from `config.sample`)."""
-  syn = config.synthesis
-  stop_prob = syn.stop_prob if syn.stop_prob else None
-  return sampler_lib.make_sampler(
-      logit_fn, step_size=float(syn.step_size), beta1=float(syn.beta1),
-      beta2=float(syn.beta2), max_steps=int(max_steps or syn.max_steps),
-      noise_scale=float(syn.noise_scale), noise_schedule=syn.noise_schedule,
-      stop_prob=stop_prob, stop_window=int(stop_window or syn.stop_window),
-      clip=(-1.0, 1.0),
-      mode=mode, optimizer=syn.optimizer, strategy=syn.strategy,
-      stop_on=syn.stop_on, grad_clip=float(syn.grad_clip) or None)
-
-
-INITS = ("gaussian", "conv_noise")
-
-
-def initial_negatives(key, num: int, image_shape, std: float,
-                      kind: str = "gaussian") -> jax.Array:
-  """Pseudo-negatives of stage 0 (and fresh draws when sampling), clipped to [-1, 1].
-
-  Args:
-    key: PRNG key.
-    num: how many images.
-    image_shape: (H, W, C).
-    std: their standard deviation.
-    kind: "gaussian": N(0, std^2) per pixel (paper 3.2). "conv_noise": Gaussian noise
-      passed through a randomly initialised convolutional network (WINN's option),
-      i.e. spatially correlated noise with blobs a few pixels wide, rescaled to `std`.
-
-  Returns:
-    (num, H, W, C) float32 images.
-  """
-  if kind not in INITS:
-    raise ValueError(f"pool.init must be one of {INITS}, got {kind!r}.")
-  if kind == "conv_noise":
-    return jnp.clip(std * _conv_noise(key, num, image_shape), -1.0, 1.0)
-  # Drawn flat and reshaped: XLA:CPU compiles a 4-D threefry draw ~10x slower.
-  flat = jax.random.normal(key, (num * int(np.prod(image_shape)),))
-  return jnp.clip(std * flat.reshape(num, *image_shape), -1.0, 1.0)
-
-
-def _conv_noise(key, num: int, image_shape) -> jax.Array:
-  """Noise at a quarter of the resolution through three random 3x3 convolutions
-  (tanh between them), upsampled bilinearly and standardised per image: random
-  blobs a few pixels wide rather than independent pixels."""
-  h, w, channels = image_shape
-  noise_key, net_key = jax.random.split(key)
-  small = (num, -(-h // 4), -(-w // 4), channels)
-  x = jax.random.normal(noise_key, (int(np.prod(small)),)).reshape(small)
-  for i, width in enumerate((16, 16, channels)):
-    kernel = jax.random.normal(jax.random.fold_in(net_key, i),
-                               (3 * 3 * x.shape[-1] * width,))
-    kernel = kernel.reshape(3, 3, x.shape[-1], width) / np.sqrt(9 * x.shape[-1])
-    x = jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    if i < 2:
-      x = jnp.tanh(x)
-  x = jax.image.resize(x, (num, h, w, channels), "bilinear")
-  x = x - jnp.mean(x, axis=(1, 2, 3), keepdims=True)
-  return x / (jnp.std(x, axis=(1, 2, 3), keepdims=True) + 1e-6)
 
 
 def init_state(config, model, key) -> TrainState:
   """The state before stage 1."""
   init_key, neg_key, run_key = jax.random.split(key, 3)
+  geometry = synthesis.geometry(config)
   variables = models.init_variables(model, init_key,
-                                    energy_lib.model_input_shape(config))
-  image_shape = energy_lib.negative_shape(config)
+                                    energy_lib.model_input_shape(geometry))
+  image_shape = energy_lib.negative_shape(geometry)
   tx = make_optimizer(config)
   slots = num_slots(config)
   empty_cascade = jax.tree_util.tree_map(
       lambda v: jnp.zeros((slots, *v.shape), v.dtype), variables)
-  negatives = initial_negatives(neg_key, int(config.pool.negatives_per_stage),
-                                image_shape, float(config.pool.init_std),
-                                config.pool.init)
+  negatives = synthesis.initial_negatives(neg_key, int(config.pool.negatives_per_stage),
+                                          image_shape, float(config.pool.init_std),
+                                          config.pool.init)
   pool = pool_lib.add(pool_lib.create(int(config.pool.capacity), image_shape),
                       negatives, 0)
   return TrainState(
@@ -427,6 +348,7 @@ def make_train_chunk(model, config, tx, mesh=None, rows=None):
   """
   pos_batch, neg_batch = int(config.train.pos_batch), int(config.train.neg_batch)
   age_decay = float(config.pool.age_decay)
+  geometry = synthesis.geometry(config)
   length = int(config.train.log_every)
 
   objective = str(config.objective)
@@ -468,8 +390,8 @@ def make_train_chunk(model, config, tx, mesh=None, rows=None):
                                    mesh)
     pos_key, neg_key = jax.random.split(patch_key)
     x = sharding.constrain_batch(jnp.concatenate(
-        [energy_lib.classifier_inputs(config, pos, pos_key),
-         energy_lib.classifier_inputs(config, neg, neg_key)]), mesh)
+        [energy_lib.classifier_inputs(geometry, pos, pos_key),
+         energy_lib.classifier_inputs(geometry, neg, neg_key)]), mesh)
     labels = jnp.concatenate([jnp.ones(pos_batch), jnp.zeros(neg_batch)])
     (loss, (logits, batch_stats)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(params, batch_stats, x, labels, gp_key)
@@ -561,6 +483,7 @@ def make_critic_threshold(model, config, rows=None):
   """
   logit_fn = models.make_logit_fn(model)
   pos_batch = int(config.train.pos_batch)
+  geometry = synthesis.geometry(config)
 
   def threshold(variables, positives, key):
     pick_key, patch_key, draw_key = jax.random.split(key, 3)
@@ -568,7 +491,7 @@ def make_critic_threshold(model, config, rows=None):
     idx = jax.random.randint(pick_key, (pos_batch,), 0, num_rows)
     if rows is not None:
       idx = rows.positions(idx)
-    x = energy_lib.classifier_inputs(config, data_lib.to_float(positives[idx]),
+    x = energy_lib.classifier_inputs(geometry, data_lib.to_float(positives[idx]),
                                      patch_key)
     scores = logit_fn(variables, x)
     return jax.random.uniform(draw_key, (), minval=jnp.min(scores),
@@ -602,8 +525,8 @@ def synthesis_start(state, config, key, image_shape) -> jax.Array:
   n = int(config.pool.negatives_per_stage)
   draw_key, coin_key, noise_key = jax.random.split(key, 3)
   drawn = pool_lib.sample(state.pool, draw_key, n, float(config.pool.age_decay))
-  fresh = initial_negatives(noise_key, n, image_shape, float(config.pool.init_std),
-                            config.pool.init)
+  fresh = synthesis.initial_negatives(noise_key, n, image_shape,
+                                      float(config.pool.init_std), config.pool.init)
   reinit = jax.random.bernoulli(coin_key, float(config.synthesis.reinit_prob), (n,))
   return jnp.where(reinit[:, None, None, None], fresh, drawn)
 
@@ -642,58 +565,6 @@ def synthesis_caps(config, stage_index: int) -> int:
     return base
   position = stage_index % group_size(config)
   return int(round(base * (1 + position * float(config.synthesis.group_step_growth))))
-
-
-def synthesize(run_fn, stacked, mask, x0, key, batch_size: int, cap,
-               should_stop: preemption.StopCheck = None, progress=None):
-  """Runs the sampler over `x0` in batches; returns (x, steps, mean_prob).
-
-  `should_stop` is polled before each batch (preemption.TrainingInterrupted).
-  `progress` (an `innjax.console.Progress`) counts each batch once computed.
-  """
-  outputs, steps, probs = [], [], []
-  for i, start in enumerate(range(0, x0.shape[0], batch_size)):
-    preemption.raise_if_requested(should_stop)
-    x, info = run_fn(stacked, x0[start:start + batch_size], jax.random.fold_in(key, i),
-                     mask, cap)
-    outputs.append(x)
-    if progress is not None:
-      progress.track(x)
-    steps.append(jnp.sum(info.steps))
-    probs.append(info.mean_prob)
-  x = jnp.concatenate(outputs)
-  return x, np.asarray(jax.device_get(steps)), np.asarray(jax.device_get(probs))
-
-
-def _pad_batches(x, batch_size):
-  """Keeps every sampler call at one shape so it compiles once."""
-  remainder = (-x.shape[0]) % batch_size
-  if remainder:
-    x = jnp.concatenate([x, x[:remainder]])
-  return x
-
-
-def jit_run(s: sampler_lib.Sampler, mesh=None):
-  """`jax.jit(s.run)`; with a mesh, the batch of images is split over its devices.
-
-  The params (the cascade) come in replicated; the returned images stay batch-sharded
-  and the RunInfo replicated. The early-stop test's batch mean of P(real) is then a
-  global mean: the compiler adds the all-reduce inside the while loop.
-  """
-  if mesh is None:
-    return jax.jit(s.run)
-
-  def run(params, x0, key, mask=None, max_steps=None):
-    return s.run(params, sharding.constrain_batch(x0, mesh), key, mask, max_steps)
-
-  return jax.jit(run, out_shardings=(sharding.batch_sharding(mesh),
-                                     sharding.replicated(mesh)))
-
-
-def make_run_fn(config, logit_fn, mode, mesh=None):
-  """Jitted sampler `run` for training-time synthesis (batch-sharded over `mesh`)."""
-  s = make_synthesis_sampler(config, logit_fn, mode)
-  return jit_run(s, mesh)
 
 
 def stage_progress(stage: int, total: int, what: str, count: int, unit: str):
@@ -735,9 +606,9 @@ def data_fingerprint(positives: jax.Array, rows: sharding.RowLayout) -> dict:
       rows.num_rows, lambda idx: sharding.to_host(gather(positives, idx)))
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       stop_after_stages: int | None = None,
-                       should_stop: preemption.StopCheck = None) -> TrainState:
+def train(config: ml_collections.ConfigDict, workdir: str,
+          stop_after_stages: int | None = None,
+          should_stop: preemption.StopCheck = None) -> TrainState:
   """Trains an INNg model, resuming from `workdir` if it holds a checkpoint.
 
   Args:
@@ -754,6 +625,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   Returns:
     The final TrainState.
   """
+  config = synthesis.upgrade_config(config)  # e.g. synthesis.energy, now .mode
   validate_config(config)
   mesh = sharding.make_mesh(config)
   config = sharding.global_batch_config(config, mesh.size)
@@ -770,13 +642,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                          should_stop)
 
 
+# The name of earlier releases (flax's examples call theirs so), kept for code that
+# calls it; training evaluates nothing (`--mode=evaluate` does).
+train_and_evaluate = train
+
+
 def _train_locked(config, workdir, mesh, dataset, stop_after_stages,
                   should_stop) -> TrainState:
-  """`train_and_evaluate` once the inputs are checked and the workdir is locked."""
+  """`train` once the inputs are checked and the workdir is locked."""
   # uint8 on the devices, row-sharded over the mesh; batches are gathered there.
   positives, rows = sharding.distribute_rows(dataset.images, mesh)
-  model = build_model(config)
-  logit_fn = energy_lib.make_energy(config, model)
+  model = synthesis.build_model(config)
+  geometry = synthesis.geometry(config)
+  logit_fn = energy_lib.make_stage_logit_fn(model, geometry)
   tx = make_optimizer(config)
 
   manager = checkpointing.Manager(workdir, config,
@@ -796,7 +674,7 @@ def _train_locked(config, workdir, mesh, dataset, stop_after_stages,
 
   writer = images.make_writer(workdir)
   chunk = make_train_chunk(model, config, tx, mesh, rows)
-  run_fn = make_run_fn(config, logit_fn, config.synthesis.energy, mesh)
+  run_fn = synthesis.make_run_fn(config, logit_fn, config.synthesis.mode, mesh)
   threshold_fn = make_critic_threshold(model, config, rows)
   total = int(config.num_stages)
   last = total if stop_after_stages is None else min(total, int(stop_after_stages))
@@ -830,20 +708,21 @@ def _train_locked(config, workdir, mesh, dataset, stop_after_stages,
       active = state.active.at[slot].set(True)
 
       t0 = time.perf_counter()
-      if config.synthesis.energy == "sequential" or config.variant == "inng_single":
+      if config.synthesis.mode == "sequential" or config.variant == "inng_single":
         # The previous negatives already went through the earlier stages: only
         # the newest classifier moves them (the authors' code).
         mask = jnp.zeros_like(active).at[slot].set(True)
       else:
         mask = active
       start = synthesis_start(state, config, jax.random.fold_in(syn_key, 2),
-                              energy_lib.negative_shape(config))
+                              energy_lib.negative_shape(geometry))
       n = start.shape[0]
-      x0 = _pad_batches(start, batch)
+      x0 = synthesis.pad_batches(start, batch)
       with stage_progress(t + 1, total, "synthesis", x0.shape[0] // batch,
                           "batch") as progress:
-        x, steps, probs = synthesize(run_fn, stacked, mask, x0, syn_key, batch,
-                                     synthesis_caps(config, t), should_stop, progress)
+        x, steps, probs = synthesis.synthesize(
+            run_fn, stacked, mask, x0, syn_key, batch, synthesis_caps(config, t),
+            should_stop, progress)
       x = x[:n]
       jax.block_until_ready(x)
       t_syn = time.perf_counter() - t0
@@ -877,7 +756,7 @@ def _train_locked(config, workdir, mesh, dataset, stop_after_stages,
       if is_due(t + 1, int(config.grid_every_stages), last):
         # Every host takes part in fetching the grid (a collective); process 0 writes.
         grid = sharding.to_host(
-            energy_lib.crop_to_target(config, x[:int(config.grid_size)]))
+            energy_lib.crop_to_target(geometry, x[:int(config.grid_size)]))
         if sharding.is_main_process():
           tiles = images.make_grid(grid)
           images.save_png(tiles, os.path.join(workdir, "negatives",

@@ -33,6 +33,7 @@ from configs import tiny
 from innjax import checkpointing
 from innjax import sampler as sampler_lib
 from innjax import sharding
+from innjax import synthesis
 from innjax import train
 
 
@@ -63,12 +64,12 @@ def resume_from_stage_one(config, source: str, workdir: str):
   os.makedirs(os.path.join(workdir, "checkpoints"))
   shutil.copytree(os.path.join(source, "checkpoints", "1"),
                   os.path.join(workdir, "checkpoints", "1"))
-  return train.train_and_evaluate(config, workdir)
+  return train.train(config, workdir)
 
 
 def restore_final(config, workdir: str):
   """The final state of `workdir`, restored onto this process's mesh (no training)."""
-  return train.train_and_evaluate(config, workdir)  # every stage done: restore only
+  return train.train(config, workdir)  # every stage done: restore only
 
 
 def sampler_check() -> dict:
@@ -88,7 +89,7 @@ def sampler_check() -> dict:
   x0 = jnp.linspace(-0.8, 0.6, 8)[:, None, None, None] * jnp.ones((8, 4, 4, 1))
   key = jax.random.key(0)
   mesh = sharding.make_mesh(make_config(0))
-  run8 = train.jit_run(s, mesh)
+  run8 = synthesis.jit_run(s, mesh)
   x8, info8 = run8(params, x0, key)
   x1, info1 = jax.jit(s.run)(params, jax.device_put(x0, jax.devices()[0]), key)
   alone = [int(jax.jit(s.run)(params, x0[i:i + 1], key)[1].steps) for i in range(8)]
@@ -113,7 +114,7 @@ def two_hosts(process_id: int, port: int) -> dict:
   local = np.arange(7) if process_id == 0 else np.arange(7, 13)
   rows, layout = sharding.distribute_rows(local, mesh)
   drawn = jax.jit(lambda a: a[layout.positions(jnp.arange(13))])(rows)
-  model = train.build_model(config)
+  model = synthesis.build_model(config)
   state = train.init_state(config, model, jax.random.key(0))
   placed = sharding.place(state, sharding.state_shardings(state, mesh))
   return {"process_count": jax.process_count(), "mesh_size": mesh.size,
@@ -133,12 +134,12 @@ def main(task: str, out: str) -> None:
   report = {}
   t0 = time.perf_counter()
   if task == "one":
-    state = train.train_and_evaluate(make_config(1), os.path.join(out, "w1"))
+    state = train.train(make_config(1), os.path.join(out, "w1"))
     save_state(state, os.path.join(out, "one.npz"))
   elif task == "eight":
     config = make_config(0)
     config.checkpoint.async_save = True  # saves overlap the donated training steps
-    state = train.train_and_evaluate(config, os.path.join(out, "w8"))
+    state = train.train(config, os.path.join(out, "w8"))
     save_state(state, os.path.join(out, "eight.npz"))
     report["specs"] = {"params": spec(jax.tree_util.tree_leaves(state.params)[0]),
                        "cascade": spec(jax.tree_util.tree_leaves(state.cascade)[0]),
@@ -160,7 +161,7 @@ def main(task: str, out: str) -> None:
     bad = make_config(0)
     bad.train.pos_batch = 6
     try:
-      train.train_and_evaluate(bad, os.path.join(out, "bad"))
+      train.train(bad, os.path.join(out, "bad"))
     except ValueError as err:
       report["bad_batch_error"] = str(err)
   elif task.startswith("host"):  # host0 / host1: one of two processes on this machine
@@ -174,7 +175,7 @@ def main(task: str, out: str) -> None:
                os.path.join(out, "resumed_eight_to_one.npz"))
     # A reader that gives no shardings (as benchmarks and older callers do) gets
     # the arrays on its first device, not a demand for the eight that saved them.
-    model = train.build_model(config)
+    model = synthesis.build_model(config)
     template = jax.eval_shape(lambda: train.init_state(config, model, jax.random.key(0)))
     manager = checkpointing.Manager(os.path.join(out, "w8"), config, read_only=True)
     save_state(manager.restore_latest(template),

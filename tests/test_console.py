@@ -199,7 +199,7 @@ def test_training_stages_show_bars_in_a_terminal_and_stay_quiet_in_a_log(tmp_pat
 def test_stage_progress_counts_updates_and_synthesis_batches(caplog):
   from absl import logging  # pylint: disable=import-outside-toplevel
   from configs import tiny  # pylint: disable=import-outside-toplevel
-  from innjax import train  # pylint: disable=import-outside-toplevel
+  from innjax import synthesis, train  # pylint: disable=import-outside-toplevel
   logging.set_verbosity(logging.INFO)
   config = tiny.get_config()
   config.train.steps_per_stage, config.train.log_every = 12, 5  # 3 chunks of 5
@@ -223,8 +223,8 @@ def test_stage_progress_counts_updates_and_synthesis_batches(caplog):
   class Info:  # what the sampler's run returns besides the images
     steps, mean_prob = jnp.ones(4), jnp.float32(0.5)
   with console.Progress(3, "stage 1/1 synthesis", interval=0, bar=False) as progress:
-    x, _, _ = train.synthesize(lambda p, x0, key, mask, cap: (x0 + 1, Info),
-                               None, None, jnp.zeros((12, 2)), jax.random.key(0), 4, 10,
-                               progress=progress)
+    x, _, _ = synthesis.synthesize(lambda p, x0, key, mask, cap: (x0 + 1, Info),
+                                   None, None, jnp.zeros((12, 2)), jax.random.key(0),
+                                   4, 10, progress=progress)
   assert progress.done == 3 and float(x.sum()) == 24.0
   assert "stage 1/1 synthesis: 1/3 batches" in caplog.text

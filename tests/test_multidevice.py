@@ -28,6 +28,7 @@ import pytest
 
 from configs import tiny
 from innjax import sharding
+from innjax import synthesis
 from innjax import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -215,7 +216,7 @@ def test_default_mesh_is_one_device_and_batches_can_be_per_device():
 
 def test_state_shardings_replicate_all_but_the_rows():
   config = tiny.get_config()
-  model = train.build_model(config)
+  model = synthesis.build_model(config)
   template = jax.eval_shape(lambda: train.init_state(config, model, jax.random.key(0)))
   mesh = sharding.make_mesh(config)
   target = sharding.with_shardings(template, sharding.state_shardings(template, mesh))

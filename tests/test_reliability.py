@@ -440,7 +440,7 @@ def test_patch_larger_than_the_image(tmp_path, capsys):
     ({"synthesis.step_size": -0.1}, "synthesis.step_size must be a positive"),
     ({"synthesis.beta1": 1.0}, "synthesis.beta1 must be in [0, 1)"),
     ({"synthesis.noise_schedule": "warm"}, "synthesis.noise_schedule must be one of"),
-    ({"synthesis.energy": "max"}, "synthesis.energy must be one of"),
+    ({"synthesis.mode": "max"}, "synthesis.mode must be one of"),
     ({"sample.mode": "gibbs"}, "sample.mode must be one of"),
     ({"variant": "gan"}, "variant must be one of"),
     ({"model.dtype": "float16"}, "model.dtype must be"),

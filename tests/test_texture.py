@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from configs import tiny_texture
-from innjax import energy, generate, style, train
+from innjax import energy, generate, style, synthesis, train
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +56,9 @@ def test_sampling_at_another_size_crops_the_padding(trained):
 
 def test_more_patches_for_larger_images(trained):
   config, _, _ = trained
+  geometry = synthesis.geometry(config)
   def count(side):
-    return energy.patches_per_image(config, energy.negative_shape(config, side)[:2])
+    return energy.patches_per_step(geometry, energy.negative_shape(geometry, side)[:2])
   # The paper's density: 10 patches on an image 4 patch-widths wide (64 for 16x16),
   # scaled with the area.
   assert count(64) == 10 and count(128) == 40 and count(32) == 3  # 2.5 rounds up

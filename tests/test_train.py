@@ -14,7 +14,8 @@ import pytest
 
 from configs import tiny
 import innjax
-from innjax import checkpointing, cli, generate, summaries, train
+from innjax import checkpointing, cli, generate, summaries, synthesis
+from innjax import train
 
 
 def _config(**overrides):
@@ -40,7 +41,7 @@ def _event_tags(folder) -> dict:
 
 def test_inng_trains_saves_grids_and_samples(tmp_path):
   config = _config()
-  state = train.train_and_evaluate(config, str(tmp_path))
+  state = train.train(config, str(tmp_path))
   assert int(state.stage) == 3
   assert bool(jnp.all(state.active)) and state.active.shape == (3,)
   # Each stage fine-tunes the previous classifier: stages differ but are all kept.
@@ -67,7 +68,7 @@ def test_inng_trains_saves_grids_and_samples(tmp_path):
   # The library path: the same sampling from a loaded cascade, writing nothing.
   before = sorted(os.listdir(tmp_path / "samples"))
   stacked, active, stages = generate.load_cascade(config, str(tmp_path))
-  again, again_stats = generate.synthesize_images(
+  again, again_stats = synthesis.synthesize_images(
       config, stacked, active, 8, jax.random.key(int(config.sample.seed)))
   assert stages == 3 and again_stats["kept_classifiers"] == 3
   np.testing.assert_array_equal(again, images)
@@ -76,40 +77,40 @@ def test_inng_trains_saves_grids_and_samples(tmp_path):
 
 def test_resume_reaches_the_same_final_state(tmp_path):
   config = _config()
-  full = train.train_and_evaluate(config, str(tmp_path / "full"))
+  full = train.train(config, str(tmp_path / "full"))
   part = tmp_path / "interrupted"
-  first = train.train_and_evaluate(config, str(part), stop_after_stages=1)
+  first = train.train(config, str(part), stop_after_stages=1)
   assert int(first.stage) == 1
-  resumed = train.train_and_evaluate(config, str(part))
+  resumed = train.train(config, str(part))
   assert int(resumed.stage) == 3
   _assert_trees_equal(resumed.cascade, full.cascade)
   _assert_trees_equal(resumed.params, full.params)
   _assert_trees_equal(resumed.pool.images, full.pool.images)
   _assert_trees_equal(resumed.negatives, full.negatives)
   # Running again on a finished workdir changes nothing.
-  again = train.train_and_evaluate(config, str(part))
+  again = train.train(config, str(part))
   _assert_trees_equal(again.cascade, full.cascade)
 
 
 def test_a_finished_run_extended_to_more_stages_equals_one_trained_at_once(tmp_path):
   # Bit for bit: the empty slots of a preallocated cascade add exact zeros.
-  at_once = train.train_and_evaluate(_config(num_stages=4), str(tmp_path / "at_once"))
+  at_once = train.train(_config(num_stages=4), str(tmp_path / "at_once"))
   run = str(tmp_path / "extended")
-  assert int(train.train_and_evaluate(_config(num_stages=2), run).stage) == 2
-  extended = train.train_and_evaluate(_config(num_stages=4), run)
+  assert int(train.train(_config(num_stages=2), run).stage) == 2
+  extended = train.train(_config(num_stages=4), run)
   assert int(extended.stage) == 4 and extended.active.shape == (4,)
   raw = lambda s: s.replace(key=jax.random.key_data(s.key))  # pylint: disable=unnecessary-lambda-assignment
   _assert_trees_equal(raw(extended), raw(at_once))  # the whole state
   # Fewer stages than the checkpoint's stays refused, with nothing changed on disk.
   with pytest.raises(checkpointing.IncompatibleCheckpointError,
                      match="num_stages: 4 in the checkpoint, 2 now"):
-    train.train_and_evaluate(_config(num_stages=2), run)
+    train.train(_config(num_stages=2), run)
 
 
 @pytest.mark.parametrize("variant, slots", [("inng_compressed", 2), ("inng_single", 1)])
 def test_compressed_and_single_variants(tmp_path, variant, slots):
-  config = _config(variant=variant, keep_every=2, **{"synthesis.energy": "sequential"})
-  state = train.train_and_evaluate(config, str(tmp_path))
+  config = _config(variant=variant, keep_every=2, **{"synthesis.mode": "sequential"})
+  state = train.train(config, str(tmp_path))
   assert state.active.shape == (slots,) and bool(jnp.all(state.active))
   assert int(state.stage) == 3
   if variant == "inng_compressed":
@@ -121,11 +122,11 @@ def test_compressed_and_single_variants(tmp_path, variant, slots):
 
 def test_a_workdir_from_another_config_is_refused_and_kept(tmp_path):
   config = _config(num_stages=1)
-  train.train_and_evaluate(config, str(tmp_path))
+  train.train(config, str(tmp_path))
   before = sorted(os.listdir(tmp_path / "checkpoints"))
   other = _config(num_stages=1, **{"model.features": (4, 8)})
   with pytest.raises(checkpointing.IncompatibleCheckpointError, match="model.features"):
-    train.train_and_evaluate(other, str(tmp_path))
+    train.train(other, str(tmp_path))
   assert sorted(os.listdir(tmp_path / "checkpoints")) == before
 
 
@@ -146,7 +147,7 @@ def test_a_workdir_from_another_config_is_refused_and_kept(tmp_path):
 ])
 def test_bad_configs_are_rejected_before_training(tmp_path, override, match):
   with pytest.raises(ValueError, match=match):
-    train.train_and_evaluate(_config(**override), str(tmp_path))
+    train.train(_config(**override), str(tmp_path))
 
 
 def test_svhn_through_the_real_tfds_loader(tmp_path):
@@ -161,7 +162,7 @@ def test_svhn_through_the_real_tfds_loader(tmp_path):
   config.data.download = False
   config.checkpoint.async_save = False
   with tfds.testing.mock_data(num_examples=64):
-    state = train.train_and_evaluate(config, str(tmp_path))
+    state = train.train(config, str(tmp_path))
   assert int(state.stage) == 1
   assert state.negatives.shape[1:] == (32, 32, 3)
 
@@ -182,7 +183,7 @@ def test_gradient_penalty_is_zero_for_a_unit_gradient_linear_critic():
 
 def test_replay_start_with_reinit_prob_one_is_fresh_noise(tmp_path):
   config = _config(**{"synthesis.start": "pool", "synthesis.reinit_prob": 1.0})
-  state = train.init_state(config, train.build_model(config), jax.random.key(0))
+  state = train.init_state(config, synthesis.build_model(config), jax.random.key(0))
   state = state.replace(pool=train.pool_lib.add(
       state.pool, jnp.full_like(state.negatives, 0.9), 1))
   shape = state.negatives.shape[1:]
@@ -204,7 +205,7 @@ def test_ebm_and_winn_options_train_resume_and_sample(tmp_path, objective):
   overrides = {
       "objective": objective, "model.norm": "layer", "model.activation": "swish",
       "model.pool": "mean", "train.optimizer": "adam", "train.learning_rate": 1e-3,
-      "train.gradient_penalty": 10.0, "synthesis.energy": "sequential"}
+      "train.gradient_penalty": 10.0, "synthesis.mode": "sequential"}
   if objective == "inng":
     overrides.update({
         "model.norm": "none", "model.spectral_norm": True, "train.logit_l2": 0.1,
@@ -213,10 +214,10 @@ def test_ebm_and_winn_options_train_resume_and_sample(tmp_path, objective):
         "synthesis.grad_clip": 0.05, "synthesis.stop_prob": 0.0,
         "train.gradient_penalty": 0.0})
   config = _config(**overrides)
-  full = train.train_and_evaluate(config, str(tmp_path / "full"))
+  full = train.train(config, str(tmp_path / "full"))
   part = str(tmp_path / "part")
-  train.train_and_evaluate(config, part, stop_after_stages=1)
-  resumed = train.train_and_evaluate(config, part)
+  train.train(config, part, stop_after_stages=1)
+  resumed = train.train(config, part)
   _assert_trees_equal(resumed.cascade, full.cascade)
   _assert_trees_equal(resumed.negatives, full.negatives)
   assert bool(jnp.all(jnp.isfinite(full.negatives)))
@@ -238,9 +239,9 @@ def test_movement_measures_how_far_negatives_moved():
 
 
 def test_each_stage_logs_how_far_synthesis_moved_the_negatives(tmp_path, caplog):
-  config = _config(num_stages=2, **{"synthesis.energy": "sum"})
+  config = _config(num_stages=2, **{"synthesis.mode": "sum"})
   with caplog.at_level("INFO"):
-    state = train.train_and_evaluate(config, str(tmp_path))
+    state = train.train(config, str(tmp_path))
   lines = [r.getMessage() for r in caplog.records if "moved L2" in r.getMessage()]
   assert len(lines) == 2
   moved = [float(line.split("moved L2 ")[1].split()[0]) for line in lines]
@@ -279,7 +280,7 @@ def test_paper_and_winn_texture_configs_differ_only_where_documented():
 def test_checkpoints_and_grids_every_k_stages_keep_resume_exact(tmp_path):
   config = _config(num_stages=3, **{"checkpoint.every_stages": 2,
                                     "grid_every_stages": 2})
-  full = train.train_and_evaluate(config, str(tmp_path / "full"))
+  full = train.train(config, str(tmp_path / "full"))
   assert sorted(os.listdir(tmp_path / "full" / "negatives")) == [
       "stage_002.png", "stage_003.png"]
   assert sorted(os.listdir(tmp_path / "full" / "checkpoints")) == ["2", "3"]
@@ -292,21 +293,21 @@ def test_checkpoints_and_grids_every_k_stages_keep_resume_exact(tmp_path):
     return "test stop" if len(polls) == 7 else None
 
   with pytest.raises(train.preemption.TrainingInterrupted) as info:
-    train.train_and_evaluate(config, str(part), should_stop=should_stop)
+    train.train(config, str(part), should_stop=should_stop)
   assert info.value.completed_stages == 1
   assert sorted(os.listdir(part / "checkpoints")) == ["1"]
-  resumed = train.train_and_evaluate(config, str(part))
+  resumed = train.train(config, str(part))
   _assert_trees_equal(resumed.cascade, full.cascade)
   _assert_trees_equal(resumed.negatives, full.negatives)
   with pytest.raises(ValueError, match="every_stages"):
-    train.train_and_evaluate(_config(**{"checkpoint.every_stages": 0}),
+    train.train(_config(**{"checkpoint.every_stages": 0}),
                              str(tmp_path / "bad"))
 
 
 def test_conv_noise_initial_negatives_are_smooth_noise_of_the_asked_std():
   key = jax.random.key(0)
-  white = train.initial_negatives(key, 8, (32, 32, 3), 0.3)
-  smooth = train.initial_negatives(key, 8, (32, 32, 3), 0.3, "conv_noise")
+  white = synthesis.initial_negatives(key, 8, (32, 32, 3), 0.3)
+  smooth = synthesis.initial_negatives(key, 8, (32, 32, 3), 0.3, "conv_noise")
   assert smooth.shape == white.shape
   np.testing.assert_allclose(float(jnp.std(smooth)), 0.3, rtol=0.1)
   def neighbour_corr(x):
@@ -314,9 +315,9 @@ def test_conv_noise_initial_negatives_are_smooth_noise_of_the_asked_std():
     return float(jnp.corrcoef(a, b)[0, 1])
   assert abs(neighbour_corr(white)) < 0.05 and neighbour_corr(smooth) > 0.3
   with pytest.raises(ValueError, match="pool.init"):
-    train.initial_negatives(key, 1, (4, 4, 1), 0.3, "uniform")
+    synthesis.initial_negatives(key, 1, (4, 4, 1), 0.3, "uniform")
   config = _config(**{"pool.init": "conv_noise", "num_stages": 1})
-  state = train.init_state(config, train.build_model(config), jax.random.key(1))
+  state = train.init_state(config, synthesis.build_model(config), jax.random.key(1))
   assert neighbour_corr(state.negatives) > 0.3
 
 
@@ -345,12 +346,33 @@ def test_sample_stop_window_sets_the_fewest_steps_when_sampling():
   for window in (1, 5, 20):
     config.sample.stop_window = window
     config.sample.mode = "sequential"
-    sampler = train.make_generation_sampler(config, passed)
+    sampler = synthesis.make_generation_sampler(config, passed)
     _, info = sampler.run(params, x0, jax.random.key(0))
     assert int(np.sum(info.steps)) == window - 1
   # A config saved before the field existed samples with synthesis.stop_window.
   del config.sample["stop_window"]
-  assert train.sampling_stop_window(config) == 20
+  assert synthesis.sampling_stop_window(config) == 20
   config.sample.stop_window = 0
   with pytest.raises(ValueError, match="sample.stop_window"):
     train.validate_config(config)
+
+
+def test_configs_that_still_say_synthesis_energy_keep_their_meaning(tmp_path):
+  from configs import default  # pylint: disable=g-import-not-at-top
+  from innjax import export  # pylint: disable=g-import-not-at-top
+  # A config file of an earlier release sets the old name on today's defaults.
+  old = tiny.get_config()  # synthesis.mode = "sum"
+  old.synthesis.energy = "sequential"
+  upgraded = synthesis.upgrade_config(old)
+  assert upgraded.synthesis.mode == "sequential" and "energy" not in upgraded.synthesis
+  assert old.synthesis.energy == "sequential"  # the argument is left as it was
+  assert synthesis.upgrade_config(upgraded) is upgraded
+  assert not cli.check_config_fields(upgraded, default.get_config())
+  # Training reads it: a bad value under the old name is refused under the new one.
+  old.synthesis.energy = "max"
+  with pytest.raises(ValueError, match="synthesis.mode must be one of"):
+    train.train(old, str(tmp_path))
+  # A config saved in a checkpoint or an export before the rename.
+  saved = checkpointing.config_to_dict(tiny.get_config())
+  saved["synthesis"]["energy"] = saved["synthesis"].pop("mode")
+  assert export._config(saved).synthesis.mode == "sum"
