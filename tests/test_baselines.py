@@ -26,7 +26,10 @@ def test_pca_gaussian_recovers_a_known_low_rank_gaussian():
 
 def test_pca_gaussian_samples_stay_in_range():
   x = np.random.default_rng(0).uniform(-1, 1, (50, 4, 4, 1))
-  samples = baselines.sample_pca_gaussian(baselines.fit_pca_gaussian(x, 10), 100)
+  model = baselines.fit_pca_gaussian(x, 10)
+  unclipped = baselines.sample_pca_gaussian(model, 100, clip=None)
+  assert np.abs(unclipped).max() > 1  # so the clip below has something to do
+  samples = baselines.sample_pca_gaussian(model, 100)
   assert samples.min() >= -1 and samples.max() <= 1
 
 

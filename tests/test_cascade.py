@@ -21,10 +21,12 @@ def test_stack_append_count_and_select():
   grown = cascade.append(cascade.append(stacked, stages[3]), stages[4])
   assert cascade.num_stages(grown) == 5
   assert cascade.num_stages(cascade.append(None, stages[0])) == 1
+  unstacked = cascade.unstack(grown)
+  assert len(unstacked) == 5
   for i, stage in enumerate(stages):
     jax.tree_util.tree_map(np.testing.assert_array_equal,
                            cascade.get_stage(grown, i), stage)
-  assert len(cascade.unstack(grown)) == 5
+    jax.tree_util.tree_map(np.testing.assert_array_equal, unstacked[i], stage)
 
 
 def test_keep_every_and_keep_last():

@@ -7,6 +7,7 @@ from PIL import Image
 
 from configs import tiny_texture
 from innjax import energy, generate, style, synthesis, train
+from innjax import images as images_lib
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +42,11 @@ def test_training_keeps_padded_negatives(trained):
   # pooled (WINN's critic) into 16.
   assert state.params["logit"]["kernel"].shape == (16, 1)
   assert config.model.pool == "mean"
-  grid = Image.open(f"{workdir}/negatives/stage_002.png")
-  assert grid.size[0] > 0
+  # The stage's grid shows the negatives cropped to the 32x32 target: the padding is
+  # for the patch head only.
+  grid = np.asarray(Image.open(f"{workdir}/negatives/stage_002.png"))
+  target = np.asarray(state.negatives)[:, 8:40, 8:40]
+  np.testing.assert_array_equal(grid, images_lib.make_grid(target)[..., 0])
 
 
 def test_sampling_at_another_size_crops_the_padding(trained):
@@ -70,7 +74,7 @@ def test_style_transfer_renders_content_in_the_style(trained):
   # astronaut (512x512) scaled to style.max_size=48 on its longer side.
   assert image.shape == (48, 48, 1)
   assert Image.open(stats["png"]).size == (48, 48)
-  assert 0.0 < stats["content_mse"] < 1.0 and 0.0 <= stats["mean_p_style"] <= 1.0
+  assert 0.0 < stats["content_mse"] < 1.0
   content = style.load_content(config)
   # Pure content (gamma = 1) leaves the image where it started.
   config_content = tiny_texture.get_config()
@@ -103,10 +107,6 @@ def test_style_content_unit_sets_the_content_weight(trained, tmp_path):
 
 def test_bad_texture_inputs(trained, tmp_path):
   config, workdir, _ = trained
-  bad = tiny_texture.get_config()
-  bad.patch.size = 64  # larger than the 32x32 exemplar
-  with pytest.raises(ValueError, match="larger than the training image"):
-    train.validate_config(bad)
   missing = tiny_texture.get_config()
   missing.data.image = str(tmp_path / "nope.jpg")
   with pytest.raises(FileNotFoundError, match="nope.jpg"):

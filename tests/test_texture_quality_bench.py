@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -38,7 +39,8 @@ def test_overrides_reach_each_recipe_and_steps_come_from_its_config(tq):
   assert inng["features"] == winn["features"] == [4, 8]  # preset fields, not config
   assert inng["sample_step_size"] == inng["step_size"]
   assert winn["sample_step_size"] == 0.005
-  assert inng["num_2x"] > 0 and winn["num_2x"] == 0  # the 2x column: first recipe only
+  # The 2x column: the first recipe keeps the preset's count, the others none.
+  assert inng["num_2x"] == settings["num_2x"] == 1 and winn["num_2x"] == 0
   config = tq.make_config(winn, "x.png")
   assert config.train.learning_rate == 1e-3 and config.model.features == (4, 8)
   assert config.synthesis.step_size == winn["step_size"]
@@ -80,7 +82,8 @@ def test_tables_and_curve_plot(tq, tmp_path):
   assert "1 stage" in tq.curve_table(records, "winn")
   assert tq.curve_summary(records)["inng"][0][:2] == (1, 5.0)
   path = tq.curve_plot(records, str(tmp_path / "curve.png"))
-  assert os.path.getsize(path) > 0
+  with Image.open(path) as plot:  # two panels side by side
+    assert plot.format == "PNG" and plot.width > plot.height
 
 
 def test_records_of_the_inng_only_version_still_report(tq):
