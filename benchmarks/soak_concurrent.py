@@ -26,7 +26,8 @@ What it does:
    for bit.
 
 It prints a table of the rounds and a summary line. The helpers (process handling,
-state comparison) are those of benchmarks/soak_kill.py.
+state comparison) are those of tests/soak_harness.py, the options those of
+benchmarks/soak_kill.py.
 """
 
 from __future__ import annotations
@@ -42,10 +43,11 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-for path in (REPO, os.path.join(REPO, "benchmarks")):
+for path in (os.path.join(REPO, "tests"), os.path.join(REPO, "benchmarks")):
   if path not in sys.path:
     sys.path.insert(0, path)
 
+import soak_harness  # pylint: disable=g-import-not-at-top,wrong-import-position
 import soak_kill  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _BUSY = re.compile(r"innjax: error: Workdir .* is in use by another training run "
@@ -72,7 +74,7 @@ class Round:
   ok: bool = False
 
 
-def _outcome(process: soak_kill.Process, rc: int, killed: bool) -> str:
+def _outcome(process: soak_harness.Process, rc: int, killed: bool) -> str:
   text = process.text()
   if rc == 0 and "Training finished" in text:
     return "finished"
@@ -83,21 +85,21 @@ def _outcome(process: soak_kill.Process, rc: int, killed: bool) -> str:
   return "FAILED"
 
 
-def _first_time(process: soak_kill.Process, pattern: re.Pattern) -> float | None:
+def _first_time(process: soak_harness.Process, pattern: re.Pattern) -> float | None:
   return next((t for t, line in process.lines if pattern.search(line)), None)
 
 
-def _stages_before(process: soak_kill.Process, moment: float) -> int:
+def _stages_before(process: soak_harness.Process, moment: float) -> int:
   """The newest stage `process` had logged before `moment` (0: none)."""
   found = [int(m.group(1)) for t, line in process.lines
-           if t < moment and (m := soak_kill._STAGE_LINE.search(line))]  # pylint: disable=protected-access
+           if t < moment and (m := soak_harness.STAGE_LINE.search(line))]
   return max(found, default=0)
 
 
 def _first_stage_time(processes, deadline: float) -> float | None:
   """When the first of `processes` logged a stage (None: all ended before one did)."""
   while time.monotonic() < deadline:
-    times = [_first_time(p, soak_kill._STAGE_LINE) for p in processes]  # pylint: disable=protected-access
+    times = [_first_time(p, soak_harness.STAGE_LINE) for p in processes]
     times = [t for t in times if t is not None]
     if times:
       return min(times)
@@ -108,7 +110,7 @@ def _first_stage_time(processes, deadline: float) -> float | None:
 
 
 def play_round(index: int, episode: int, workdir: str, command: list[str], env: dict,
-               rng: random.Random, timing: soak_kill.Timing, stages: int, kill: bool,
+               rng: random.Random, timing: soak_harness.Timing, stages: int, kill: bool,
                timeout: float) -> tuple[Round, list[str]]:
   """Starts two runs on `workdir`, maybe kills them; returns the round and the logs.
 
@@ -119,9 +121,9 @@ def play_round(index: int, episode: int, workdir: str, command: list[str], env: 
   rest of the training, counted from the first stage line either run logs, so that a
   loaded machine (slower start-ups) does not push the kills into the start-up.
   """
-  committed = max(soak_kill.committed_steps(workdir), default=0)
+  committed = max(soak_harness.committed_steps(workdir), default=0)
   training_s = (stages - committed + 1) * timing.stage_s
-  first = soak_kill.Process(command, env)
+  first = soak_harness.Process(command, env)
   if rng.random() < 0.25:
     delay = rng.uniform(0.0, 1.0)  # both start up together and race for the lock
   else:
@@ -130,7 +132,7 @@ def play_round(index: int, episode: int, workdir: str, command: list[str], env: 
     aim = rng.uniform(0.5 * timing.startup_s, timing.startup_s + training_s)
     delay = max(0.0, aim - _LOCK_LEAD * timing.startup_s)
   time.sleep(delay)
-  second = soak_kill.Process(command, env)
+  second = soak_harness.Process(command, env)
   offset = second.started - first.started
   processes = [first, second]
   killed = [False, False]
@@ -153,7 +155,7 @@ def play_round(index: int, episode: int, workdir: str, command: list[str], env: 
   outcomes = tuple(_outcome(p, rc, k) for p, rc, k in zip(processes, codes, killed))
   held = sorted((p for p in processes if _first_time(p, _HELD) is not None),
                 key=lambda p: _first_time(p, _HELD))
-  resumed = [soak_kill._resumed_from(p.text()) for p in held]  # pylint: disable=protected-access
+  resumed = [soak_harness.resumed_from(p.text()) for p in held]
   result = Round(index=index, episode=episode, offset_s=offset, kill_s=kill_s,
                  committed_before=committed, outcomes=outcomes,
                  resumed_from=resumed[0] if resumed else None)
@@ -189,18 +191,18 @@ def run_soak(kills: int, seed: int, stages: int, root: str, cache_dir: str,
     log: where progress lines go.
   """
   rng = random.Random(seed)
-  overrides = soak_kill.overrides_for(stages)
-  env = soak_kill.subprocess_env(cache_dir)
+  overrides = soak_harness.overrides_for(stages)
+  env = soak_harness.subprocess_env(cache_dir)
   shutil.rmtree(root, ignore_errors=True)
   os.makedirs(root)
   t_begin = time.monotonic()
   timeout = 600.0
   reference_dir = os.path.join(root, "reference")
-  rc, text, process = soak_kill.run_to_end(
-      soak_kill.train_command(reference_dir, overrides), env, timeout)
+  rc, text, process = soak_harness.run_to_end(
+      soak_harness.train_command(reference_dir, overrides), env, timeout)
   if rc != 0:
     raise RuntimeError(f"the reference run failed:\n{text}")
-  timing = soak_kill.timing_of(process)
+  timing = soak_harness.timing_of(process)
   log(f"reference run: first stage after {timing.startup_s:.1f}s, then "
       f"{timing.stage_s:.2f}s per stage")
 
@@ -214,7 +216,7 @@ def run_soak(kills: int, seed: int, stages: int, root: str, cache_dir: str,
     training_kills = sum(r.killed_at_stage is not None and r.killed_at_stage > 0
                          for r in rounds)
     kill = training_kills < kills and not timed_out
-    command = soak_kill.train_command(workdir, overrides)
+    command = soak_harness.train_command(workdir, overrides)
     result, texts = play_round(len(rounds) + 1, episode, workdir, command, env, rng,
                                timing, stages, kill, timeout)
     rounds.append(result)
@@ -234,8 +236,7 @@ def run_soak(kills: int, seed: int, stages: int, root: str, cache_dir: str,
       if not kill and "killed" not in result.outcomes:
         break  # nothing finished and nothing was killed: nothing would change
       continue
-    equal = soak_kill.states_equal(soak_kill.load_state(workdir, overrides),
-                                   soak_kill.load_state(reference_dir, overrides))
+    equal = soak_harness.equals_reference(workdir, reference_dir, overrides)
     episodes.append((episode, equal))
     log(f"episode {episode}: finished, final state equal to the reference: {equal}")
     if not kill:

@@ -1,7 +1,7 @@
 """Outputs written whole or not at all, never over an earlier one (innjax/outputs.py).
 
 The helpers are checked directly; `--mode=sample` is checked through `cli.run`, as
-main.py calls it, on one tiny run trained in this process.
+main.py calls it, on the tiny run trained once per session (conftest.py's `tiny_run`).
 """
 
 import errno
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from innjax import checkpointing, cli, images, outputs, train, workdir_lock
+from innjax import checkpointing, cli, images, outputs, workdir_lock
 
 
 def _files(folder):
@@ -87,11 +87,17 @@ def test_a_full_disk_is_named_in_one_line(tmp_path):
 # --mode=sample
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp("trained"))
-  train.train_and_evaluate(tiny.get_config(), workdir)
-  return workdir
+@pytest.fixture(name="trained")
+def fixture_trained(tiny_run):
+  """The workdir of the shared tiny run; sampling into it needs a copy (`_copy`)."""
+  return tiny_run[0]
+
+
+def _copy(trained, tmp_path):
+  """A workdir of its own holding the checkpoints of `trained`."""
+  workdir = tmp_path / "run"
+  shutil.copytree(os.path.join(trained, "checkpoints"), workdir / "checkpoints")
+  return str(workdir)
 
 
 def _sample(workdir, capsys, output_dir=None):
@@ -101,14 +107,15 @@ def _sample(workdir, capsys, output_dir=None):
   return rc, err
 
 
-def test_a_second_sample_run_does_not_replace_the_first(trained, capsys):
-  folder = os.path.join(trained, "samples")
-  assert _sample(trained, capsys)[0] == 0
+def test_a_second_sample_run_does_not_replace_the_first(trained, tmp_path, capsys):
+  workdir = _copy(trained, tmp_path)
+  folder = os.path.join(workdir, "samples")
+  assert _sample(workdir, capsys)[0] == 0
   first = {name: open(os.path.join(folder, name), "rb").read()
            for name in _files(folder)}
   assert sorted(first) == ["samples_stage003_n8_seed1.npz",
                            "samples_stage003_n8_seed1.png"]
-  assert _sample(trained, capsys)[0] == 0
+  assert _sample(workdir, capsys)[0] == 0
   assert _files(folder) == sorted(list(first) + ["samples_stage003_n8_seed1-2.npz",
                                                  "samples_stage003_n8_seed1-2.png"])
   for name, data in first.items():
@@ -130,21 +137,21 @@ def test_sampling_rereads_when_training_deletes_the_step_it_reads(
     trained, tmp_path, capsys, monkeypatch):
   # Training saves step 4 and deletes step 3 (beyond checkpoint.max_to_keep) just
   # after the sampler picked step 3 as the newest.
-  workdir = tmp_path / "run"
-  shutil.copytree(os.path.join(trained, "checkpoints"), workdir / "checkpoints")
-  real_restore = checkpointing.Manager.restore_latest
+  workdir = _copy(trained, tmp_path)
+  real_restore = checkpointing.Manager.restore_latest_cascade
   calls = []
 
   def restore_while_training_saves(self, template):
     if not calls:
-      shutil.copytree(workdir / "checkpoints" / "3", workdir / "checkpoints" / "4")
-      shutil.rmtree(workdir / "checkpoints" / "3")
+      folder = os.path.join(workdir, "checkpoints")
+      shutil.copytree(os.path.join(folder, "3"), os.path.join(folder, "4"))
+      shutil.rmtree(os.path.join(folder, "3"))
     calls.append(self.latest_step())
     return real_restore(self, template)
 
-  monkeypatch.setattr(checkpointing.Manager, "restore_latest",
+  monkeypatch.setattr(checkpointing.Manager, "restore_latest_cascade",
                       restore_while_training_saves)
-  rc, err = _sample(str(workdir), capsys, output_dir=str(tmp_path / "out"))
+  rc, err = _sample(workdir, capsys, output_dir=str(tmp_path / "out"))
   assert rc == 0, err
   assert calls == [3, 4]
 

@@ -16,7 +16,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 from absl import logging
@@ -24,6 +23,7 @@ import pytest
 
 from configs import tiny
 from innjax import cli, workdir_lock
+import soak_harness
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -33,13 +33,14 @@ def test_a_held_lock_refuses_a_second_holder_and_names_the_first(tmp_path):
   try:
     record = json.loads((tmp_path / workdir_lock.LOCK_NAME).read_text())
     assert record["pid"] == os.getpid() and record["host"] == socket.gethostname()
-    assert record["command"] == "python main.py --workdir=x" and record["started"]
+    assert record["command"] == "python main.py --workdir=x"
+    time.strptime(record["started"], "%Y-%m-%d %H:%M:%S %Z")  # local time, zone named
     with pytest.raises(workdir_lock.WorkdirBusyError) as info:
       workdir_lock.acquire(str(tmp_path))
     message = str(info.value)
     assert "\n" not in message
-    assert f"pid {os.getpid()} on host {socket.gethostname()}, started " in message
-    assert "python main.py --workdir=x" in message
+    assert (f"pid {os.getpid()} on host {socket.gethostname()}, started "
+            f"{record['started']}: python main.py --workdir=x" in message)
     assert "wait for that one to finish" in message and "another --workdir" in message
   finally:
     lock.release()
@@ -110,63 +111,39 @@ def test_training_in_process_on_a_locked_workdir_is_refused(tmp_path, capsys):
   assert os.listdir(workdir) == []  # nothing written: no checkpoints, no events
 
 
-def _env():
-  env = dict(os.environ)
-  env.update(JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1",
-             JAX_COMPILATION_CACHE_DIR=os.path.join(tempfile.gettempdir(),
-                                                    "innjax_soak_jax_cache"),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
-  return env
-
-
-def _wait_for_line(process, pattern, lines):
-  """Reads `process`'s output until a line matches; returns the match."""
-  for line in process.stdout:
-    lines.append(line)
-    match = re.search(pattern, line)
-    if match:
-      return match
-  raise AssertionError("".join(lines))
-
-
 def test_two_processes_one_workdir_then_sigkill_and_resume(tmp_path):
   workdir = str(tmp_path / "run")
   # max_to_keep=0 keeps every step, so no step disappears under the check below.
-  command = [sys.executable, "main.py", "--config=configs/tiny.py",
-             f"--workdir={workdir}", "--config.num_stages=300",
-             "--config.checkpoint.max_to_keep=0"]
-  first = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True)
-  lines = []
+  command = soak_harness.train_command(
+      workdir, {"num_stages": 300, "checkpoint.max_to_keep": 0})
+  env = soak_harness.subprocess_env(soak_harness.CACHE_DIR)
+  first = soak_harness.Process(command, env)
   try:
-    _wait_for_line(first, r"stage 1/300", lines)
-    second = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True,
+    assert first.wait_for(re.compile(r"stage 1/300"), time.monotonic() + 300), \
+        first.text()
+    second = subprocess.run(command, cwd=REPO, env=env, capture_output=True,
                             text=True, timeout=300)
     out = second.stdout + second.stderr
     assert second.returncode == 2 and "Traceback" not in out, out
     assert re.search(rf"innjax: error: Workdir '{re.escape(workdir)}' is in use by "
-                     rf"another training run \(pid {first.pid} on host "
+                     rf"another training run \(pid {first.popen.pid} on host "
                      rf"{re.escape(socket.gethostname())}, started [^)]*main\.py", out), out
-    assert first.poll() is None  # the first run was not disturbed
-    os.kill(first.pid, signal.SIGKILL)
+    assert first.popen.poll() is None  # the first run was not disturbed
+    os.kill(first.popen.pid, signal.SIGKILL)
     first.wait(timeout=60)
   finally:
-    first.kill()
-    first.stdout.close()
-  committed = max(int(n) for n in os.listdir(os.path.join(workdir, "checkpoints"))
-                  if n.isdigit())
+    first.popen.kill()
+  committed = soak_harness.committed_steps(workdir)[-1]
   # At once: the dead run's lock must not block the resume.
-  resumed = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
-  lines = []
+  resumed = soak_harness.Process(command, env)
   try:
-    match = _wait_for_line(resumed, r"Resuming .* after stage (\d+)|innjax: error", lines)
-    assert match.group(1) is not None and int(match.group(1)) == committed, lines
-    resumed.send_signal(signal.SIGTERM)
-    out, _ = resumed.communicate(timeout=120)
-    assert resumed.returncode == 0, "".join(lines) + out
+    resumed.wait_for(re.compile(r"Resuming .* after stage|innjax: error"),
+                     time.monotonic() + 300)
+    assert soak_harness.resumed_from(resumed.text()) == committed, resumed.text()
+    resumed.popen.send_signal(signal.SIGTERM)
+    assert resumed.wait(timeout=120) == 0, resumed.text()
   finally:
-    resumed.kill()
+    resumed.popen.kill()
   assert not os.path.exists(os.path.join(workdir, workdir_lock.LOCK_NAME))
 
 
@@ -196,7 +173,8 @@ def test_two_hosts_take_one_lock_and_stop_together(tmp_path):
   with socket.socket() as s:
     s.bind(("localhost", 0))
     port = s.getsockname()[1]
-  env = dict(_env(), JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo",
+  env = dict(soak_harness.subprocess_env(soak_harness.CACHE_DIR),
+             JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo",
              PYTHONPATH=os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]))
   workers = [subprocess.Popen(
       [sys.executable, "-c", _TWO_HOSTS, str(i), str(port), str(tmp_path),
