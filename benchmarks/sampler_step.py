@@ -114,7 +114,8 @@ def main():
           model, size, max(args.stages), jax.random.fold_in(k_var, size))}
     x0 = common.random_images(jax.random.fold_in(k_x, size), args.batch, size)
     smp = sampler.make_sampler(
-        logit_fn, mode=mode, stop_prob=None,
+        logit_fn, step_size=0.02, beta1=0.5, max_steps=500, clip=(-1.0, 1.0),
+        mode=mode, stop_prob=None,
         strategy=cascade.DEFAULT_STRATEGY if strategy == "-" else strategy)
     calls, infos = {}, {}
     for stages in sorted(args.stages):

@@ -10,8 +10,8 @@ linear -> 1 logit), then one Adam step on the *image* that ascends the summed lo
   (requires_grad False, so no weight gradients), `torch.optim.Adam([x])` minimising
   -sum(logits), `x.clamp_(-1, 1)`; `torch.set_num_threads(<usable cores>)`.
 * innjax "step": `make_sampler(make_logit_fn(Classifier(conv_impl=...)),
-  step_size=0.02, beta1=0.5, stop_prob=None).step`, jitted, one call per step, state
-  chained between calls.
+  step_size=0.02, beta1=0.5, stop_prob=None, clip=(-1.0, 1.0)).step`, jitted, one call
+  per step, state chained between calls.
 * innjax "run": the same sampler's `run` with max_steps=--steps, jitted: one call
   does all the steps in a `lax.while_loop` (how training and sampling call it). Its
   per-step time is the call's time / (steps + 0.5): the run ends with one forward
@@ -244,7 +244,7 @@ def main():
       model = models.Classifier(conv_impl=impl)
       smp = sampler.make_sampler(models.make_logit_fn(model), step_size=0.02,
                                  beta1=0.5, beta2=0.999, stop_prob=None,
-                                 max_steps=args.steps)
+                                 max_steps=args.steps, clip=(-1.0, 1.0))
       state0 = smp.init(x0_j, jax.random.PRNGKey(1))
       resolved = models.resolve_conv_impl(impl)
       compiled, cinfo = common.compile_jitted(smp.step, stacked, state0)

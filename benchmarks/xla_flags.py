@@ -72,7 +72,8 @@ def child() -> dict:
   for size, steps in ((32, 5), (64, 2)):
     stacked = common.stacked_variables(model, size, 1, jax.random.fold_in(key, size))
     smp = sampler.make_sampler(models.make_logit_fn(model), step_size=0.02,
-                               beta1=0.5, stop_prob=None, max_steps=steps)
+                               beta1=0.5, stop_prob=None, max_steps=steps,
+                               clip=(-1.0, 1.0))
     x0 = common.random_images(jax.random.fold_in(key, 7), 100, size)
     run = jax.jit(smp.run)
     t = common.time_calls(lambda: run(stacked, x0, jax.random.PRNGKey(1))[0],

@@ -84,7 +84,7 @@ def sampler_check() -> dict:
     return params["w"] * jnp.mean(x, axis=(1, 2, 3)) + params["b"]
 
   params = {"w": jnp.full((1,), 4.0), "b": jnp.zeros((1,))}
-  s = sampler_lib.make_sampler(logit_fn, step_size=0.05, max_steps=100,
+  s = sampler_lib.make_sampler(logit_fn, step_size=0.05, beta1=0.5, max_steps=100,
                                stop_prob=0.8, clip=(-1.0, 1.0))
   x0 = jnp.linspace(-0.8, 0.6, 8)[:, None, None, None] * jnp.ones((8, 4, 4, 1))
   key = jax.random.key(0)

@@ -5,6 +5,8 @@ argument, or accepted when it is valid (numpy scalars, a legacy key, a patch hea
 k logits per example). The energies are analytic and tiny, so every test is quick.
 """
 
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -56,6 +58,16 @@ def test_params_without_a_stage_axis_name_the_wrapper(params):
   s = sampler.make_sampler(gaussian_logit)
   with pytest.raises(ValueError, match=r"params: .*innjax\.sampler\.single\(params\)"):
     s.run(params, jnp.zeros((1, 2)), jax.random.key(0))
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception notes: Python 3.11")
+def test_a_trace_error_on_unstacked_params_names_the_wrapper():
+  """One energy's (2, 5) weight read as 2 stages gives logit_fn a (5,) vector."""
+  s = sampler.make_sampler(lambda p, x: jnp.sum(x @ p["w"], axis=-1))
+  with pytest.raises(TypeError) as caught:
+    s.run({"w": jnp.ones((2, 5))}, jnp.zeros((3, 2)), jax.random.key(0))
+  assert any("innjax.sampler.single(params)" in note
+             for note in getattr(caught.value, "__notes__", []))
 
 
 def test_a_mask_of_the_wrong_length_is_refused_in_both_modes():
@@ -163,14 +175,31 @@ def test_needs_key_says_it_explicitly():
 
 @pytest.mark.parametrize("logit_fn, needs_key, match", [
     (gaussian_logit, True, r"needs_key=True, but logit_fn takes only 2 positional"),
-    (lambda p, x, key: gaussian_logit(p, x), False,
-     r"needs_key=False, but logit_fn requires a third argument \('key'\)"),
-    (gaussian_logit, "yes", r"needs_key must be True, False or None"),
-    ("not a function", None, r"logit_fn must be a function"),
+    (gaussian_logit, "yes", r"needs_key must be True or False"),
+    ("not a function", False, r"logit_fn must be a function"),
 ])
 def test_needs_key_that_contradicts_the_signature_is_refused(logit_fn, needs_key, match):
   with pytest.raises((ValueError, TypeError), match=match):
     sampler.make_sampler(logit_fn, needs_key=needs_key)
+
+
+@pytest.mark.parametrize("needs_key", [{}, {"needs_key": False}, {"needs_key": None}])
+def test_a_logit_fn_that_requires_a_key_needs_needs_key(needs_key):
+  """The key is never guessed from the signature: a required third parameter without
+  needs_key=True is refused before anything is traced, naming the fix."""
+  calls = []
+
+  def patch_head(p, x, key):
+    calls.append(1)
+    return gaussian_logit(p, x)
+
+  with pytest.raises(ValueError, match=r"logit_fn requires a third argument "
+                                       r"\('key'\).*pass needs_key=True"):
+    sampler.make_sampler(patch_head, **needs_key)
+  assert not calls
+  s = sampler.make_sampler(patch_head, needs_key=True, max_steps=2)
+  _, info = s.run(sampler.single(one_energy()), jnp.zeros((2, 2)), jax.random.key(0))
+  assert calls and int(info.steps) == 2
 
 
 # --------------------------------------------------------------------------------------
@@ -200,6 +229,10 @@ def test_run_max_steps_of_the_wrong_shape_or_type_is_refused():
     summed.run(params, x0, key, None, jnp.array([5, 5, 5]))
   with pytest.raises(TypeError, match=r"max_steps must be an integer"):
     summed.run(params, x0, key, None, 2.5)
+  with pytest.raises(ValueError, match=r"max_steps must be >= 1"):
+    sequential.run(params, x0, key, None, jnp.array([5, 0, 5]))
+  with pytest.raises(ValueError, match=r"max_steps must be >= 1"):
+    summed.step(params, summed.init(x0, key), None, 0)
 
 
 def test_numpy_scalars_are_accepted_and_give_the_same_chain():
