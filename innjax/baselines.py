@@ -19,6 +19,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from innjax import errors
+
 
 class PCAGaussian(NamedTuple):
   """A Gaussian fitted to images: mean + top-k principal directions.
@@ -39,7 +41,7 @@ def _flat(images: Any, name: str) -> np.ndarray:
     raise ValueError(f"{name} must be NHWC images, at least 2 of them; got shape "
                      f"{x.shape}.")
   if not np.all(np.isfinite(x)):
-    raise ValueError(f"{name} contains NaN or infinite values.")
+    raise errors.DataError(f"{name} contains NaN or infinite values.")
   return x.reshape(x.shape[0], -1)
 
 
@@ -122,8 +124,9 @@ def nearest_neighbours(samples: Any, train: Any, chunk: int = 512) -> NearestNei
       np.asarray(samples, np.float64).reshape(1, -1)
   t = _flat(train, "train")
   if s.shape[1] != t.shape[1]:
-    raise ValueError(f"samples and train images differ in shape: "
-                     f"{np.asarray(samples).shape[1:]} and {np.asarray(train).shape[1:]}.")
+    raise errors.DataError(
+        f"samples and train images differ in shape: {np.asarray(samples).shape[1:]} "
+        f"and {np.asarray(train).shape[1:]}.")
   best = np.full(s.shape[0], np.inf)
   index = np.zeros(s.shape[0], np.int64)
   own = np.full(t.shape[0], np.inf)

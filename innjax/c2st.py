@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from innjax import errors
 from innjax import models
 
 
@@ -70,7 +71,7 @@ def _as_nhwc(x: Any, name: str) -> np.ndarray:
     raise ValueError(f"{name} must be NHWC images or one HWC image, got shape "
                      f"{arr.shape}.")
   if not np.all(np.isfinite(arr)):
-    raise ValueError(f"{name} contains NaN or infinite values.")
+    raise errors.DataError(f"{name} contains NaN or infinite values.")
   return arr
 
 
@@ -89,7 +90,7 @@ def random_crops(rng: np.random.Generator, images: np.ndarray, crop: int, num: i
   rows, cols = h // cell, w // cell
   cells = [(r, c) for r in range(rows) for c in range(cols) if (r + c) % 2 == parity]
   if not cells:
-    raise ValueError(
+    raise errors.DataError(
         f"images of {h}x{w} are too small for {crop}x{crop} crops from two disjoint "
         f"sets of {cell}x{cell} cells: they need a side >= {2 * cell} along one axis "
         f"and >= {cell} along the other; use a smaller crop.")
@@ -170,11 +171,11 @@ def c2st_sets(reference: Any, images: Any, steps: int = 400, batch_size: int = 6
   ref = _as_nhwc(reference, "reference")
   other = _as_nhwc(images, "images")
   if ref.shape[1:] != other.shape[1:]:
-    raise ValueError(f"reference and images must have the same image shape, got "
-                     f"{ref.shape[1:]} and {other.shape[1:]}.")
+    raise errors.DataError(f"reference and images must have the same image shape, got "
+                           f"{ref.shape[1:]} and {other.shape[1:]}.")
   if min(ref.shape[0], other.shape[0]) < 4:
-    raise ValueError("c2st_sets needs at least 4 images in each set (half to train "
-                     "on, half to test on).")
+    raise errors.DataError("c2st_sets needs at least 4 images in each set (half to "
+                           "train on, half to test on).")
   n = min(ref.shape[0], other.shape[0]) // 2
   rng = np.random.default_rng(seed)
   ref, other = rng.permutation(ref), rng.permutation(other)

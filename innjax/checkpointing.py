@@ -33,6 +33,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 
 from innjax import data as data_lib
+from innjax import errors
 from innjax import outputs
 
 # Config entries that determine the shapes of the saved state.
@@ -43,15 +44,15 @@ STRUCTURAL_KEYS = (
 )
 
 
-class IncompatibleCheckpointError(ValueError):
+class IncompatibleCheckpointError(errors.CheckpointError, ValueError):
   """The workdir holds a checkpoint trained with a different architecture."""
 
 
-class CorruptCheckpointError(ValueError):
+class CorruptCheckpointError(errors.CheckpointError, ValueError):
   """The newest checkpoint step is incomplete or damaged on disk and cannot be read."""
 
 
-class CheckpointSaveError(OSError):
+class CheckpointSaveError(errors.CheckpointError, OSError):
   """Writing a checkpoint failed (disk full, permissions, ...); earlier steps are intact.
 
   `errno` is the underlying OS error number when there is one (errno.ENOSPC for a

@@ -2,8 +2,10 @@
 
 Errors that a person can fix (a bad config value, a missing dataset or image, a
 checkpoint from another config, an unwritable workdir, a workdir that another training
-run is using, divergence) are printed as one message with the fix and exit code 2,
-without a traceback; anything else is a bug and keeps its traceback. SIGTERM or
+run is using, divergence) are `innjax.errors.InnjaxError`s: printed as one message with
+the fix and exit code 2, without a traceback. Anything else is a bug (JAX, for one,
+reports shape errors as ValueError): it keeps its traceback, followed by a line asking
+for a bug report, and exit code 1. SIGTERM or
 SIGINT during training stops it at the next safe point with the last completed stage
 saved, a message saying how to resume, and exit code 0 (see innjax/preemption.py); a
 second Ctrl-C stops at once (exit code 130). A Ctrl-C in the other modes says what
@@ -12,16 +14,20 @@ their files are left as (exit code 130).
 
 from __future__ import annotations
 
-import collections.abc
-import difflib
+import importlib.metadata
 import logging as py_logging
 import os
+import platform
 import shlex
 import signal
 import sys
+import traceback
 
 from absl import logging
 import ml_collections
+
+from innjax import config_checks
+from innjax import errors
 
 MODES = ("train", "sample", "evaluate", "style", "export")
 
@@ -67,75 +73,11 @@ def with_overrides(config: ml_collections.ConfigDict,
   return config
 
 
-# Fields that some readers use when present but that configs/default.py leaves out.
-OPTIONAL_FIELDS = ("data.reader", "data.value_range")
-
-
-def config_fields(config: ml_collections.ConfigDict, prefix: str = "") -> set[str]:
-  """The dotted names of every leaf field of `config`."""
-  names = set()
-  for key, value in config.items():
-    if isinstance(value, ml_collections.ConfigDict):
-      names |= config_fields(value, f"{prefix}{key}.")
-    else:
-      names.add(prefix + key)
-  return names
-
-
-def check_config_fields(config: ml_collections.ConfigDict,
-                        reference: ml_collections.ConfigDict) -> list[str]:
-  """Compares a config's fields with the reference (configs/default.py).
-
-  A config file is a Python function, so nothing stops it from deleting a field or
-  setting a misspelt one, which would otherwise fail deep inside training with an
-  AttributeError or be silently ignored.
-
-  Returns:
-    Notes on unknown fields that resemble no known one (they are ignored).
-
-  Raises:
-    ValueError: fields are missing, or an unknown field looks like a misspelling of
-      a known one.
-  """
-  have, want = config_fields(config), config_fields(reference)
-  problems, notes = [], []
-  for name in sorted(have - want - set(OPTIONAL_FIELDS)):
-    section, _, leaf = name.rpartition(".")
-    siblings = [w.rpartition(".")[2] for w in want if w.rpartition(".")[0] == section]
-    close = difflib.get_close_matches(leaf, siblings, n=1)
-    if close:
-      problems.append(f"{name} is not a config field (did you mean "
-                      f"{section + '.' if section else ''}{close[0]}?)")
-    else:
-      notes.append(f"config field {name} is not used by innjax and is ignored")
-  missing = sorted(want - have)
-  if missing:
-    listed = ", ".join(missing[:12]) + (f" and {len(missing) - 12} more"
-                                         if len(missing) > 12 else "")
-    problems.append(f"the config lacks field(s) {listed}")
-  if problems:
-    raise ValueError(
-        "Bad config: " + "; ".join(problems) + ". Start a config file from "
-        "configs/default.py (`config = default.get_config()`, then change fields), "
-        "so that every field exists; see configs/tiny.py for an example.")
-  return notes
-
-
-def check_config_type(config) -> None:
-  """Refuses a config file whose get_config() returned None or a dict, with the fix.
-
-  Anything else passes: a config file that failed to load arrives as a placeholder
-  that raises its own error (naming the file) when first read.
-  """
-  start = ("Start it from configs/default.py: `config = default.get_config()`, change "
-           "fields, then `return config`.")
-  if config is None:
-    raise ValueError("Bad config: the config file's get_config() returned None (is "
-                     f"its `return config` missing?). {start}")
-  if isinstance(config, collections.abc.Mapping):
-    raise ValueError(
-        f"Bad config: the config file's get_config() returned a "
-        f"{type(config).__name__}, not an ml_collections.ConfigDict. {start}")
+# Moved to innjax/config_checks.py; these names stay for scripts that use them here.
+OPTIONAL_FIELDS = config_checks.OPTIONAL_FIELDS
+config_fields = config_checks.config_fields
+check_config_fields = config_checks.check_config_fields
+check_config_type = config_checks.check_config_type
 
 
 def _reference_config():
@@ -170,6 +112,25 @@ _INTERRUPTED = {
 }
 
 
+def _version(package: str) -> str:
+  try:
+    return importlib.metadata.version(package)
+  except importlib.metadata.PackageNotFoundError:
+    return "not installed"
+
+
+def bug_report_request() -> str:
+  """The line printed after the traceback of an unexpected error: what to report."""
+  versions = ", ".join(f"{name} {_version(name)}"
+                       for name in ("innjax", "jax", "flax", "optax", "orbax-checkpoint"))
+  return (
+      "innjax: unexpected error (traceback above). Unless it is about this machine "
+      "(a full disk, missing permissions), it is a bug in innjax: please report it "
+      "on the innjax issue tracker with the command line, the config file and "
+      "overrides, this whole output and the versions: "
+      f"{versions}, Python {platform.python_version()} on {platform.platform()}.")
+
+
 def _print_written(paths) -> None:
   """Says which files a mode wrote (none on the other hosts of a multi-host run)."""
   paths = [p for p in paths if p]
@@ -189,18 +150,16 @@ def run(mode: str, config, workdir: str, output_dir: str | None = None) -> int:
   if logging.get_verbosity() < logging.DEBUG:  # --verbosity=1 shows them
     quiet_library_logs()
   # Imported here so `main.py --help` answers without loading JAX and TensorFlow.
-  from innjax import checkpointing, evaluate, generate, preemption, style, synthesis
-  from innjax import train
+  from innjax import evaluate, generate, preemption, style, synthesis, train
   from innjax import console
   problem = console.backend_problem()
   if problem:
     print(f"innjax: error: {problem}", file=sys.stderr)
     return 2
-  from innjax import workdir_lock
   try:
     if output_dir and mode == "train":
-      raise ValueError("--output_dir is for --mode=sample, style, evaluate and export; "
-                       "training writes everything in --workdir.")
+      raise errors.ConfigError("--output_dir is for --mode=sample, style, evaluate and "
+                               "export; training writes everything in --workdir.")
     check_config_type(config)
     config = synthesis.upgrade_config(config)  # e.g. synthesis.energy, now .mode
     reference = _reference_config()
@@ -231,7 +190,7 @@ def run(mode: str, config, workdir: str, output_dir: str | None = None) -> int:
       from innjax import export  # pylint: disable=g-import-not-at-top
       _print_written([export.export(config, workdir, output_dir=output_dir)])
     else:
-      raise ValueError(f"Unknown --mode={mode!r}; choose one of {MODES}.")
+      raise errors.ConfigError(f"Unknown --mode={mode!r}; choose one of {MODES}.")
   except preemption.TrainingInterrupted as stop:
     done = stop.completed_stages or 0
     saved = (f"the checkpoint of stage {done} is committed in {workdir}/checkpoints"
@@ -245,9 +204,11 @@ def run(mode: str, config, workdir: str, output_dir: str | None = None) -> int:
     print(f"innjax: interrupted. {_INTERRUPTED.get(mode, _INTERRUPTED['train'])}:\n"
           f"  {resume_command()}", file=sys.stderr)
     return 130
-  except (ValueError, FileNotFoundError, OSError,
-          checkpointing.IncompatibleCheckpointError,
-          train.TrainingDivergedError, workdir_lock.WorkdirBusyError) as err:
+  except errors.InnjaxError as err:
     print(f"innjax: error: {err}", file=sys.stderr)
     return 2
+  except Exception:  # pylint: disable=broad-except
+    traceback.print_exc()
+    print(bug_report_request(), file=sys.stderr)
+    return 1
   return 0

@@ -58,6 +58,9 @@ from absl import logging
 import numpy as np
 from PIL import Image, ImageOps
 
+from innjax import config_checks
+from innjax import errors
+
 __all__ = [
     'Dataset',
     'DatasetNotPreparedError',
@@ -114,7 +117,7 @@ class Dataset(NamedTuple):
     return tuple(int(d) for d in self.images.shape[1:])
 
 
-class DatasetNotPreparedError(FileNotFoundError):
+class DatasetNotPreparedError(errors.DataNotFoundError):
   """A tfds dataset that exists but has not been downloaded/prepared."""
 
 
@@ -139,7 +142,11 @@ TFDS_DATASETS = {
         note='28x28 gray; zero-padded up to image_size, resized if smaller'),
 }
 
-_SOURCES = ('tfds', 'folder', 'npz', 'skimage', 'image')
+# The values of data.source, data.value_range (npz floats) and data.reader (tfds);
+# innjax/config_checks.py checks a config against them.
+SOURCES = ('tfds', 'folder', 'npz', 'skimage', 'image')
+VALUE_RANGES = ('auto', '[0,1]', '[-1,1]')
+TFDS_READERS = ('auto', 'data_source', 'tf')
 
 
 # ----------------------------------------------------------------------------
@@ -219,7 +226,7 @@ def _convert_channels(image: np.ndarray, channels: int) -> np.ndarray:
   if image.ndim == 2:
     image = image[..., None]
   if image.ndim != 3 or image.shape[-1] not in (1, 2, 3, 4):
-    raise ValueError(f'expected an HW or HWC image with 1-4 channels, got shape {image.shape}')
+    raise errors.DataError(f'expected an HW or HWC image with 1-4 channels, got shape {image.shape}')
   if image.shape[-1] in (2, 4):  # LA / RGBA
     image = _composite_on_white(image)
   if image.shape[-1] == channels:
@@ -307,12 +314,12 @@ def _fit(image: np.ndarray, image_size: int, allow_upscale: bool, where: str,
   """
   h, w = image.shape[:2]
   if crop_size and min(h, w) < crop_size:
-    raise ValueError(
+    raise errors.DataError(
         f'{where}: image is {h}x{w} (HxW), smaller than data.crop_size={crop_size}; '
         'use a smaller crop_size (0 = the largest central square)')
   side = crop_size or min(h, w)
   if side < image_size and not allow_upscale:
-    raise ValueError(
+    raise errors.DataError(
         f'{where}: image is {h}x{w} (HxW), smaller than image_size={image_size}; '
         'use a smaller image_size, drop the image, or set data_config.allow_upscale=True')
   return resize(center_crop(image, crop_size or None), image_size)
@@ -349,7 +356,7 @@ def _pil_to_uint8(pil: Image.Image, channels: int) -> np.ndarray:
     gray = np.clip(np.round(arr / 257.0), 0, 255).astype(np.uint8)
     return _convert_channels(gray, channels)
   if mode == 'F':
-    raise ValueError('32-bit float images are not supported (ambiguous value range)')
+    raise errors.DataError('32-bit float images are not supported (ambiguous value range)')
   # Palette / LA / RGBA / PA with transparency: composite on white.
   if mode == 'P' and 'transparency' in pil.info:
     pil = pil.convert('RGBA')
@@ -369,7 +376,7 @@ def _pil_to_uint8(pil: Image.Image, channels: int) -> np.ndarray:
 MAX_PIXELS_ENV = 'INNJAX_MAX_IMAGE_PIXELS'
 
 
-class ImageTooLargeError(ValueError):
+class ImageTooLargeError(errors.DataError):
   """An image with more pixels than Pillow's decompression-bomb limit."""
 
 
@@ -385,8 +392,8 @@ def _apply_pixel_limit() -> None:
   try:
     limit = int(value)
   except ValueError:
-    raise ValueError(f'{MAX_PIXELS_ENV}={value!r} must be a whole number of pixels '
-                     '(0 = no limit)') from None
+    raise errors.ConfigError(f'{MAX_PIXELS_ENV}={value!r} must be a whole number of pixels '
+                             '(0 = no limit)') from None
   Image.MAX_IMAGE_PIXELS = limit if limit > 0 else None
 
 
@@ -428,17 +435,17 @@ def load_image_uint8(path: Union[str, os.PathLike], channels: int = 3) -> np.nda
   if channels not in (1, 3):
     raise ValueError(f'channels must be 1 or 3, got {channels!r}')
   if not path.is_file():
-    raise FileNotFoundError(f'image file not found: {str(path)!r}')
+    raise errors.DataNotFoundError(f'image file not found: {str(path)!r}')
   try:
     return _read_uint8(path, channels)
   except ImageTooLargeError:
     raise
   except Image.UnidentifiedImageError as err:
-    raise ValueError(f'{str(path)!r} is not an image format Pillow can read '
-                     f'(supported: PNG, JPEG, BMP, WebP, TIFF, ...)') from err
+    raise errors.DataError(f'{str(path)!r} is not an image format Pillow can read '
+                           f'(supported: PNG, JPEG, BMP, WebP, TIFF, ...)') from err
   except (OSError, SyntaxError, ValueError) as err:
     # PIL reports truncation/corruption as OSError or SyntaxError.
-    raise ValueError(f'cannot decode image {str(path)!r} (corrupt or truncated?): {err}') from err
+    raise errors.DataError(f'cannot decode image {str(path)!r} (corrupt or truncated?): {err}') from err
 
 
 def load_image(path: Union[str, os.PathLike], channels: int = 3) -> np.ndarray:
@@ -518,16 +525,14 @@ def _shard_range(n: int, process_index: int, process_count: int) -> tuple[int, i
 
 def _resolve_path(cfg: Any, split: Optional[str], source: str) -> pathlib.Path:
   """``path`` with an optional ``{split}`` placeholder filled in."""
-  path = str(_get(cfg, 'path', ''))
-  if not path:
-    raise ValueError(f"source {source!r} needs data_config.path")
+  path = str(_get(cfg, 'path', ''))  # load_dataset has checked that it is given
   config_split = _get(cfg, 'split', '') or 'train'
   if '{split}' in path:
     return pathlib.Path(path.format(split=split or config_split)).expanduser()
   if split not in (None, 'train', config_split):
     # Returning the training images for an evaluation split would give
     # silently optimistic numbers; make the caller say where 'test' lives.
-    raise ValueError(
+    raise errors.ConfigError(
         f"source {source!r} at {path!r} has a single split, but split={split!r} was requested; "
         "put a '{split}' placeholder in data_config.path (e.g. 'data/{split}.npz') "
         'to provide one file or folder per split')
@@ -546,8 +551,8 @@ def _load_folder(cfg: Any, split: Optional[str], process_index: int, process_cou
   crop_size = int(_get(cfg, 'crop_size', 0))
   looked_for = f"{'/'.join(FOLDER_EXTENSIONS)} files (recursive, any case)"
   if not folder.is_dir():
-    raise ValueError(f'image folder {str(folder)!r} does not exist or is not a directory '
-                     f'(looked for {looked_for})')
+    raise errors.DataNotFoundError(f'image folder {str(folder)!r} does not exist or is not a directory '
+                                   f'(looked for {looked_for})')
   # Sorted relative POSIX paths: the same order on every OS and filesystem,
   # so indices (and hence PRNG-drawn batches) are reproducible.
   candidates = sorted((p for p in folder.rglob('*') if p.suffix.lower() in FOLDER_EXTENSIONS),
@@ -557,7 +562,7 @@ def _load_folder(cfg: Any, split: Optional[str], process_index: int, process_cou
     if path.is_symlink() and not path.is_file():  # is_file() is False for these
       _warn_skipped(path, 'a symbolic link whose target is missing or loops back on itself')
   if not files:
-    raise ValueError(f'image folder {str(folder)!r} contains no {looked_for}')
+    raise errors.DataError(f'image folder {str(folder)!r} contains no {looked_for}')
   start, end = _shard_range(len(files), process_index, process_count)
   files = files[start:end]
   if max_examples > 0:
@@ -585,8 +590,8 @@ def _load_folder(cfg: Any, split: Optional[str], process_index: int, process_cou
     else:
       images.append(result)
   if not images:
-    raise ValueError(f'image folder {str(folder)!r}: none of the {len(files)} {looked_for} '
-                     'could be decoded (see the warnings)')
+    raise errors.DataError(f'image folder {str(folder)!r}: none of the {len(files)} {looked_for} '
+                           'could be decoded (see the warnings)')
   return Dataset(np.stack(images), None, folder.name or str(folder))
 
 
@@ -606,13 +611,13 @@ def _npz_to_uint8(x: np.ndarray, value_range: str, where: str) -> np.ndarray:
     return x.astype(np.uint8) * np.uint8(255)
   if np.issubdtype(x.dtype, np.integer):
     if x.size and (x.min() < 0 or x.max() > 255):
-      raise ValueError(f'{where}: integer images must lie in [0, 255], got [{x.min()}, {x.max()}]')
+      raise errors.DataError(f'{where}: integer images must lie in [0, 255], got [{x.min()}, {x.max()}]')
     return x.astype(np.uint8)
   if not np.issubdtype(x.dtype, np.floating):
-    raise ValueError(f'{where}: unsupported image dtype {x.dtype}')
+    raise errors.DataError(f'{where}: unsupported image dtype {x.dtype}')
   lo, hi = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
   if not np.isfinite([lo, hi]).all():
-    raise ValueError(f'{where}: images contain NaN or inf')
+    raise errors.DataError(f'{where}: images contain NaN or inf')
   if value_range == 'auto':
     # Any negative value means [-1, 1]; otherwise [0, 1]. (A [-1, 1]
     # array without a single negative pixel is implausible; override with
@@ -621,12 +626,12 @@ def _npz_to_uint8(x: np.ndarray, value_range: str, where: str) -> np.ndarray:
   tol = 1e-6
   if value_range == '[0,1]':
     if lo < -tol or hi > 1 + tol:
-      raise ValueError(f'{where}: float images outside [0, 1]: [{lo}, {hi}]')
+      raise errors.DataError(f'{where}: float images outside [0, 1]: [{lo}, {hi}]')
     return np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)
   if value_range == '[-1,1]':
     if lo < -1 - tol or hi > 1 + tol:
-      raise ValueError(f'{where}: float images outside [-1, 1]: [{lo}, {hi}] '
-                       '(0-255 floats are not accepted: store uint8)')
+      raise errors.DataError(f'{where}: float images outside [-1, 1]: [{lo}, {hi}] '
+                             '(0-255 floats are not accepted: store uint8)')
     return to_uint8(x)
   raise ValueError(f"value_range must be 'auto', '[0,1]' or '[-1,1]', got {value_range!r}")
 
@@ -639,24 +644,24 @@ def _read_npz(path: pathlib.Path, where: str) -> tuple:
   except (ValueError, OSError, zipfile.BadZipFile, EOFError) as err:
     # numpy takes any file that is neither a zip nor an .npy for a pickle and says
     # only "allow_pickle", which never loads here (pickles run code).
-    raise ValueError(f'{where} is not a NumPy .npz archive ({type(err).__name__}); '
-                     f'{save_hint}') from None
+    raise errors.DataError(f'{where} is not a NumPy .npz archive ({type(err).__name__}); '
+                           f'{save_hint}') from None
   if not isinstance(npz, np.lib.npyio.NpzFile):
-    raise ValueError(f'{where} holds a single .npy array, not an .npz archive; {save_hint}')
+    raise errors.DataError(f'{where} holds a single .npy array, not an .npz archive; {save_hint}')
   with npz:
     keys = list(npz.keys())
     x_key = next((k for k in ('x', 'images') if k in npz), None)
     if x_key is None:
-      raise ValueError(f"{where} has no 'x' or 'images' array (keys: {keys})")
+      raise errors.DataError(f"{where} has no 'x' or 'images' array (keys: {keys})")
     y_key = next((k for k in ('y', 'labels') if k in npz), None)
     arrays = []
     for key in (x_key, y_key):
       try:
         arrays.append(npz[key] if key is not None else None)
       except ValueError as err:  # object arrays: pickled Python objects
-        raise ValueError(f"{where}: '{key}' is an object array (pickled Python "
-                         f'objects), which is not loaded because unpickling can run '
-                         f'code; {save_hint} with numeric arrays') from err
+        raise errors.DataError(f"{where}: '{key}' is an object array (pickled Python "
+                               f'objects), which is not loaded because unpickling can run '
+                               f'code; {save_hint} with numeric arrays') from err
   return x_key, arrays[0], y_key, arrays[1]
 
 
@@ -664,7 +669,7 @@ def _npz_images_nhwc(x: np.ndarray, x_key: str, where: str) -> np.ndarray:
   """An .npz's image array as NHWC, refusing shapes that would be misread."""
   if x.ndim == 3 and x.shape[-1] <= 4:
     # (64, 64, 3) is one HWC image: read as NHW gray it would be 64 strips of 64x3.
-    raise ValueError(
+    raise errors.DataError(
         f"{where}: '{x_key}' has shape {x.shape}, one HWC image rather than a stack "
         f"of images; save it with a leading image axis (np.savez(path, {x_key}="
         f"image[None]), shape {(1,) + x.shape}), or use it as a texture exemplar with "
@@ -672,10 +677,10 @@ def _npz_images_nhwc(x: np.ndarray, x_key: str, where: str) -> np.ndarray:
   if x.ndim == 3:  # NHW gray
     x = x[..., None]
   if x.ndim != 4 or x.shape[-1] not in (1, 2, 3, 4):
-    raise ValueError(f"{where}: '{x_key}' must be NHWC (C in 1-4) or NHW, got shape {x.shape}"
-                     + ('; it looks NCHW, transpose to NHWC' if x.ndim == 4 and x.shape[1] in (1, 3) else ''))
+    raise errors.DataError(f"{where}: '{x_key}' must be NHWC (C in 1-4) or NHW, got shape {x.shape}"
+                           + ('; it looks NCHW, transpose to NHWC' if x.ndim == 4 and x.shape[1] in (1, 3) else ''))
   if x.shape[0] == 0:
-    raise ValueError(f"{where}: '{x_key}' holds no images (shape {x.shape})")
+    raise errors.DataError(f"{where}: '{x_key}' holds no images (shape {x.shape})")
   return x
 
 
@@ -684,12 +689,12 @@ def _npz_labels(y: np.ndarray, y_key: str, num_images: int, where: str) -> np.nd
   if y.ndim == 2 and y.shape[1] == 1:
     y = y[:, 0]
   if y.ndim != 1:
-    raise ValueError(
+    raise errors.DataError(
         f"{where}: '{y_key}' has shape {y.shape}; labels are one integer class per "
         f"image, shape ({num_images},)"
         + (f' (one-hot labels: save {y_key}.argmax(axis=1))' if y.ndim == 2 else ''))
   if y.shape[0] != num_images:
-    raise ValueError(f"{where}: {len(y)} labels for {num_images} images")
+    raise errors.DataError(f"{where}: {len(y)} labels for {num_images} images")
   return y.astype(np.int64)
 
 
@@ -699,7 +704,7 @@ def _load_npz(cfg: Any, split: Optional[str], process_index: int, process_count:
   allow_upscale = bool(_get(cfg, 'allow_upscale', False))
   max_examples = int(_get(cfg, 'max_examples', 0))
   if not path.is_file():
-    raise ValueError(f'npz file {str(path)!r} not found')
+    raise errors.DataNotFoundError(f'npz file {str(path)!r} not found')
   where = f'npz file {str(path)!r}'
   x_key, x, y_key, y = _read_npz(path, where)
   x = _npz_images_nhwc(x, x_key, where)
@@ -724,13 +729,8 @@ def _load_skimage(cfg: Any, split: Optional[str], process_index: int, process_co
   crop_scale = float(_get(cfg, 'crop_scale', 1.0))
   seed = int(_get(cfg, 'seed', 0))
   max_examples = int(_get(cfg, 'max_examples', 0))
-  if name not in SKIMAGE_IMAGES:
-    raise ValueError(f'unknown skimage image {name!r}; bundled images (no download needed): '
-                     f'{", ".join(SKIMAGE_IMAGES)}')
   if split not in (None, 'train', _get(cfg, 'split', 'train')):
-    raise ValueError(f"source 'skimage' has a single split; got split={split!r}")
-  if num_crops < 1 or not 0 < crop_scale <= 1:
-    raise ValueError(f'need num_crops >= 1 and 0 < crop_scale <= 1, got {num_crops}, {crop_scale}')
+    raise errors.ConfigError(f"source 'skimage' has a single split; got split={split!r}")
   image = np.asarray(getattr(skimage.data, name)())
   image = (image.astype(np.uint8) * 255) if image.dtype == np.bool_ else image.astype(np.uint8)
   image = _convert_channels(image, channels)
@@ -740,8 +740,8 @@ def _load_skimage(cfg: Any, split: Optional[str], process_index: int, process_co
   # scene (e.g. several bricks at 0.25), as a texture patch should.
   image = resize(image, (sh, sw))
   if min(sh, sw) < image_size:
-    raise ValueError(f'skimage {name!r} downscaled by crop_scale={crop_scale} is {sh}x{sw}, '
-                     f'smaller than image_size={image_size}; raise crop_scale')
+    raise errors.ConfigError(f'skimage {name!r} downscaled by crop_scale={crop_scale} is {sh}x{sw}, '
+                             f'smaller than image_size={image_size}; raise crop_scale')
   rng = np.random.default_rng(seed)  # crops depend on the seed only
   tops = rng.integers(0, sh - image_size + 1, size=num_crops)
   lefts = rng.integers(0, sw - image_size + 1, size=num_crops)
@@ -768,15 +768,15 @@ def load_named_image(spec: str, channels: int = 3) -> np.ndarray:
   """
   spec = str(spec)
   if not spec:
-    raise ValueError('no image given: pass a file path or one of the bundled '
-                     f'scikit-image images ({", ".join(SKIMAGE_IMAGES)})')
+    raise errors.ConfigError('no image given: pass a file path or one of the bundled '
+                             f'scikit-image images ({", ".join(SKIMAGE_IMAGES)})')
   if spec in SKIMAGE_IMAGES and not os.path.exists(spec):
     import skimage.data  # pylint: disable=g-import-not-at-top  (optional dependency)
     image = np.asarray(getattr(skimage.data, spec)())
     image = (image.astype(np.uint8) * 255) if image.dtype == np.bool_ else image.astype(np.uint8)
     return _convert_channels(image, channels)
   if not os.path.exists(spec):
-    raise FileNotFoundError(
+    raise errors.DataNotFoundError(
         f'image {spec!r} not found: give an existing file or one of the bundled '
         f'scikit-image images ({", ".join(SKIMAGE_IMAGES)})')
   return load_image_uint8(spec, channels)
@@ -816,9 +816,9 @@ def _hide_accelerators_from_tf() -> None:
       logging.debug('could not hide %s from TensorFlow: %s', kind, err)
 
 
-def _tfds_unknown(name: str) -> ValueError:
+def _tfds_unknown(name: str) -> errors.ConfigError:
   supported = '\n'.join(f'  {k}: {s.note}' for k, s in TFDS_DATASETS.items())
-  return ValueError(
+  return errors.ConfigError(
       f'tfds does not know a dataset named {name!r}. Supported datasets:\n{supported}\n'
       'Other image datasets that tfds knows are read generically (center square crop, resize); '
       'see tfds.list_builders() for the names. For your own images use '
@@ -902,16 +902,14 @@ def _load_tfds(cfg: Any, split: Optional[str], process_index: int, process_count
   try:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   except ImportError as err:
-    raise ImportError("data_config.source='tfds' needs tensorflow-datasets "
-                      '(pip install tensorflow-datasets importlib_resources)') from err
+    raise errors.MissingDependencyError("data_config.source='tfds' needs tensorflow-datasets "
+                                        '(pip install tensorflow-datasets importlib_resources)') from err
   name = str(_get(cfg, 'name', ''))
   base = name.split(':')[0].split('/')[0]
   spec = TFDS_DATASETS.get(base)
   data_dir = _get(cfg, 'data_dir', None) or None
   download = bool(_get(cfg, 'download', True))
   reader = str(_get(cfg, 'reader', 'auto'))
-  if reader not in ('auto', 'data_source', 'tf'):
-    raise ValueError(f"data_config.reader must be 'auto', 'data_source' or 'tf', got {reader!r}")
   image_size, channels = int(cfg.image_size), int(_get(cfg, 'channels', 3))
   allow_upscale = bool(_get(cfg, 'allow_upscale', False))
   max_examples = int(_get(cfg, 'max_examples', 0))
@@ -922,7 +920,7 @@ def _load_tfds(cfg: Any, split: Optional[str], process_index: int, process_count
   except tfds.core.registered.DatasetNotFoundError:
     raise _tfds_unknown(name) from None
   if 'image' not in builder.info.features:
-    raise ValueError(f'tfds dataset {name!r} has no "image" feature; cannot use it as images')
+    raise errors.ConfigError(f'tfds dataset {name!r} has no "image" feature; cannot use it as images')
   if spec is None:
     logging.warning('tfds dataset %r is not one of %s; reading it generically '
                     '(center square crop, resize to %d)', name, sorted(TFDS_DATASETS), image_size)
@@ -956,7 +954,7 @@ def _load_tfds(cfg: Any, split: Optional[str], process_index: int, process_count
     try:
       import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
     except ImportError as err:
-      raise ImportError(
+      raise errors.MissingDependencyError(
           f'tfds dataset {name!r} is stored as TFRecord, which needs TensorFlow to read '
           '(pip install tensorflow-cpu), or re-prepare it with '
           f'`tfds build {name} --file_format=array_record`') from err
@@ -971,7 +969,7 @@ def _load_tfds(cfg: Any, split: Optional[str], process_index: int, process_count
       ds = ds.take(max_examples)
     images, labels = _read_tf_dataset(ds, process, label, tfds)
   if images is None or images.shape[0] == 0:
-    raise ValueError(f'tfds dataset {name!r} split {read_split} is empty')
+    raise errors.DataError(f'tfds dataset {name!r} split {read_split} is empty')
   return Dataset(images, labels, base)
 
 
@@ -1016,24 +1014,20 @@ def load_dataset(data_config: Any, split: Optional[str] = None, *, process_index
     channels)`` and ``labels`` int64 ``(N,)`` or None.
 
   Raises:
-    ValueError: unknown source or dataset name, missing/empty folder, images
-      smaller than ``image_size``, bad npz contents.
-    DatasetNotPreparedError: a tfds dataset that is not downloaded.
+    ConfigError: unknown source, dataset name or option (innjax.config_checks).
+    DataNotFoundError: a missing file or folder, or a tfds dataset that is not
+      downloaded (DatasetNotPreparedError).
+    DataError: an empty folder, images smaller than ``image_size``, bad npz contents.
+    (All three are ValueErrors; DataNotFoundError is also a FileNotFoundError.)
   """
+  config_checks.check_data_config(data_config)
   source = str(_get(data_config, 'source', ''))
-  if source not in _LOADERS:
-    raise ValueError(f'data_config.source must be one of {_SOURCES}, got {source!r}')
-  channels = int(_get(data_config, 'channels', 3))
-  if channels not in (1, 3):
-    raise ValueError(f'data_config.channels must be 1 or 3, got {channels}')
-  if int(_get(data_config, 'image_size', 0)) < 1:
-    raise ValueError('data_config.image_size must be a positive int')
   dataset = _LOADERS[source](data_config, split, process_index, process_count)
   if dataset.num_examples == 0:
     # Training would fail much later, inside a jitted gather, with no hint.
-    raise ValueError(f'data source {source!r} ({dataset.name}) gave no images for '
-                     f'process {process_index} of {process_count}; check data.path, '
-                     'data.max_examples and the split')
+    raise errors.DataError(f'data source {source!r} ({dataset.name}) gave no images for '
+                           f'process {process_index} of {process_count}; check data.path, '
+                           'data.max_examples and the split')
   logging.info('loaded %s (%s, split=%s): images %s, labels %s', dataset.name, source,
                split or _get(data_config, 'split', None), dataset.images.shape,
                None if dataset.labels is None else dataset.labels.shape)

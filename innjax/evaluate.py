@@ -59,7 +59,9 @@ import jax
 import ml_collections
 import numpy as np
 
+from innjax import config_checks
 from innjax import data as data_lib
+from innjax import errors
 from innjax import evaluation_report
 from innjax import generate as generate_lib
 from innjax import images as images_lib
@@ -180,7 +182,7 @@ def _default_evaluate_config() -> ml_collections.ConfigDict:
   try:
     from configs import default  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    raise ImportError(
+    raise errors.MissingDependencyError(
         "--mode=evaluate takes the defaults of config.evaluate from configs/default.py, "
         "but the `configs` package is not importable; run from the innjax repository "
         "root or install the package with its configs.") from e
@@ -193,25 +195,11 @@ def _evaluate_config(config) -> ml_collections.ConfigDict:
   given = config.evaluate.to_dict() if "evaluate" in config else {}
   unknown = sorted(set(given) - set(ev))
   if unknown:
-    raise ValueError(f"Unknown config.evaluate keys {unknown}; known: {sorted(ev)}.")
+    raise errors.ConfigError(
+        f"Unknown config.evaluate keys {unknown}; known: {sorted(ev)}.")
   ev.update(given)
   ev = ml_collections.ConfigDict(ev)
-  for key in ("num_labelled", "num_draws", "select_draws", "batch_size"):
-    if int(ev[key]) < 1:
-      raise ValueError(f"config.evaluate.{key} must be >= 1, got {ev[key]}.")
-  for key in ("val_size", "num_samples", "metric_net_steps"):
-    if int(ev[key]) < 0:
-      raise ValueError(f"config.evaluate.{key} must be >= 0, got {ev[key]}.")
-  if not len(ev.layers):
-    raise ValueError("config.evaluate.layers must name at least one conv layer.")
-  if int(ev.metric_net_steps) > 0:
-    if int(ev.metric_net_batch_size) < 1 or not float(ev.metric_net_learning_rate) > 0:
-      raise ValueError("config.evaluate.metric_net_batch_size must be >= 1 and "
-                       "metric_net_learning_rate > 0, got "
-                       f"{ev.metric_net_batch_size} and {ev.metric_net_learning_rate}.")
-    if not len(ev.metric_net_features) or min(int(f) for f in ev.metric_net_features) < 1:
-      raise ValueError("config.evaluate.metric_net_features must be a non-empty tuple of "
-                       f"positive widths, got {ev.metric_net_features}.")
+  config_checks.check_evaluate(ev)
   return ev
 
 
@@ -231,11 +219,11 @@ def resolve_layers(layers: Sequence[int], depth: int) -> tuple[int, ...]:
   layers = tuple(int(i) for i in layers)
   bad = [i for i in layers if not -depth <= i < depth]
   if bad:
-    raise ValueError(
+    raise errors.ConfigError(
         f"config.evaluate.layers={layers} names layers {bad}, but the classifier has "
         f"{depth} conv layers; e.g. --config.evaluate.layers='{tuple(range(-min(depth, 3), 0))}'.")
   if len({i % depth for i in layers}) != len(layers):
-    raise ValueError(f"config.evaluate.layers={layers} names a layer twice.")
+    raise errors.ConfigError(f"config.evaluate.layers={layers} names a layer twice.")
   return layers
 
 
@@ -254,9 +242,10 @@ def select_slot(active, stage: int) -> int:
   """
   trained = np.flatnonzero(np.asarray(jax.device_get(active)))
   if trained.size == 0:
-    raise ValueError("The checkpoint has no trained stage yet; train first.")
+    raise errors.CheckpointNotFoundError(
+        "The checkpoint has no trained stage yet; train first.")
   if not -trained.size <= int(stage) < trained.size:
-    raise ValueError(
+    raise errors.ConfigError(
         f"config.evaluate.stage={stage} is out of range: the checkpoint holds "
         f"{trained.size} trained classifiers (use -{trained.size}..{trained.size - 1}).")
   return int(trained[int(stage)])
@@ -282,14 +271,14 @@ def load_labelled(config, ev) -> tuple[data_lib.Dataset, data_lib.Dataset]:
     cfg.max_examples = 0
     if path:
       if cfg.source not in ("npz", "folder"):
-        raise ValueError(
+        raise errors.ConfigError(
             f"config.evaluate.train_path/test_path apply to data sources 'npz' and "
             f"'folder', not {cfg.source!r}; use train_split/test_split instead.")
       cfg.path = path
       split = None  # the file is the split
     dataset = data_lib.load_dataset(cfg, split=split)
     if dataset.labels is None:
-      raise ValueError(
+      raise errors.DataError(
           f"The {dataset.name!r} dataset ({cfg.source}, split {split}) has no labels; "
           "the SVM protocol needs a labelled dataset (tfds svhn_cropped/cifar10, or an "
           ".npz with 'x' and 'y'; set config.evaluate.train_path/test_path).")
@@ -433,7 +422,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str,
   if "patch" in config and int(config.patch.size) > 0:
     # The SVM features and the Frechet/KID comparison need a classifier of whole
     # labelled images; a patch head sees config.patch.size crops of textures.
-    raise ValueError(
+    raise errors.ConfigError(
         f"--mode=evaluate needs a whole-image classifier, but config.patch.size="
         f"{config.patch.size} trains a patch head (textures); evaluate a model trained "
         "with config.patch.size=0 on a labelled dataset.")
@@ -455,11 +444,11 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str,
   train_ds, test_ds = load_labelled(config, ev)
   for ds in (train_ds, test_ds):
     if ds.image_shape != shape:
-      raise ValueError(f"The labelled {ds.name!r} images have shape {ds.image_shape}, "
-                       f"the model expects {shape}.")
+      raise errors.DataError(f"The labelled {ds.name!r} images have shape "
+                             f"{ds.image_shape}, the model expects {shape}.")
   # Checked before any feature is extracted, so a wrong size fails in seconds.
   if train_ds.num_examples < int(ev.val_size) + int(ev.num_labelled):
-    raise ValueError(
+    raise errors.ConfigError(
         f"The labelled training split has {train_ds.num_examples} examples, but "
         f"val_size ({ev.val_size}) + num_labelled ({ev.num_labelled}) are needed; lower "
         "--config.evaluate.val_size or --config.evaluate.num_labelled.")

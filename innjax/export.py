@@ -32,11 +32,13 @@ import jax
 import ml_collections
 import numpy as np
 
+from innjax import errors
+
 FORMAT = "innjax.export"
 VERSION = 1
 
 
-class ExportFormatError(ValueError):
+class ExportFormatError(errors.CheckpointError, ValueError):
   """The file is not an innjax export, is damaged, or comes from a newer format."""
 
 
@@ -238,7 +240,8 @@ def _from_workdir(workdir: str):
   finally:
     probe.close()
   if saved is None:
-    raise FileNotFoundError(f"No checkpoint in {os.path.join(workdir, 'checkpoints')}.")
+    raise errors.CheckpointNotFoundError(
+        f"No checkpoint in {os.path.join(workdir, 'checkpoints')}.")
   config = _config(saved)
   stacked, active, stages = generate.load_cascade(config, workdir)
   return config, stacked, active, stages

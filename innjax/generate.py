@@ -26,6 +26,7 @@ import numpy as np
 
 from innjax import checkpointing
 from innjax import energy as energy_lib
+from innjax import errors
 from innjax import images
 from innjax import outputs
 from innjax import sharding
@@ -79,10 +80,11 @@ def load_cascade(config, workdir, mesh=None):
     (stacked variables, active mask, completed stages), replicated over the mesh.
 
   Raises:
-    FileNotFoundError: no checkpoint; ValueError: it holds no trained stage.
+    CheckpointNotFoundError (a FileNotFoundError): no checkpoint, or it holds no
+      trained stage.
   """
   if _newest_step(workdir, config) is None:
-    raise FileNotFoundError(
+    raise errors.CheckpointNotFoundError(
         f"No checkpoint in {os.path.join(workdir, 'checkpoints')}: train first with "
         f"`python main.py --config=... --workdir={workdir}`.")
   model = synthesis.build_model(config)
@@ -92,7 +94,8 @@ def load_cascade(config, workdir, mesh=None):
   state = _restore_newest(workdir, config, sharding.with_shardings(
       template, sharding.state_shardings(template, mesh)))
   if not bool(jnp.any(state.active)):
-    raise ValueError(f"The checkpoint in {workdir} has no trained stage yet: train first.")
+    raise errors.CheckpointNotFoundError(
+        f"The checkpoint in {workdir} has no trained stage yet: train first.")
   return state.cascade, state.active, int(state.stage)
 
 

@@ -25,6 +25,7 @@ import optax
 
 from innjax import console
 from innjax import data as data_lib
+from innjax import errors
 from innjax import models
 
 
@@ -164,8 +165,8 @@ def train_metric_net(images_uint8: np.ndarray, labels: np.ndarray, *,
   params = carry[0]
   losses, accs = np.asarray(losses), np.asarray(accs)
   if not np.all(np.isfinite(losses)):
-    raise ValueError("The metric net's training loss is NaN or inf; lower "
-                     "config.evaluate.metric_net_learning_rate.")
+    raise errors.TrainingError("The metric net's training loss is NaN or inf; lower "
+                               "config.evaluate.metric_net_learning_rate.")
   info = {"steps": num_chunks * chunk, "batch_size": batch_size,
           "num_classes": int(classes.size), "classes": [int(c) for c in classes],
           "final_loss": float(losses.mean()), "train_accuracy": float(accs.mean()),

@@ -43,6 +43,8 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
+from innjax import errors
+
 __all__ = [
     "KIDResult",
     "laplacian_pyramid",
@@ -119,7 +121,7 @@ def _as_images(x: Any, name: str, allow_single: bool = True) -> np.ndarray:
   if not np.all(np.isfinite(arr)):
     # NaNs usually mean a diverged sampler; a silent NaN distance would
     # hide that, so fail loudly instead.
-    raise ValueError(f"{name} contains NaN or infinite values")
+    raise errors.DataError(f"{name} contains NaN or infinite values")
   return arr
 
 
@@ -141,7 +143,7 @@ def _as_features(x: Any, name: str, min_rows: int = 1, dtype: Any = np.float64) 
     )
   arr = arr.astype(dtype, copy=False)
   if not np.all(np.isfinite(arr)):
-    raise ValueError(f"{name} contains NaN or infinite values")
+    raise errors.DataError(f"{name} contains NaN or infinite values")
   return arr
 
 
@@ -293,7 +295,7 @@ def _raw_descriptors(images: np.ndarray, levels: int, patch: int, n: int,
   _, height, width, _ = images.shape
   for lvl, (h, w) in enumerate(_level_sizes(height, width, levels)):
     if h < patch or w < patch:
-      raise ValueError(
+      raise errors.DataError(
           f"{name} ({height}x{width}): pyramid level {lvl} is {h}x{w}, smaller than the "
           f"{patch}x{patch} patch; use fewer levels, a smaller patch or larger images"
       )
@@ -345,7 +347,8 @@ def patch_descriptors(
   patch = _positive_int(patch, "patch")
   _, height, width, _ = x.shape
   if height < patch or width < patch:
-    raise ValueError(f"images ({height}x{width}) are smaller than the {patch}x{patch} patch")
+    raise errors.DataError(
+        f"images ({height}x{width}) are smaller than the {patch}x{patch} patch")
   levels = _default_levels(height, width, patch) if levels is None else _positive_int(levels, "levels")
   if patches_per_level is None:
     patches_per_level = max(_PATCHES_PER_IMAGE * x.shape[0], _MIN_PATCHES_PER_LEVEL)
@@ -480,7 +483,8 @@ def swd(
   patch = _positive_int(patch, "patch")
   for name, x in (("images_a", a), ("images_b", b)):
     if x.shape[1] < patch or x.shape[2] < patch:
-      raise ValueError(f"{name} ({x.shape[1]}x{x.shape[2]}) is smaller than the {patch}x{patch} patch")
+      raise errors.DataError(
+          f"{name} ({x.shape[1]}x{x.shape[2]}) is smaller than the {patch}x{patch} patch")
   if levels is None:
     levels = min(_default_levels(a.shape[1], a.shape[2], patch),
                  _default_levels(b.shape[1], b.shape[2], patch))
@@ -868,7 +872,7 @@ def frechet_distance_from_stats(mu_a: Any, sigma_a: Any, mu_b: Any, sigma_b: Any
     raise ValueError(f"covariances must have shape ({d}, {d}), got {sigma_a.shape} and {sigma_b.shape}")
   for arr in (mu_a, mu_b, sigma_a, sigma_b):
     if not np.all(np.isfinite(arr)):
-      raise ValueError("statistics contain NaN or infinite values")
+      raise errors.DataError("statistics contain NaN or infinite values")
   sigma_a = 0.5 * (sigma_a + sigma_a.T)
   sigma_b = 0.5 * (sigma_b + sigma_b.T)
   root_a = _psd_sqrt(sigma_a)

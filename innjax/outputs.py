@@ -27,6 +27,8 @@ import secrets
 import tempfile
 from typing import BinaryIO, Callable, Dict
 
+from innjax import errors
+
 # Fills an open binary file, e.g. `lambda f: np.savez_compressed(f, images=x)`.
 Writer = Callable[[BinaryIO], None]
 
@@ -36,12 +38,12 @@ _NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK,
                   errno.ENOSYS, errno.EXDEV}
 
 
-def _error(code, message: str) -> OSError:
-  """An OSError with errno `code` whose text is `message` alone.
+def _error(code, message: str) -> errors.WorkdirError:
+  """A WorkdirError (an OSError) with errno `code` whose text is `message` alone.
 
   (Setting `strerror` too would make str() print "[Errno N] strerror" instead.)
   """
-  err = OSError(message)
+  err = errors.WorkdirError(message)
   err.errno = code
   return err
 
@@ -93,7 +95,8 @@ def ensure_writable(folder: str, what: str, fix: str) -> None:
     fix: what to do about it, e.g. "choose a writable --workdir".
 
   Raises:
-    OSError: "Cannot write to {what} (Permission denied); {fix}." (or the disk is full).
+    WorkdirError: "Cannot write to {what} (Permission denied); {fix}." (or the disk
+      is full); an OSError.
   """
   try:
     if is_uri(folder):
@@ -146,7 +149,7 @@ def _write_temp(path: str, write: Writer) -> str:
   return temp
 
 
-def _failed(path: str, err: OSError) -> OSError:
+def _failed(path: str, err: OSError) -> errors.WorkdirError:
   """A one-line error naming the file that could not be written."""
   cause = err.strerror or str(err)
   fix = "; free space and rerun" if err.errno == errno.ENOSPC else ""

@@ -40,6 +40,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from innjax import errors
+
 DATA_AXIS = "data"
 
 # The batch sizes that `config.mesh.batch_per_device` turns from global to per device.
@@ -79,21 +81,21 @@ def from_process_0(flag: bool) -> bool:
 
 
 def num_mesh_devices(config: ml_collections.ConfigDict) -> int:
-  """How many devices `config.mesh.data` asks for; raises ValueError with the fix."""
+  """How many devices `config.mesh.data` asks for; raises ConfigError with the fix."""
   available = jax.device_count()
   wanted = config.mesh.data if "mesh" in config else 1
   if isinstance(wanted, bool) or not isinstance(wanted, int) or wanted < -1:
-    raise ValueError(
+    raise errors.ConfigError(
         f"Bad config: mesh.data must be 1 (one device), 0 or -1 (every device) or a "
         f"device count, got {wanted!r}.")
   count = available if wanted <= 0 else wanted
   if count > available:
-    raise ValueError(
+    raise errors.ConfigError(
         f"Bad config: mesh.data={wanted} asks for {wanted} devices but JAX sees "
         f"{available} ({jax.devices()[0].platform}); use --config.mesh.data=0 for all "
         "of them.")
   if jax.process_count() > 1 and count != available:
-    raise ValueError(
+    raise errors.ConfigError(
         f"Bad config: this is a {jax.process_count()}-process run, so the mesh must "
         f"span every host's devices; mesh.data={wanted} covers {count} of {available}. "
         "Use --config.mesh.data=0.")
@@ -203,13 +205,13 @@ def global_batch_config(config: ml_collections.ConfigDict,
 
 def check_divisible(config: ml_collections.ConfigDict, num_devices: int,
                     keys: Sequence[str] = BATCH_KEYS[:3]) -> None:
-  """Raises ValueError (with the fix) when a batch does not split evenly over devices."""
+  """Raises ConfigError (with the fix) when a batch does not split evenly over devices."""
   for dotted in keys:
     section, name = dotted.split(".")
     value = int(config[section][name])
     if value % num_devices:
       fit = -(-value // num_devices) * num_devices
-      raise ValueError(
+      raise errors.ConfigError(
           f"Bad config: {dotted}={value} does not split evenly over the "
           f"{num_devices} devices of the mesh (mesh.data={config.mesh.data}): every "
           f"device takes an equal share of each batch. Use a multiple of "

@@ -36,8 +36,10 @@ import numpy as np
 import optax
 
 from innjax import cascade
+from innjax import config_checks
 from innjax import data as data_lib
 from innjax import energy as energy_lib
+from innjax import errors
 from innjax import generate
 from innjax import images
 from innjax import outputs
@@ -58,14 +60,14 @@ def load_content(config) -> np.ndarray:
     image = data_lib.resize(image, (max(1, round(h * scale)), max(1, round(w * scale))))
   side = synthesis.geometry(config).patch_size
   if min(image.shape[:2]) < side:
-    raise ValueError(
+    raise errors.DataError(
         f"The content image {config.style.content!r} is {image.shape[0]}x"
         f"{image.shape[1]}, smaller than the {side}x{side} patches the style model "
         "sees; use a larger image or a larger --config.style.max_size.")
   return np.asarray(data_lib.to_float(image), np.float32)
 
 
-CONTENT_UNITS = ("pixel", "patch")
+CONTENT_UNITS = config_checks.CONTENT_UNITS
 
 
 def content_unit_scale(config) -> float:
@@ -76,8 +78,8 @@ def content_unit_scale(config) -> float:
   """
   unit = config.style.get("content_unit", "pixel")
   if unit not in CONTENT_UNITS:
-    raise ValueError(f"Bad config: style.content_unit must be one of {CONTENT_UNITS}, "
-                     f"got {unit!r}.")
+    raise errors.ConfigError(f"Bad config: style.content_unit must be one of "
+                             f"{CONTENT_UNITS}, got {unit!r}.")
   if unit == "pixel":
     return 1.0
   return float(synthesis.geometry(config).patch_size ** 2 * int(config.data.channels))
@@ -146,16 +148,10 @@ def stylize(config, workdir: str, key=None, output_dir: str | None = None):
   train.validate_config(config)
   side = synthesis.geometry(config).patch_size
   if not side:
-    raise ValueError(
+    raise errors.ConfigError(
         "Style transfer needs a patch-head model (config.patch.size > 0), trained on "
         "the style image, e.g. `--config=configs/texture.py "
         "--config.data.image=starry_night.jpg`.")
-  if not 0.0 <= float(config.style.gamma) <= 1.0:
-    raise ValueError(f"style.gamma must be in [0, 1], got {config.style.gamma}.")
-  content_unit_scale(config)  # refuses a bad style.content_unit before any work
-  if int(config.style.steps) < 1 or float(config.style.step_size) <= 0:
-    raise ValueError("style.steps must be >= 1 and style.step_size > 0, got "
-                     f"{config.style.steps} and {config.style.step_size}.")
   content = load_content(config)
   stacked, active, stages = generate.load_cascade(config, workdir)
   out_dir = output_dir or os.path.join(workdir, "style")

@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 
+from innjax import errors
 from innjax import outputs
 
 # Past this size the current event file is left as it is and a new one is started,
@@ -145,7 +146,7 @@ def read_events(path: str) -> list:
     body = data[at + 12:at + 12 + length]
     (crc,) = struct.unpack_from("<I", data, at + 12 + length)
     if crc != masked_crc32c(body):
-      raise ValueError(f"{path}: a damaged record at byte {at}.")
+      raise errors.DataError(f"{path}: a damaged record at byte {at}.")
     events.append(event_pb2.Event.FromString(body))
     at += 16 + length
   return events

@@ -26,6 +26,7 @@ import numpy as np
 import scipy.linalg
 
 from innjax import console
+from innjax import errors
 
 # Log-spaced grid for the SVM's C. Features are standardised first, so the useful range
 # does not depend on the network's activation scale; with ~10^4 dimensions and 10^3
@@ -246,7 +247,8 @@ def svm_protocol(train_feats, train_labels, test_feats, test_labels, *,
         f"num_labelled ({num_labelled}) = {val_size + num_labelled} are needed; lower "
         "val_size or num_labelled (e.g. --config.evaluate.val_size=...).")
   if np.unique(train_labels).size < 2:
-    raise ValueError("train_labels hold a single class; a classifier needs two or more.")
+    raise errors.DataError(
+        "train_labels hold a single class; a classifier needs two or more.")
 
   # Independent streams, so changing num_draws does not change the split or the C
   # chosen, and changing select_draws does not change the test draws.
@@ -262,7 +264,7 @@ def svm_protocol(train_feats, train_labels, test_feats, test_labels, *,
     idx = np.sort(rng.choice(pool_idx, num_labelled, replace=False))
     y = train_labels[idx]
     if np.unique(y).size < 2:
-      raise ValueError(
+      raise errors.DataError(
           f"A random draw of {num_labelled} labelled examples holds a single class; "
           "raise num_labelled.")
     return train_feats[idx], y

@@ -28,7 +28,6 @@ configured sampler, batched synthesis, initial negatives) is in innjax/synthesis
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import time
 from typing import Any
@@ -42,14 +41,15 @@ import numpy as np
 import optax
 
 from innjax import checkpointing
+from innjax import config_checks
 from innjax import console
 from innjax import data as data_lib
 from innjax import energy as energy_lib
+from innjax import errors
 from innjax import images
 from innjax import models
 from innjax import pool as pool_lib
 from innjax import preemption
-from innjax import sampler as sampler_lib
 from innjax import sharding
 from innjax import synthesis
 from innjax import workdir_lock
@@ -58,7 +58,7 @@ VARIANTS = ("inng", "inng_compressed", "inng_single")
 OBJECTIVES = ("inng", "wasserstein")
 
 
-class TrainingDivergedError(RuntimeError):
+class TrainingDivergedError(errors.TrainingError):
   """NaN or inf appeared in training; the last good checkpoint is kept."""
 
 
@@ -123,150 +123,8 @@ def num_slots(config) -> int:
   return -(-int(config.num_stages) // group_size(config))
 
 
-def _non_finite_fields(config: ml_collections.ConfigDict, prefix: str = "") -> list:
-  """"field=value" for every float of `config` (or in a tuple of it) that is NaN or inf."""
-  found = []
-  for key, value in config.items():
-    if isinstance(value, ml_collections.ConfigDict):
-      found += _non_finite_fields(value, f"{prefix}{key}.")
-      continue
-    values = value if isinstance(value, (tuple, list)) else (value,)
-    if any(isinstance(v, float) and not math.isfinite(v) for v in values):
-      found.append(f"{prefix}{key}={value}")
-  return found
-
-
-def _is_count(value) -> bool:
-  """An int (not a bool, not a float such as 16.5 or a string such as "abc")."""
-  return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _is_widths(value) -> bool:
-  """A non-empty list of positive integer layer widths."""
-  return (isinstance(value, (tuple, list)) and len(value) >= 1
-          and all(_is_count(v) and v > 0 for v in value))
-
-
-def _is_image_size(value) -> bool:
-  """sample.size: one int or (height, width); all 0 (the training size) or all > 0."""
-  values = tuple(value) if isinstance(value, (tuple, list)) else (value,)
-  return (len(values) in (1, 2) and all(_is_count(v) for v in values)
-          and (all(v == 0 for v in values) or all(v > 0 for v in values)))
-
-
-def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Raises ValueError with a fix for every inconsistent or out-of-range setting."""
-  def require(ok, message):
-    if not ok:
-      raise ValueError(f"Bad config: {message}")
-  non_finite = _non_finite_fields(config)
-  require(not non_finite, f"{', '.join(non_finite)}: config values must be finite "
-          "numbers (NaN and inf are never meaningful here).")
-  for name in ("model.features", "evaluate.metric_net_features"):
-    section, leaf = name.split(".")
-    value = config[section][leaf]
-    require(_is_widths(value),
-            f"{name} must be positive integer widths, one per conv layer (e.g. "
-            f"--config.{name}=32,64,128), got {value!r}.")
-  require(_is_image_size(config.sample.size),
-          "sample.size must be HEIGHT,WIDTH in pixels (e.g. "
-          "--config.sample.size=256,256), one number for a square, or 0 for the "
-          f"training size; got {config.sample.size!r}.")
-  require(config.variant in VARIANTS,
-          f"variant must be one of {VARIANTS}, got {config.variant!r}.")
-  require(int(config.num_stages) >= 1, f"num_stages must be >= 1, got {config.num_stages}.")
-  for name, value in (("checkpoint.every_stages", config.checkpoint.every_stages),
-                      ("grid_every_stages", config.grid_every_stages)):
-    require(int(value) >= 1, f"{name} must be >= 1 (1 = every stage), got {value}.")
-  if config.variant == "inng_compressed":
-    require(int(config.keep_every) >= 1,
-            f"keep_every must be >= 1, got {config.keep_every}.")
-  require(config.model.kernel_size >= 1,
-          f"model.kernel_size must be >= 1, got {config.model.kernel_size}.")
-  require(config.data.image_size > 0,
-          f"data.image_size must be positive, got {config.data.image_size}.")
-  require(int(config.data.crop_size) >= 0,
-          f"data.crop_size must be >= 0 (0 = the largest central square), got "
-          f"{config.data.crop_size}.")
-  require(config.data.channels in (1, 3),
-          f"data.channels must be 1 or 3, got {config.data.channels}.")
-  stride = 2 ** len(config.model.features)
-  patch = synthesis.geometry(config).patch_size
-  require(patch >= 0, f"patch.size must be 0 (whole images) or positive, got {patch}.")
-  if patch:
-    require(patch <= config.data.image_size,
-            f"patch.size={patch} is larger than the training image "
-            f"(data.image_size={config.data.image_size}); use a smaller patch or a "
-            "larger image.")
-    require(patch % stride == 0,
-            f"patch.size={patch} is not divisible by {stride} "
-            f"(2 ** {len(config.model.features)} stride-2 layers); change one of them.")
-    require(int(config.patch.patches_per_image) >= 0,
-            "patch.patches_per_image must be >= 0 (0 = the paper's density).")
-  else:
-    require(config.data.image_size % stride == 0,
-            f"data.image_size={config.data.image_size} is not divisible by {stride} "
-            f"(2 ** {len(config.model.features)} stride-2 layers); change one of them.")
-  for name in ("pos_batch", "neg_batch", "steps_per_stage", "log_every"):
-    require(int(config.train[name]) >= 1, f"train.{name} must be >= 1, got {config.train[name]}.")
-  require(config.train.learning_rate > 0,
-          f"train.learning_rate must be > 0, got {config.train.learning_rate}.")
-  for name in ("momentum", "beta1", "beta2"):
-    require(0.0 <= float(config.train[name]) < 1.0,
-            f"train.{name} must be in [0, 1), got {config.train[name]}.")
-  require(int(config.pool.negatives_per_stage) >= 1, "pool.negatives_per_stage must be >= 1.")
-  require(int(config.pool.capacity) >= int(config.pool.negatives_per_stage),
-          f"pool.capacity ({config.pool.capacity}) must hold at least one stage's "
-          f"negatives ({config.pool.negatives_per_stage}).")
-  require(0 < config.pool.age_decay <= 1,
-          f"pool.age_decay must be in (0, 1] (1 = uniform), got {config.pool.age_decay}.")
-  require(int(config.synthesis.batch_size) >= 1, "synthesis.batch_size must be >= 1.")
-  require(config.synthesis.mode in sampler_lib.MODES,
-          f"synthesis.mode must be one of {sampler_lib.MODES}, got "
-          f"{config.synthesis.mode!r}.")
-  require(config.objective in OBJECTIVES,
-          f"objective must be one of {OBJECTIVES}, got {config.objective!r}.")
-  require(config.train.optimizer in ("sgd", "adam"),
-          f"train.optimizer must be 'sgd' or 'adam', got {config.train.optimizer!r}.")
-  require(0.0 < float(config.train.lr_decay) <= 1.0,
-          f"train.lr_decay must be in (0, 1] (1 = constant), got {config.train.lr_decay}.")
-  for name in ("gradient_penalty", "logit_l2"):
-    value = float(config.train[name])
-    require(np.isfinite(value) and value >= 0,
-            f"train.{name} must be >= 0 (0 = off), got {config.train[name]}.")
-  require(config.pool.init in synthesis.INITS,
-          f"pool.init must be one of {synthesis.INITS}, got {config.pool.init!r}.")
-  require(float(config.pool.init_std) > 0,
-          f"pool.init_std must be > 0, got {config.pool.init_std}.")
-  require(config.synthesis.start in ("previous", "pool"),
-          f"synthesis.start must be 'previous' or 'pool', got "
-          f"{config.synthesis.start!r}.")
-  require(0.0 <= float(config.synthesis.reinit_prob) <= 1.0,
-          f"synthesis.reinit_prob must be in [0, 1], got {config.synthesis.reinit_prob}.")
-  require(float(config.synthesis.grad_clip) >= 0,
-          f"synthesis.grad_clip must be >= 0 (0 = off), got {config.synthesis.grad_clip}.")
-  try:
-    models.check_architecture(config.model.norm, config.model.activation,
-                              config.model.pool)
-  except ValueError as err:
-    raise ValueError(f"Bad config: {err}") from None
-  require(config.sample.mode in sampler_lib.MODES,
-          f"sample.mode must be one of {sampler_lib.MODES}, got {config.sample.mode!r}.")
-  require(int(config.sample.num) >= 1, f"sample.num must be >= 1, got {config.sample.num}.")
-  # 0 used to fall back silently on synthesis.max_steps.
-  require(int(config.sample.max_steps) >= 1,
-          f"sample.max_steps must be >= 1 (the step cap of each classifier when "
-          f"sampling), got {config.sample.max_steps}.")
-  require(synthesis.sampling_stop_window(config) >= 1,
-          f"sample.stop_window must be >= 1 (the steps whose mean P(real) decides the "
-          f"stop when sampling), got {config.sample.get('stop_window')}.")
-  require(int(config.sample.batch_size) >= 1, "sample.batch_size must be >= 1.")
-  # The sampler validates its own arguments (stop_prob, step sizes, ...); its
-  # messages start with the argument's name, which lives under `synthesis.` here.
-  try:
-    synthesis.make_synthesis_sampler(config, lambda p, x: x.sum(), config.synthesis.mode)
-  except (ValueError, TypeError) as err:
-    raise ValueError(f"Bad config: synthesis.{err}") from None
+# The config checks live in innjax/config_checks.py; this name stays for callers.
+validate_config = config_checks.validate_config
 
 
 def init_state(config, model, key) -> TrainState:

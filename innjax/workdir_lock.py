@@ -49,6 +49,7 @@ from typing import Callable, Iterator, Optional
 
 from absl import logging
 
+from innjax import errors
 from innjax import outputs
 
 try:
@@ -63,7 +64,7 @@ _UNSUPPORTED = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS,
                 errno.EINVAL}
 
 
-class WorkdirBusyError(RuntimeError):
+class WorkdirBusyError(errors.WorkdirError, RuntimeError):
   """Another live training process holds the workdir's lock."""
 
 

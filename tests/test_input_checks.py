@@ -11,12 +11,13 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 from PIL import Image
 
 from configs import tiny
-from innjax import checkpointing, cli, data, style, train
+from innjax import checkpointing, cli, data, errors, style, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -258,3 +259,75 @@ def test_resuming_on_other_data_is_refused(trained_on_npz, tmp_path, capsys, cou
   assert "Nothing was changed on disk" in message
   config = npz_config(tmp_path / "b.npz", **{"data.allow_new_data": True})
   assert int(train.train_and_evaluate(config, str(workdir), stop_after_stages=1).stage) == 1
+
+
+# --------------------------------------------------------------------------------------
+# The error policy: a mistake the user can fix is one line, anything else is a bug.
+
+
+def _raise_in_cli(monkeypatch, error):
+  """Makes the first step of `cli.run` raise `error`."""
+  def fail(config):
+    raise error
+  monkeypatch.setattr(cli, "check_config_type", fail)
+
+
+@pytest.mark.parametrize("error", [
+    errors.ConfigError("Bad config: train.momentum must be in [0, 1), got 1.5."),
+    errors.DataError("npz file 'a.npz': 'x' holds no images (shape (0, 8, 8, 1))"),
+    errors.CheckpointError("Checkpoint step 3 in /w/checkpoints is damaged."),
+    errors.WorkdirError("Cannot write to workdir '/w' (Permission denied)."),
+])
+def test_a_users_mistake_is_one_line_with_exit_code_2(error, tmp_path, capsys,
+                                                     monkeypatch):
+  _raise_in_cli(monkeypatch, error)
+  message = refused(tiny_config(), tmp_path / "run", capsys)
+  assert message == f"innjax: error: {error}\n"
+  assert "bug" not in message
+
+
+@pytest.mark.parametrize("error", [
+    ValueError("Incompatible shapes for broadcasting: (3, 4) and (5,)"),
+    IndexError("index 7 is out of bounds for axis 0 with size 7"),
+    OSError("[Errno 5] Input/output error"),
+])
+def test_a_bug_keeps_its_traceback_and_asks_for_a_report(error, tmp_path, capsys,
+                                                         monkeypatch):
+  _raise_in_cli(monkeypatch, error)
+  code = cli.run("train", tiny_config(), str(tmp_path / "run"))
+  err = capsys.readouterr().err
+  assert code == 1
+  lines = err.strip().splitlines()
+  assert lines[0] == "Traceback (most recent call last):"
+  assert lines[-2] == f"{type(error).__name__}: {error}"  # the traceback ends in it
+  assert lines[-1].startswith("innjax: unexpected error (traceback above)")
+  assert "report it" in lines[-1] and "innjax: error:" not in err
+  assert f"jax {jax.__version__}" in lines[-1]  # versions for the report
+
+
+def test_the_error_classes_are_still_the_built_in_errors_they_replace():
+  # Library code written as `except ValueError` or `except FileNotFoundError`
+  # keeps catching what innjax raises.
+  assert issubclass(errors.ConfigError, ValueError)
+  assert issubclass(errors.DataError, ValueError)
+  assert issubclass(errors.DataNotFoundError, FileNotFoundError)
+  assert issubclass(data.DatasetNotPreparedError, FileNotFoundError)
+  assert issubclass(checkpointing.IncompatibleCheckpointError, ValueError)
+  assert issubclass(checkpointing.CheckpointSaveError, OSError)
+  assert issubclass(train.TrainingDivergedError, RuntimeError)
+  for cls in (checkpointing.IncompatibleCheckpointError,
+              checkpointing.CorruptCheckpointError, checkpointing.CheckpointSaveError):
+    assert issubclass(cls, errors.CheckpointError)
+
+
+def test_data_and_config_mistakes_raise_their_classes(tmp_path):
+  path = tmp_path / "labels.npz"
+  np.savez(path, x=random_images(4), y=np.arange(3))
+  with pytest.raises(errors.DataError, match="3 labels for 4 images"):
+    data.load_dataset(npz_config(path).data)
+  with pytest.raises(errors.DataNotFoundError, match="not found"):
+    data.load_dataset(npz_config(tmp_path / "missing.npz").data)
+  with pytest.raises(errors.ConfigError, match="data_config.value_range must be one of"):
+    data.load_dataset(npz_config(path, **{"data.value_range": "0-255"}).data)
+  with pytest.raises(errors.ConfigError, match="train.momentum must be in"):
+    train.validate_config(tiny_config(**{"train.momentum": 1.0}))
