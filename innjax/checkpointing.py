@@ -1,26 +1,33 @@
 """Orbax checkpoints of the whole training state, with a config compatibility check.
 
-Each completed stage is saved as one Orbax step: the `TrainState` pytree (cascade,
-classifier, optimizer state, pool, negatives, PRNG key, stage index) and, as JSON,
-the config it was trained with. Orbax writes every step to a temporary folder and
-renames it when complete, so a run killed at any moment leaves the previous steps
-loadable; nothing here writes anywhere else in the checkpoint folder. Temporary
-folders that a killed run left behind are removed when training starts again (never
-by a reader such as `--mode=sample`, which may run beside a training run).
+Each completed stage is saved as one Orbax step, `checkpoints/<stage>/`, of three
+items: `cascade`, the stacked classifier variables and the mask of trained slots;
+`state`, the rest of the `TrainState` (classifier, optimizer state, pool, negatives,
+PRNG key, stage index); and `meta`, JSON holding the config it was trained with.
+Training restores both arrays items; sampling, style transfer, evaluation and
+export read the cascade alone, a small part of the step when the pool is large.
+Steps written before the cascade had its own item (`FORMAT` 1: the whole TrainState
+in `state`) still load, for training and for sampling. Orbax writes every step to a
+temporary folder and renames it when complete, so a run killed at any moment leaves
+the previous steps loadable; nothing here writes anywhere else in the checkpoint
+folder. Temporary folders that a killed run left behind are removed when training
+starts again (never by a reader such as `--mode=sample`, which may run beside a
+training run).
 
 A workdir is tied to the settings that fix the shapes of the saved state (model,
 image size, variant, stage count, pool size); resuming with different ones is refused
 with a message naming them. The one exception is a larger `num_stages`: the run is
-extended, its preallocated cascade growing by empty slots on restore (`grow_state`),
-and it ends exactly where a run trained to that many stages at once would. Other settings (learning rates, step caps, logging) may
+extended, its preallocated cascade growing by empty slots on restore
+(`grow_cascade`), and it ends exactly where a run trained to that many stages at once
+would. Other settings (learning rates, step caps, logging) may
 change between runs, which is how a diverged run is resumed with a lower rate. A
 training run also saves a fingerprint of its training images with each step
 (`innjax.data.fingerprint`), and resuming on other images is refused unless
 `data.allow_new_data` is set; the fingerprint depends on the pixels, not the path.
 """
-
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
@@ -42,6 +49,15 @@ STRUCTURAL_KEYS = (
     "data.image_size", "data.channels", "pool.capacity", "pool.negatives_per_stage",
     "patch.size",
 )
+
+
+# The items of a checkpoint step: "state" (the TrainState but its cascade), "cascade"
+# (the stacked variables and the mask of trained slots: all that sampling reads) and
+# "meta" (JSON: the config, the stage, the data fingerprint, the format).
+ITEMS = ("state", "cascade", "meta")
+# The layout of the steps written now. 1: before the cascade had its own item, "state"
+# held the whole TrainState, with `active` and `group_start`; such steps still load.
+FORMAT = 2
 
 
 class IncompatibleCheckpointError(errors.CheckpointError, ValueError):
@@ -107,7 +123,8 @@ def config_to_dict(config: ml_collections.ConfigDict) -> dict:
 def extends(saved: dict, current: dict) -> bool:
   """Whether `current` asks for more stages than the checkpoint's run had.
 
-  Such a run is extended: the preallocated cascade grows on resume (`grow_state`).
+  Such a run is extended: the preallocated cascade grows on resume
+  (`grow_cascade`).
   """
   before, after = _lookup(saved, "num_stages"), _lookup(current, "num_stages")
   return before is not None and after is not None and int(after) > int(before)
@@ -137,25 +154,52 @@ def ensure_writable(workdir: str) -> None:
   outputs.ensure_writable(workdir, f"workdir {workdir!r}", "choose a writable --workdir")
 
 
-def _to_saveable(state):
-  """Typed PRNG keys are stored as their raw uint32 data."""
-  return state.replace(key=jax.random.key_data(state.key))
+def _items(state) -> dict:
+  """A TrainState (concrete or abstract) as the checkpoint items "state" and "cascade".
+
+  "cascade" holds the stacked variables and the mask of trained slots, all that
+  sampling needs; "state" holds every other field, with typed PRNG keys as their raw
+  uint32 data (a `group_start` that the variant does not keep is left out).
+  """
+  fields = {field.name: getattr(state, field.name)
+            for field in dataclasses.fields(state)
+            if field.metadata.get("pytree_node", True)}
+  cascade = fields.pop("cascade")
+  if fields.get("group_start") is None:
+    fields.pop("group_start", None)
+  if isinstance(fields["stage"], jax.ShapeDtypeStruct):
+    slots = jax.tree_util.tree_leaves(cascade)[0].shape[0]
+    active = jax.ShapeDtypeStruct((slots,), jnp.bool_,
+                                  sharding=getattr(fields["stage"], "sharding", None))
+    key = jax.eval_shape(jax.random.key_data, fields["key"])
+    # The key keeps its own sharding (a template from innjax.sharding.with_shardings).
+    sharding = getattr(fields["key"], "sharding", None)
+    fields["key"] = jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=sharding)
+  else:
+    active = state.active
+    fields["key"] = jax.random.key_data(fields["key"])
+  return {"state": fields, "cascade": {"variables": cascade, "active": active}}
 
 
-def _saveable_template(template):
-  key_data = jax.eval_shape(jax.random.key_data, template.key)
-  # A template with shardings (innjax.sharding.with_shardings) restores each array
-  # straight onto the current mesh, whatever mesh saved it; the key keeps its own.
-  sharding = getattr(template.key, "sharding", None)
-  if sharding is not None:
-    key_data = jax.ShapeDtypeStruct(key_data.shape, key_data.dtype, sharding=sharding)
-  # Leaves without one go to this process's first device, as a one-device run
-  # placed them: left to Orbax, they would need the devices that saved them.
+def _restore_target(items: dict) -> dict:
+  """Abstract `items` with a sharding on every leaf, as Orbax restores them.
+
+  A template with shardings (innjax.sharding.with_shardings) restores each array
+  straight onto the current mesh, whatever mesh saved it. Leaves without one go to
+  this process's first device, as a one-device run placed them: left to Orbax, they
+  would need the devices that saved them.
+  """
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   return jax.tree_util.tree_map(
       lambda a: a if getattr(a, "sharding", None) is not None else
-      jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
-      template.replace(key=key_data))
+      jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), items)
+
+
+def _state(items: dict, template):
+  """The TrainState of restored `items`, with the static fields of `template`."""
+  fields = dict(items["state"])
+  fields["key"] = jax.random.wrap_key_data(fields["key"])
+  return template.replace(cascade=items["cascade"]["variables"], **fields)
 
 
 def _slots(config: dict) -> int:
@@ -166,34 +210,31 @@ def _slots(config: dict) -> int:
       "keep_every": int(config.get("keep_every") or 1)}))
 
 
-def _resize_cascade(template, slots: int):
-  """`template` (abstract) with `slots` cascade slots instead of its own."""
+def _resize_cascade(target: dict, slots: int) -> dict:
+  """Restore `target` (abstract items) with `slots` cascade slots instead of its own."""
   def resize(leaf):
     return jax.ShapeDtypeStruct((slots, *leaf.shape[1:]), leaf.dtype,
                                 sharding=getattr(leaf, "sharding", None))
-  return template.replace(cascade=jax.tree_util.tree_map(resize, template.cascade),
-                          active=resize(template.active))
+  return dict(target, cascade=jax.tree_util.tree_map(resize, target["cascade"]))
 
 
-def grow_state(state, template):
-  """Extends a restored state's cascade to the slots of `template` (inactive, zero).
+def grow_cascade(cascade: dict, like: dict) -> dict:
+  """Extends a restored cascade item to the slots of `like` (inactive, zero).
 
   Training a run further than its checkpoint's `num_stages` keeps every trained
   slot and appends empty ones: the new stages fill them as a longer run would have,
   and the empty slots are skipped by the mask meanwhile.
 
   Args:
-    state: a restored TrainState with fewer cascade slots.
-    template: the abstract TrainState of the longer run (shapes, shardings).
+    cascade: a restored {"variables", "active"} item with fewer slots.
+    like: the abstract item of the longer run (shapes, shardings).
   """
-  def grow(leaf, like):
-    pad = [(0, like.shape[0] - leaf.shape[0])] + [(0, 0)] * (leaf.ndim - 1)
+  def grow(leaf, target):
+    pad = [(0, target.shape[0] - leaf.shape[0])] + [(0, 0)] * (leaf.ndim - 1)
     grown = jnp.pad(leaf, pad)
-    sharding = getattr(like, "sharding", None)
+    sharding = getattr(target, "sharding", None)
     return grown if sharding is None else jax.device_put(grown, sharding)
-  return state.replace(
-      cascade=jax.tree_util.tree_map(grow, state.cascade, template.cascade),
-      active=grow(state.active, template.active))
+  return jax.tree_util.tree_map(grow, cascade, like)
 
 
 class Manager:
@@ -231,7 +272,7 @@ class Manager:
           cleanup_tmp_directories=True,
           create=True)
     self._manager = ocp.CheckpointManager(
-        self.directory, options=options, item_names=("state", "meta"))
+        self.directory, options=options, item_names=ITEMS)
     self._unconfirmed_step = None  # an asynchronous save not yet known to be committed
     self._reported = (None, None)  # (Orbax's error, our CheckpointSaveError for it)
 
@@ -254,9 +295,13 @@ class Manager:
     meta = self.saved_meta(step)
     return None if meta is None else meta["config"]
 
-  def check_compatible(self) -> None:
-    """Raises IncompatibleCheckpointError if the saved run has another architecture."""
-    meta = self.saved_meta()
+  def check_compatible(self, meta: dict | None = None) -> None:
+    """Raises IncompatibleCheckpointError if the saved run has another architecture.
+
+    Args:
+      meta: the `saved_meta` of the step to check (default: the latest step's).
+    """
+    meta = self.saved_meta() if meta is None else meta
     if meta is None:
       return
     diffs = structural_differences(meta["config"], config_to_dict(self.config))
@@ -282,11 +327,19 @@ class Manager:
         "--workdir, or set --config.data.allow_new_data=True to go on with the new "
         "data. Nothing was changed on disk.")
 
+  def _format(self, step: int) -> int:
+    """The layout of `step` (see FORMAT); 1 when its meta cannot be read."""
+    try:
+      return int(self.saved_meta(step).get("format", 1))
+    except Exception:  # pylint: disable=broad-except  (damaged: reported elsewhere)
+      return 1
+
   def _missing_parts(self, step: int) -> list[str]:
     """What a committed Orbax step has but `step`'s folder lacks."""
     path = os.path.join(self.directory, str(step))
-    return [name for name in ("_CHECKPOINT_METADATA", "state", "meta")
-            if not outputs.exists(os.path.join(path, name))]
+    parts = ("_CHECKPOINT_METADATA", *(ITEMS if self._format(step) >= 2 else
+                                       ("state", "meta")))
+    return [name for name in parts if not outputs.exists(os.path.join(path, name))]
 
   def _damaged(self, step: int, err: BaseException) -> CorruptCheckpointError:
     path = os.path.join(self.directory, str(step))
@@ -305,23 +358,56 @@ class Manager:
         f"cut short, or storage without atomic renames). {fix} Nothing was changed "
         "on disk.")
 
-  def _previous_step_loads(self, step: int, target) -> bool:
+  def _read(self, step: int, target: dict, names: tuple[str, ...]) -> dict:
+    """Restores the items `names` of `step` into `target` (abstract items).
+
+    A step of FORMAT 1 holds the whole TrainState, `active` and `group_start`
+    included, as its "state" item; it is read into today's items. The cascade alone
+    is then read by a partial restore, which leaves the pool and negatives unread.
+    """
+    if self._format(step) >= 2:
+      restored = self._manager.restore(step, args=ocp.args.Composite(**{
+          name: ocp.args.StandardRestore(target[name]) for name in names}))
+      return {name: restored[name] for name in names}
+    cascade = target["cascade"]
+    legacy = {"cascade": cascade["variables"], "active": cascade["active"]}
+    if "state" not in names:
+      with ocp.Checkpointer(ocp.PyTreeCheckpointHandler()) as checkpointer:
+        restored = checkpointer.restore(
+            os.path.join(self.directory, str(step), "state"),
+            args=ocp.args.PyTreeRestore(
+                item=legacy, partial_restore=True,
+                restore_args=ocp.checkpoint_utils.construct_restore_args(legacy)))
+      return {"cascade": {"variables": restored["cascade"],
+                          "active": restored["active"]}}
+    fields = target["state"]
+    # Format 1 kept `group_start` in every variant: read it, and keep it only where
+    # the variant uses it.
+    legacy.update(fields, group_start=fields.get("group_start", fields["negatives"]))
+    restored = self._manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(legacy)))["state"]
+    return {"state": {name: restored[name] for name in fields},
+            "cascade": {"variables": restored["cascade"],
+                        "active": restored["active"]}}
+
+  def _previous_step_loads(self, step: int, target: dict,
+                           names: tuple[str, ...]) -> bool:
     """Whether the newest step before `step` restores into `target`."""
     earlier = [s for s in self._manager.all_steps() if s < step]
     if not earlier:
       return False
     try:
-      self._manager.restore(max(earlier), args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(target)))
+      self._read(max(earlier), target, names)
     except Exception:  # pylint: disable=broad-except
       return False
     return True
 
-  def restore_latest(self, template) -> Any:
-    """Restores the newest step into the structure of `template`, or returns None.
+  def _restore_newest(self, template, names: tuple[str, ...]):
+    """(step, restored items `names`) of the newest step, or (None, None).
 
     Args:
       template: an abstract TrainState (`jax.eval_shape` of the initial state).
+      names: the items to read ("state", "cascade").
 
     Raises:
       IncompatibleCheckpointError: the step was trained with another architecture.
@@ -329,24 +415,23 @@ class Manager:
     """
     step = self.latest_step()
     if step is None:
-      return None
-    full_template = template
+      return None, None
     try:
-      self.check_compatible()
+      meta = self.saved_meta(step)
+      self.check_compatible(meta)
     except IncompatibleCheckpointError:
       raise
     except (OSError, ValueError, KeyError, TypeError) as err:  # unreadable config JSON
       raise self._damaged(step, err) from err
-    saved_config = self.saved_config(step)
+    saved_config = meta["config"]
+    full_target = _restore_target(_items(template))
     grown = extends(saved_config, config_to_dict(self.config))
-    if grown:
-      template = _resize_cascade(template, _slots(saved_config))
-    target = _saveable_template(template)
+    target = (_resize_cascade(full_target, _slots(saved_config)) if grown
+              else full_target)
     try:
-      restored = self._manager.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(target)))
+      restored = self._read(step, target, names)
     except (ValueError, KeyError, TypeError) as err:
-      if self._missing_parts(step) or self._previous_step_loads(step, target):
+      if self._missing_parts(step) or self._previous_step_loads(step, target, names):
         # The same config and code read the step before it: this one is damaged.
         raise self._damaged(step, err) from err
       raise IncompatibleCheckpointError(
@@ -358,14 +443,50 @@ class Manager:
       # TensorStore reports unreadable array files (truncated, missing chunks) as a
       # bare Exception; with a matching config that can only mean damaged files.
       raise self._damaged(step, err) from err
-    state = restored["state"]
-    state = state.replace(key=jax.random.wrap_key_data(state.key))
     if grown:
       if not self.read_only:
         logging.info("Extending the run from %d to %d stages.",
                      int(saved_config["num_stages"]), int(self.config.num_stages))
-      state = grow_state(state, full_template)
-    return state
+      restored["cascade"] = grow_cascade(restored["cascade"], full_target["cascade"])
+    return step, restored
+
+  def restore_latest(self, template) -> Any:
+    """Restores the newest step's TrainState into the structure of `template`.
+
+    Args:
+      template: an abstract TrainState (`jax.eval_shape` of the initial state).
+
+    Returns:
+      The TrainState, or None when there is no checkpoint.
+
+    Raises:
+      IncompatibleCheckpointError: the step was trained with another architecture.
+      CorruptCheckpointError: the step's files are incomplete or unreadable.
+    """
+    _, restored = self._restore_newest(template, ("state", "cascade"))
+    return None if restored is None else _state(restored, template)
+
+  def restore_latest_cascade(self, template):
+    """Restores only the newest step's cascade: what sampling needs.
+
+    The pool and the negatives, most of a step's bytes, are not read.
+
+    Args:
+      template: an abstract TrainState (`jax.eval_shape` of the initial state); only
+        its cascade (shapes, shardings) is used.
+
+    Returns:
+      (stacked variables, (num_slots,) bool mask of trained slots, completed stages),
+      or None when there is no checkpoint.
+
+    Raises:
+      IncompatibleCheckpointError: the step was trained with another architecture.
+      CorruptCheckpointError: the step's files are incomplete or unreadable.
+    """
+    step, restored = self._restore_newest(template, ("cascade",))
+    if restored is None:
+      return None
+    return restored["cascade"]["variables"], restored["cascade"]["active"], step
 
   def _save_failed(self, step: int | None, err: BaseException) -> BaseException:
     """A CheckpointSaveError for I/O failures; any other error is returned as is.
@@ -407,12 +528,15 @@ class Manager:
       CheckpointSaveError: this save, or the previous asynchronous one, could not be
         written; the steps committed before it are untouched.
     """
-    meta = {"config": config_to_dict(self.config), "stage": int(step)}
+    meta = {"config": config_to_dict(self.config), "stage": int(step),
+            "format": FORMAT}
     if self.data is not None:
       meta["data"] = self.data
+    items = _items(state)
     try:
       self._manager.save(step, args=ocp.args.Composite(
-          state=ocp.args.StandardSave(_to_saveable(state)),
+          state=ocp.args.StandardSave(items["state"]),
+          cascade=ocp.args.StandardSave(items["cascade"]),
           meta=ocp.args.JsonSave(meta)))
     except Exception as err:  # pylint: disable=broad-except
       translated = self._save_failed(step, err)

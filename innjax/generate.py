@@ -44,7 +44,10 @@ def _newest_step(workdir, config):
 
 
 def _restore_newest(workdir, config, target, attempts: int = 3):
-  """Restores the newest step into `target`, also while a training run saves beside us.
+  """The newest step's cascade, also while a training run saves beside us.
+
+  Only the cascade item is read (`Manager.restore_latest_cascade`): the pool and the
+  negatives, most of a step, are left on disk.
 
   Training deletes the steps beyond `checkpoint.max_to_keep` as it saves new ones, so
   the step a reader picked can disappear while it is read. That read is then retried
@@ -56,7 +59,7 @@ def _restore_newest(workdir, config, target, attempts: int = 3):
     manager = checkpointing.Manager(workdir, config, read_only=True)
     step = manager.latest_step()
     try:
-      return manager.restore_latest(target)
+      return manager.restore_latest_cascade(target)
     except checkpointing.CorruptCheckpointError:
       if attempt == attempts or _newest_step(workdir, config) == step:
         raise
@@ -91,12 +94,12 @@ def load_cascade(config, workdir, mesh=None):
   template = jax.eval_shape(
       lambda: train.init_state(config, model, jax.random.key(0)))
   mesh = sharding.make_mesh(config) if mesh is None else mesh
-  state = _restore_newest(workdir, config, sharding.with_shardings(
+  stacked, active, stages = _restore_newest(workdir, config, sharding.with_shardings(
       template, sharding.state_shardings(template, mesh)))
-  if not bool(jnp.any(state.active)):
+  if not bool(jnp.any(active)):
     raise errors.CheckpointNotFoundError(
         f"The checkpoint in {workdir} has no trained stage yet: train first.")
-  return state.cascade, state.active, int(state.stage)
+  return stacked, active, stages
 
 
 def write_summary(folder: str, stages: int, name: str, x) -> None:

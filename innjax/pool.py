@@ -70,20 +70,19 @@ def size(pool: Pool) -> jax.Array:
   return jnp.sum(pool.stage >= 0)
 
 
-def draw_weights(pool: Pool, current_stage, age_decay: float) -> jax.Array:
-  """Per-slot draw probabilities: decay ** (current_stage - stage), empty slots 0.
+def draw_weights(pool: Pool, age_decay: float) -> jax.Array:
+  """Per-slot draw probabilities: age_decay ** age, empty slots 0.
+
+  A negative's age is counted in stages back from the newest stage in the pool, so
+  the newest negatives have weight 1 whichever stage is training.
 
   Args:
     pool: the pool.
-    current_stage: the stage now training; a negative made by the previous stage
-      has age 0 relative to the newest negatives... ages are measured from the
-      newest stage in the pool, so the newest negatives have weight 1.
     age_decay: 1.0 gives the uniform draw; 0.5 is the authors' texture setting.
 
   Returns:
     (capacity,) probabilities summing to 1 (uniform over filled slots if decay=1).
   """
-  del current_stage  # Ages are relative to the newest stage present.
   filled = pool.stage >= 0
   newest = jnp.max(jnp.where(filled, pool.stage, 0))
   age = (newest - pool.stage).astype(jnp.float32)
@@ -103,6 +102,6 @@ def sample(pool: Pool, key: jax.Array, num: int, age_decay: float = 0.5) -> jax.
   Returns:
     (num, H, W, C) float32 negatives.
   """
-  probs = draw_weights(pool, None, age_decay)
+  probs = draw_weights(pool, age_decay)
   idx = jax.random.choice(key, pool.capacity, (num,), p=probs)
   return pool.images[idx]

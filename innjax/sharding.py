@@ -147,15 +147,16 @@ def state_shardings(state: Any, mesh: jax.sharding.Mesh) -> Any:
   """The sharding of every leaf of a `train.TrainState` (concrete or abstract).
 
   Everything is replicated except the pool's images and stage tags and the latest
-  negatives (`negatives`, `group_start`), which are row-sharded (see the module
-  docstring).
+  negatives (`negatives`, and `group_start` where the variant keeps it), which are
+  row-sharded (see the module docstring).
   """
   shardings = jax.tree_util.tree_map(lambda _: replicated(mesh), state)
   rows = lambda x: rows_sharding(mesh, x.shape[0])
   pool = shardings.pool.replace(images=rows(state.pool.images),
                                 stage=rows(state.pool.stage))
+  group_start = None if state.group_start is None else rows(state.group_start)
   return shardings.replace(pool=pool, negatives=rows(state.negatives),
-                           group_start=rows(state.group_start))
+                           group_start=group_start)
 
 
 def place(tree: Any, shardings: Any) -> Any:

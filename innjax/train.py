@@ -80,27 +80,42 @@ def diverged(done: int, what: str, remedy: str, override: str) -> TrainingDiverg
 class TrainState(flax.struct.PyTreeNode):
   """Everything a run needs to resume exactly.
 
+  It holds nothing that the rest determines: the mask of trained cascade slots
+  follows from `stage` (the `active` property).
+
   Attributes:
     stage: number of completed stages.
     params, batch_stats: the classifier being fine-tuned.
     opt_state: its optimizer state.
     cascade: stacked variables, one slot per kept classifier (leading axis).
-    active: (num_slots,) bool, which slots hold a trained classifier.
     pool: the pseudo-negative pool.
     negatives: the latest stage's pseudo-negatives (the next synthesis starts here).
-    group_start: compressed variant: the negatives the current group starts from.
     key: the run's PRNG key (per-stage keys are folded in from it).
+    group_start: the compressed variant's negatives that the current group of stages
+      starts from; None in the other variants, which start from `negatives`.
+    stages_per_slot: `group_size(config)`, static: stages k*s+1 .. k*(s+1) train
+      slot s.
   """
   stage: jax.Array
   params: Any
   batch_stats: Any
   opt_state: Any
   cascade: Any
-  active: jax.Array
   pool: pool_lib.Pool
   negatives: jax.Array
-  group_start: jax.Array
   key: jax.Array
+  group_start: jax.Array | None = None
+  stages_per_slot: int = flax.struct.field(pytree_node=False, default=1)
+
+  @property
+  def active(self) -> jax.Array:
+    """(num_slots,) bool: which cascade slots hold a trained classifier.
+
+    Stage t writes slot (t - 1) // stages_per_slot, so after `stage` stages the
+    first ceil(stage / stages_per_slot) slots are trained.
+    """
+    slots = jax.tree_util.tree_leaves(self.cascade)[0].shape[0]
+    return jnp.arange(slots) < -(-self.stage // self.stages_per_slot)
 
 
 # Moved to innjax/synthesis.py (what training, sampling and style share); these two
@@ -146,8 +161,9 @@ def init_state(config, model, key) -> TrainState:
   return TrainState(
       stage=jnp.zeros((), jnp.int32), params=variables["params"],
       batch_stats=variables["batch_stats"], opt_state=tx.init(variables["params"]),
-      cascade=empty_cascade, active=jnp.zeros((slots,), bool), pool=pool,
-      negatives=negatives, group_start=negatives, key=run_key)
+      cascade=empty_cascade, pool=pool, negatives=negatives, key=run_key,
+      group_start=negatives if config.variant == "inng_compressed" else None,
+      stages_per_slot=group_size(config))
 
 
 def make_optimizer(config) -> optax.GradientTransformation:
@@ -594,9 +610,9 @@ def _train_locked(config, workdir, mesh, dataset, stop_after_stages,
       pool = pool_lib.add(state.pool, x, t + 1)
       end_of_group = (t + 1) % group == 0
       state = state.replace(
-          stage=jnp.asarray(t + 1, jnp.int32), cascade=stacked, active=active,
-          pool=pool, negatives=x,
-          group_start=x if end_of_group else state.group_start)
+          stage=jnp.asarray(t + 1, jnp.int32), cascade=stacked, pool=pool,
+          negatives=x, group_start=(x if end_of_group and state.group_start is not None
+                                    else state.group_start))
       # Eager updates above may leave arrays placed otherwise; put each back where
       # the jitted steps and the checkpoint expect it (a no-op when already there).
       state = jax.device_put(state, shardings)

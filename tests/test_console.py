@@ -210,8 +210,7 @@ def test_stage_progress_counts_updates_and_synthesis_batches(caplog):
     del pool, positives, key
     return params, batch_stats, opt_state, metrics
   state = train.TrainState(stage=0, params={}, batch_stats={}, opt_state=(), cascade={},
-                           active=None, pool=None, negatives=None, group_start=None,
-                           key=None)
+                           pool=None, negatives=None, key=None)
   assert train.updates_per_stage(config) == 15
   with console.Progress(15, "stage 1/1 classifier", "update", interval=0,
                         bar=False) as progress:
