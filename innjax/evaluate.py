@@ -70,7 +70,7 @@ from innjax import metrics
 from innjax import models
 from innjax import outputs
 from innjax import svm_protocol as svm_lib
-from innjax import train
+from innjax import synthesis
 
 # The CLI prints the report with `evaluate.to_markdown`.
 to_markdown = evaluation_report.to_markdown
@@ -351,7 +351,7 @@ def _quality(config, ev, spaces: dict, stacked, active, test_images):
   if n < 2:
     return {"skipped": f"needs num_samples >= 2 and >= 4 test images (n={n})"}, None
   key = jax.random.fold_in(jax.random.key(int(ev.seed)), 1)
-  generated, gen_stats = generate_lib.synthesize_images(
+  generated, gen_stats = synthesis.synthesize_images(
       config, stacked, active, n, key, size=(0, 0))
   # Generated images are quantised like the real ones (as they would be saved), so
   # neither set gets features of values the other cannot take.
@@ -426,8 +426,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str,
         f"--mode=evaluate needs a whole-image classifier, but config.patch.size="
         f"{config.patch.size} trains a patch head (textures); evaluate a model trained "
         "with config.patch.size=0 on a labelled dataset.")
-  train.validate_config(config)
-  model = train.build_model(config)
+  config_checks.validate_config(config)
+  model = synthesis.build_model(config)
   depth = len(config.model.features)
   layers = resolve_layers(ev.layers, depth)
   stacked, active, stages = generate_lib.load_cascade(config, workdir)

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from innjax import checkpointing
+from innjax import config_checks
 from innjax import energy as energy_lib
 from innjax import errors
 from innjax import images
@@ -158,7 +159,7 @@ def generate(config, workdir: str, num: int | None = None, key=None, size=None,
   Raises:
     OSError: the output folder is not writable (checked before sampling).
   """
-  train.validate_config(config)
+  config_checks.validate_config(config)
   geometry = synthesis.geometry(config)
   size = energy_lib.target_hw(geometry, config.sample.size if size is None else size)
   energy_lib.negative_shape(geometry, size)  # checks the size before loading

@@ -36,8 +36,8 @@ import numpy as np
 import optax
 
 from innjax import cascade
-from innjax import config_checks
 from innjax import data as data_lib
+from innjax import config_checks
 from innjax import energy as energy_lib
 from innjax import errors
 from innjax import generate
@@ -46,7 +46,6 @@ from innjax import outputs
 from innjax import patches
 from innjax import sharding
 from innjax import synthesis
-from innjax import train
 
 
 def load_content(config) -> np.ndarray:
@@ -145,7 +144,7 @@ def stylize(config, workdir: str, key=None, output_dir: str | None = None):
     (float32 (H, W, C) image in [-1, 1], dict of statistics and the output paths
     "png" and "side_by_side", None on the other processes of a multi-host run).
   """
-  train.validate_config(config)
+  config_checks.validate_config(config)
   side = synthesis.geometry(config).patch_size
   if not side:
     raise errors.ConfigError(

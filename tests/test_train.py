@@ -14,7 +14,7 @@ import pytest
 
 from configs import tiny
 import innjax
-from innjax import checkpointing, cli, generate, summaries, synthesis
+from innjax import checkpointing, cli, config_checks, generate, summaries, synthesis
 from innjax import train
 
 
@@ -258,7 +258,7 @@ def test_each_stage_logs_how_far_synthesis_moved_the_negatives(tmp_path, caplog)
 def test_every_shipped_config_validates(name):
   import importlib  # pylint: disable=g-import-not-at-top
   config = importlib.import_module(f"configs.{name}").get_config()
-  train.validate_config(config)
+  config_checks.validate_config(config)
 
 
 def test_paper_and_winn_texture_configs_differ_only_where_documented():
@@ -354,7 +354,7 @@ def test_sample_stop_window_sets_the_fewest_steps_when_sampling():
   assert synthesis.sampling_stop_window(config) == 20
   config.sample.stop_window = 0
   with pytest.raises(ValueError, match="sample.stop_window"):
-    train.validate_config(config)
+    config_checks.validate_config(config)
 
 
 def test_configs_that_still_say_synthesis_energy_keep_their_meaning(tmp_path):
@@ -367,7 +367,7 @@ def test_configs_that_still_say_synthesis_energy_keep_their_meaning(tmp_path):
   assert upgraded.synthesis.mode == "sequential" and "energy" not in upgraded.synthesis
   assert old.synthesis.energy == "sequential"  # the argument is left as it was
   assert synthesis.upgrade_config(upgraded) is upgraded
-  assert not cli.check_config_fields(upgraded, default.get_config())
+  assert not config_checks.check_config_fields(upgraded, default.get_config())
   # Training reads it: a bad value under the old name is refused under the new one.
   old.synthesis.energy = "max"
   with pytest.raises(ValueError, match="synthesis.mode must be one of"):
