@@ -35,6 +35,7 @@ import jax  # noqa: E402
 from absl import logging  # noqa: E402
 
 from configs import texture_paper  # noqa: E402
+from innjax import baselines  # noqa: E402
 from innjax import cli  # noqa: E402
 from innjax import data as data_lib  # noqa: E402
 from innjax import energy as energy_lib  # noqa: E402
@@ -89,7 +90,7 @@ def main(argv=None) -> int:
       "samples": samples,
       "negatives": np.asarray(energy_lib.crop_to_target(synthesis.geometry(config),
                                                         state.negatives[:2])),
-      "random_phase": metrics.random_phase_noise(exemplar, (side, side), rng=rng,
+      "random_phase": baselines.random_phase_noise(exemplar, (side, side), rng=rng,
                                                  num_samples=2).astype(np.float32),
       "noise": np.clip(0.3 * rng.standard_normal((2, side, side, exemplar.shape[-1])),
                        -1, 1).astype(np.float32),

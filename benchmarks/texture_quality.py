@@ -40,7 +40,7 @@ including the floor, which can only be measured on pieces of the exemplar:
 
 * noise (ceiling): N(0, 0.3^2) clipped to [-1, 1], the training's first
   pseudo-negatives and the sampler's starting point;
-* random phase (the classical parametric baseline): `metrics.random_phase_noise`,
+* random phase (the classical parametric baseline): `baselines.random_phase_noise`,
   the exemplar's Fourier amplitudes with uniformly random phases (Galerne et al. 2011);
 * <recipe> 1x: samples from fresh noise at the exemplar's size, one column per
   recipe; <first recipe> 2x: at twice the exemplar's side (skipped with --num_2x 0);
@@ -126,6 +126,7 @@ from configs import ebm_texture as ebm_config  # noqa: E402
 from configs import texture as innjax_config  # noqa: E402
 from configs import texture_paper as inng_config  # noqa: E402
 from configs import winn_texture as winn_config  # noqa: E402
+from innjax import baselines  # noqa: E402
 from innjax import c2st  # noqa: E402
 from innjax import cli  # noqa: E402
 from innjax import data as data_lib  # noqa: E402
@@ -819,7 +820,7 @@ def run_texture(path: str, settings: dict, out_dir: str, machine: dict) -> dict:
   init_std = float(make_config(recipe_settings(settings, recipes[0]), "").pool.init_std)
   images = {
       "noise": gaussian_noise(rng, num, side, channels, init_std),
-      "random_phase": metrics.random_phase_noise(exemplar, (side, side), rng=rng,
+      "random_phase": baselines.random_phase_noise(exemplar, (side, side), rng=rng,
                                                  num_samples=num).astype(np.float32),
   }
   for recipe in recipes:

@@ -1,8 +1,13 @@
-"""Training-free baselines for whole-image models, and a check that samples are not copies.
+"""Training-free baselines, and a check that samples are not copies.
 
-A learned generator should be compared with what a few lines of statistics already
-give. For a set of aligned images (faces, digits) that is a Gaussian: the training
-mean plus the covariance of the top-k principal components, sampled. Its samples are
+For textures, `random_phase_noise` (Galerne, Gousseau and Morel, 2011) keeps the
+exemplar's power spectrum exactly and randomises its phase: any learned texture model
+should beat it.
+
+For whole images, a learned generator should be compared with what a few lines of
+statistics already give. For a set of aligned images (faces, digits) that is a
+Gaussian: the training mean plus the covariance of the top-k principal components,
+sampled. Its samples are
 smooth averages, so it matches the low frequencies well and the details not at all.
 
 `nearest_neighbours` answers the other question a reader asks of good samples: are
@@ -15,11 +20,12 @@ Everything runs on the host with NumPy; randomness comes from an explicit seed o
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
 from innjax import errors
+from innjax import metrics
 
 
 class PCAGaussian(NamedTuple):
@@ -144,3 +150,121 @@ def nearest_neighbours(samples: Any, train: Any, chunk: int = 512) -> NearestNei
     own = np.minimum(own, dt.min(axis=1))
   return NearestNeighbours(distances=np.sqrt(best), indices=index,
                            typical=float(np.median(np.sqrt(own))))
+
+
+def _periodic_component(u: np.ndarray) -> np.ndarray:
+  """Moisan's periodic component of an (H, W, C) image.
+
+  Subtracts the smooth image whose Laplacian equals the jumps across the
+  wrap-around boundary.  Without this, the FFT sees those jumps as strong
+  horizontal/vertical edges and random-phase noise shows a cross of
+  artefacts (Galerne et al. 2011, Sec. 4).
+  """
+  h, w, _ = u.shape
+  v = np.zeros_like(u)
+  v[0] += u[-1] - u[0]
+  v[-1] += u[0] - u[-1]
+  v[:, 0] += u[:, -1] - u[:, 0]
+  v[:, -1] += u[:, 0] - u[:, -1]
+  q = np.arange(h)[:, None]
+  r = np.arange(w)[None, :]
+  denom = 2.0 * np.cos(2.0 * np.pi * q / h) + 2.0 * np.cos(2.0 * np.pi * r / w) - 4.0
+  denom[0, 0] = 1.0  # the smooth part has zero mean; avoid 0/0
+  s_hat = np.fft.fft2(v, axes=(0, 1)) / denom[:, :, None]
+  s_hat[0, 0] = 0.0
+  return u - np.real(np.fft.ifft2(s_hat, axes=(0, 1)))
+
+
+def _taper(n: int, width: int) -> np.ndarray:
+  """1 in the middle, raised-cosine ramps of ``width`` samples at both ends."""
+  t = np.ones(n)
+  if width > 0:
+    ramp = 0.5 - 0.5 * np.cos(np.pi * (np.arange(width) + 0.5) / width)
+    t[:width] = ramp
+    t[-width:] = np.minimum(t[-width:], ramp[::-1])
+  return t
+
+
+def random_phase_noise(
+    exemplar: Any,
+    shape: Sequence[int],
+    rng: Any = 0,
+    num_samples: int | None = None,
+    periodic: bool = True,
+) -> np.ndarray:
+  """Random-phase-noise texture (Galerne, Gousseau and Morel, 2011).
+
+  Keeps the Fourier amplitude of the mean-subtracted exemplar and adds one
+  uniformly random phase field (odd-symmetric, taken from the FFT of real
+  white noise) to the phase of every channel.  Sharing the random phase
+  keeps the phase differences between channels and hence the exemplar's
+  colour correlations.  The per-channel mean is added back and values are
+  clipped to [-1, 1].
+
+  Sizes: the synthesis canvas is ``max(shape, exemplar size)`` per axis
+  and the result is cropped to ``shape``.  When the canvas equals the
+  exemplar size the amplitude spectrum is reproduced exactly (before
+  clipping).  When it is larger, the exemplar is used as a "spot": it is
+  multiplied by a raised-cosine taper (width ``min(16, side // 8)`` pixels,
+  only along enlarged axes, to avoid a new discontinuity), zero-padded to
+  the canvas size and its DC removed -- zero-padding in space is a
+  band-limited (sinc) interpolation of the spectrum onto the finer
+  frequency grid, i.e. a resize of the amplitude spectrum -- and rescaled so
+  each channel keeps the exemplar's variance.
+
+  Args:
+    exemplar: single HWC image in [-1, 1].
+    shape: output spatial size ``(height, width)``.
+    rng: ``numpy.random.Generator``, integer seed, ``None`` or JAX key.
+    num_samples: ``None`` returns one HWC image; an integer returns an NHWC
+      batch of independent samples.
+    periodic: use Moisan's periodic component of the exemplar (recommended;
+      removes the cross artefact caused by the wrap-around boundary).
+
+  Returns:
+    float64 array of shape ``(height, width, C)`` or
+    ``(num_samples, height, width, C)``, values in [-1, 1].
+
+  Raises:
+    ValueError: exemplar not a single non-empty HWC image, or ``shape`` /
+      ``num_samples`` not positive integers.
+  """
+  if np.ndim(exemplar) != 3:
+    raise ValueError(f"exemplar must be a single HWC image (rank 3), got shape {np.shape(exemplar)}")
+  u = metrics.as_images(exemplar, "exemplar")[0]
+  if len(tuple(shape)) != 2:
+    raise ValueError(f"shape must be (height, width), got {shape!r}")
+  out_h, out_w = (metrics.positive_int(s, "shape entries") for s in shape)
+  count = 1 if num_samples is None else metrics.positive_int(num_samples, "num_samples")
+  gen = metrics.as_rng(rng)
+
+  h, w, c = u.shape
+  if periodic and h > 1 and w > 1:
+    u = _periodic_component(u)
+  mean = u.mean(axis=(0, 1))
+  v = u - mean
+  target_var = np.mean(v ** 2, axis=(0, 1))  # per channel
+
+  ch, cw = max(out_h, h), max(out_w, w)
+  if (ch, cw) != (h, w):
+    ty = _taper(h, min(16, h // 8)) if ch > h else np.ones(h)
+    tx = _taper(w, min(16, w // 8)) if cw > w else np.ones(w)
+    spot = np.zeros((ch, cw, c))
+    spot[:h, :w] = v * np.outer(ty, tx)[:, :, None]
+  else:
+    spot = v
+  spot_hat = np.fft.fft2(spot, axes=(0, 1))
+  spot_hat[0, 0] = 0.0
+  # Parseval: the output's mean square is sum|F|^2 / (HW)^2 for any phase.
+  energy = np.sum(np.abs(spot_hat) ** 2, axis=(0, 1)) / (ch * cw) ** 2
+  scale = np.sqrt(np.where(energy > 0, target_var / np.where(energy > 0, energy, 1.0), 0.0))
+  spot_hat *= scale
+
+  samples = []
+  for _ in range(count):
+    # The phase of real white noise is uniform and odd-symmetric, so the
+    # product below stays Hermitian and the inverse FFT is real.
+    phase = np.angle(np.fft.fft2(gen.standard_normal((ch, cw))))
+    out = np.real(np.fft.ifft2(spot_hat * np.exp(1j * phase)[:, :, None], axes=(0, 1)))
+    samples.append(np.clip(out[:out_h, :out_w] + mean, -1.0, 1.0))
+  return samples[0] if num_samples is None else np.stack(samples)

@@ -17,10 +17,6 @@ statistics directly*:
   image sizes because frequency is measured in cycles/pixel.
 * :func:`histogram_distance` -- first-order (marginal colour) statistics, the
   per-channel 1-D Wasserstein distance.
-* :func:`random_phase_noise` -- the classical random-phase-noise texture
-  (Galerne, Gousseau and Morel, 2011), a training-free baseline that matches
-  the exemplar's power spectrum exactly; any learned texture model should be
-  compared against it.
 * :func:`frechet_distance` / :func:`kernel_distance` -- the FID and KID
   formulas applied to feature matrices you supply (e.g. the patch
   descriptors above, or features of any network you have at hand).
@@ -39,7 +35,7 @@ which may be a :class:`numpy.random.Generator`, an integer seed, ``None``
 from __future__ import annotations
 
 import numbers
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -54,7 +50,6 @@ __all__ = [
     "radial_power_spectrum",
     "spectrum_distance",
     "histogram_distance",
-    "random_phase_noise",
     "frechet_distance",
     "frechet_distance_from_stats",
     "kernel_distance",
@@ -79,7 +74,7 @@ _MIN_PATCHES_PER_LEVEL = 4096
 # ---------------------------------------------------------------------------
 
 
-def _as_rng(rng: Any) -> np.random.Generator:
+def as_rng(rng: Any) -> np.random.Generator:
   """Turns a Generator / int seed / None / JAX key into a Generator."""
   if isinstance(rng, np.random.Generator):
     return rng
@@ -105,7 +100,7 @@ def _as_rng(rng: Any) -> np.random.Generator:
   return np.random.default_rng(words.astype(np.uint64).ravel())
 
 
-def _as_images(x: Any, name: str, allow_single: bool = True) -> np.ndarray:
+def as_images(x: Any, name: str, allow_single: bool = True) -> np.ndarray:
   """Validates an NHWC batch (or a single HWC image) and returns NHWC float64."""
   arr = np.asarray(x)
   if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
@@ -147,7 +142,8 @@ def _as_features(x: Any, name: str, min_rows: int = 1, dtype: Any = np.float64) 
   return arr
 
 
-def _positive_int(value: Any, name: str) -> int:
+def positive_int(value: Any, name: str) -> int:
+  """`value` as an int, refusing anything but a positive integer (bools included)."""
   if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
     raise ValueError(f"{name} must be a positive integer, got {value!r}")
   return int(value)
@@ -216,8 +212,8 @@ def laplacian_pyramid(image: Any, levels: int) -> list[np.ndarray]:
     ValueError: wrong rank, empty or non-finite input, or ``levels < 1``.
   """
   single = np.ndim(image) == 3
-  x = _as_images(image, "image")
-  levels = _positive_int(levels, "levels")
+  x = as_images(image, "image")
+  levels = positive_int(levels, "levels")
   pyramid = [x.copy()]
   for _ in range(1, levels):
     coarse = _pyr_down(pyramid[-1])
@@ -343,17 +339,17 @@ def patch_descriptors(
       ``patch`` / ``patches_per_level``, or a pyramid level smaller than
       the patch.
   """
-  x = _as_images(images, "images")
-  patch = _positive_int(patch, "patch")
+  x = as_images(images, "images")
+  patch = positive_int(patch, "patch")
   _, height, width, _ = x.shape
   if height < patch or width < patch:
     raise errors.DataError(
         f"images ({height}x{width}) are smaller than the {patch}x{patch} patch")
-  levels = _default_levels(height, width, patch) if levels is None else _positive_int(levels, "levels")
+  levels = _default_levels(height, width, patch) if levels is None else positive_int(levels, "levels")
   if patches_per_level is None:
     patches_per_level = max(_PATCHES_PER_IMAGE * x.shape[0], _MIN_PATCHES_PER_LEVEL)
-  n = _positive_int(patches_per_level, "patches_per_level")
-  gen = _as_rng(rng)
+  n = positive_int(patches_per_level, "patches_per_level")
+  gen = as_rng(rng)
   raw = _raw_descriptors(x, levels, patch, n, gen, "images")
   if normalize:
     raw = [_normalize_descriptors(d) for d in raw]
@@ -404,8 +400,8 @@ def sliced_wasserstein(a: Any, b: Any, num_projections: int = 512, rng: Any = 0)
   b = _as_features(b, "b", dtype=np.float32)
   if a.shape[1] != b.shape[1]:
     raise ValueError(f"a and b must have the same feature dimension, got {a.shape[1]} and {b.shape[1]}")
-  num_projections = _positive_int(num_projections, "num_projections")
-  gen = _as_rng(rng)
+  num_projections = positive_int(num_projections, "num_projections")
+  gen = as_rng(rng)
   dirs = gen.standard_normal((num_projections, a.shape[1]))
   dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
   # float32 (as in Progressive GAN) halves the cost of the projections and
@@ -475,12 +471,12 @@ def swd(
     ValueError: wrong rank, empty or non-finite images, different channel
       counts, an invalid ``normalize`` mode, or a level smaller than the patch.
   """
-  a = _as_images(images_a, "images_a")
-  b = _as_images(images_b, "images_b")
+  a = as_images(images_a, "images_a")
+  b = as_images(images_b, "images_b")
   _check_same_channels(a, b, "images_a", "images_b")
   if normalize not in ("separate", "reference", "none"):
     raise ValueError(f"normalize must be 'separate', 'reference' or 'none', got {normalize!r}")
-  patch = _positive_int(patch, "patch")
+  patch = positive_int(patch, "patch")
   for name, x in (("images_a", a), ("images_b", b)):
     if x.shape[1] < patch or x.shape[2] < patch:
       raise errors.DataError(
@@ -488,11 +484,11 @@ def swd(
   if levels is None:
     levels = min(_default_levels(a.shape[1], a.shape[2], patch),
                  _default_levels(b.shape[1], b.shape[2], patch))
-  levels = _positive_int(levels, "levels")
+  levels = positive_int(levels, "levels")
   if patches_per_level is None:
     patches_per_level = max(_PATCHES_PER_IMAGE * max(a.shape[0], b.shape[0]), _MIN_PATCHES_PER_LEVEL)
-  n = _positive_int(patches_per_level, "patches_per_level")
-  gen = _as_rng(rng)
+  n = positive_int(patches_per_level, "patches_per_level")
+  gen = as_rng(rng)
 
   desc_a = _raw_descriptors(a, levels, patch, n, gen, "images_a")
   desc_b = _raw_descriptors(b, levels, patch, n, gen, "images_b")
@@ -559,8 +555,8 @@ def radial_power_spectrum(
     ValueError: wrong rank, empty or non-finite input, images smaller than
       2x2, or an unknown window.
   """
-  x = _as_images(image, "image")
-  num_bins = _positive_int(num_bins, "num_bins")
+  x = as_images(image, "image")
+  num_bins = positive_int(num_bins, "num_bins")
   n, h, w, c = x.shape
   if h < 2 or w < 2:
     raise ValueError(f"image must be at least 2x2 to have a spectrum, got {h}x{w}")
@@ -625,8 +621,8 @@ def spectrum_distance(
     ValueError: wrong ranks, empty inputs, different channel counts, an
       unknown metric or images smaller than 2x2.
   """
-  xa = _as_images(a, "a")
-  xb = _as_images(b, "b")
+  xa = as_images(a, "a")
+  xb = as_images(b, "b")
   _check_same_channels(xa, xb, "a", "b")
   if metric not in ("l1", "l2"):
     raise ValueError(f"metric must be 'l1' or 'l2', got {metric!r}")
@@ -683,15 +679,15 @@ def histogram_distance(
     ValueError: wrong ranks, empty inputs, different channel counts, or an
       invalid ``bins`` / ``value_range``.
   """
-  xa = _as_images(a, "a")
-  xb = _as_images(b, "b")
+  xa = as_images(a, "a")
+  xb = as_images(b, "b")
   _check_same_channels(xa, xb, "a", "b")
   c = xa.shape[-1]
   va = xa.reshape(-1, c)
   vb = xb.reshape(-1, c)
   if bins is None:
     return float(np.mean([_wasserstein_1d_exact(va[:, ch], vb[:, ch]) for ch in range(c)]))
-  bins = _positive_int(bins, "bins")
+  bins = positive_int(bins, "bins")
   lo, hi = (float(v) for v in value_range)
   if not hi > lo:
     raise ValueError(f"value_range must satisfy low < high, got {value_range!r}")
@@ -705,129 +701,6 @@ def histogram_distance(
     cdf_b = np.cumsum(hb) / vb.shape[0]
     dists.append(np.sum(np.abs(cdf_a - cdf_b)) * width)
   return float(np.mean(dists))
-
-
-# ---------------------------------------------------------------------------
-# Random-phase-noise baseline
-# ---------------------------------------------------------------------------
-
-
-def _periodic_component(u: np.ndarray) -> np.ndarray:
-  """Moisan's periodic component of an (H, W, C) image.
-
-  Subtracts the smooth image whose Laplacian equals the jumps across the
-  wrap-around boundary.  Without this, the FFT sees those jumps as strong
-  horizontal/vertical edges and random-phase noise shows a cross of
-  artefacts (Galerne et al. 2011, Sec. 4).
-  """
-  h, w, _ = u.shape
-  v = np.zeros_like(u)
-  v[0] += u[-1] - u[0]
-  v[-1] += u[0] - u[-1]
-  v[:, 0] += u[:, -1] - u[:, 0]
-  v[:, -1] += u[:, 0] - u[:, -1]
-  q = np.arange(h)[:, None]
-  r = np.arange(w)[None, :]
-  denom = 2.0 * np.cos(2.0 * np.pi * q / h) + 2.0 * np.cos(2.0 * np.pi * r / w) - 4.0
-  denom[0, 0] = 1.0  # the smooth part has zero mean; avoid 0/0
-  s_hat = np.fft.fft2(v, axes=(0, 1)) / denom[:, :, None]
-  s_hat[0, 0] = 0.0
-  return u - np.real(np.fft.ifft2(s_hat, axes=(0, 1)))
-
-
-def _taper(n: int, width: int) -> np.ndarray:
-  """1 in the middle, raised-cosine ramps of ``width`` samples at both ends."""
-  t = np.ones(n)
-  if width > 0:
-    ramp = 0.5 - 0.5 * np.cos(np.pi * (np.arange(width) + 0.5) / width)
-    t[:width] = ramp
-    t[-width:] = np.minimum(t[-width:], ramp[::-1])
-  return t
-
-
-def random_phase_noise(
-    exemplar: Any,
-    shape: Sequence[int],
-    rng: Any = 0,
-    num_samples: int | None = None,
-    periodic: bool = True,
-) -> np.ndarray:
-  """Random-phase-noise texture (Galerne, Gousseau and Morel, 2011).
-
-  Keeps the Fourier amplitude of the mean-subtracted exemplar and adds one
-  uniformly random phase field (odd-symmetric, taken from the FFT of real
-  white noise) to the phase of every channel.  Sharing the random phase
-  keeps the phase differences between channels and hence the exemplar's
-  colour correlations.  The per-channel mean is added back and values are
-  clipped to [-1, 1].
-
-  Sizes: the synthesis canvas is ``max(shape, exemplar size)`` per axis
-  and the result is cropped to ``shape``.  When the canvas equals the
-  exemplar size the amplitude spectrum is reproduced exactly (before
-  clipping).  When it is larger, the exemplar is used as a "spot": it is
-  multiplied by a raised-cosine taper (width ``min(16, side // 8)`` pixels,
-  only along enlarged axes, to avoid a new discontinuity), zero-padded to
-  the canvas size and its DC removed -- zero-padding in space is a
-  band-limited (sinc) interpolation of the spectrum onto the finer
-  frequency grid, i.e. a resize of the amplitude spectrum -- and rescaled so
-  each channel keeps the exemplar's variance.
-
-  Args:
-    exemplar: single HWC image in [-1, 1].
-    shape: output spatial size ``(height, width)``.
-    rng: ``numpy.random.Generator``, integer seed, ``None`` or JAX key.
-    num_samples: ``None`` returns one HWC image; an integer returns an NHWC
-      batch of independent samples.
-    periodic: use Moisan's periodic component of the exemplar (recommended;
-      removes the cross artefact caused by the wrap-around boundary).
-
-  Returns:
-    float64 array of shape ``(height, width, C)`` or
-    ``(num_samples, height, width, C)``, values in [-1, 1].
-
-  Raises:
-    ValueError: exemplar not a single non-empty HWC image, or ``shape`` /
-      ``num_samples`` not positive integers.
-  """
-  if np.ndim(exemplar) != 3:
-    raise ValueError(f"exemplar must be a single HWC image (rank 3), got shape {np.shape(exemplar)}")
-  u = _as_images(exemplar, "exemplar")[0]
-  if len(tuple(shape)) != 2:
-    raise ValueError(f"shape must be (height, width), got {shape!r}")
-  out_h, out_w = (_positive_int(s, "shape entries") for s in shape)
-  count = 1 if num_samples is None else _positive_int(num_samples, "num_samples")
-  gen = _as_rng(rng)
-
-  h, w, c = u.shape
-  if periodic and h > 1 and w > 1:
-    u = _periodic_component(u)
-  mean = u.mean(axis=(0, 1))
-  v = u - mean
-  target_var = np.mean(v ** 2, axis=(0, 1))  # per channel
-
-  ch, cw = max(out_h, h), max(out_w, w)
-  if (ch, cw) != (h, w):
-    ty = _taper(h, min(16, h // 8)) if ch > h else np.ones(h)
-    tx = _taper(w, min(16, w // 8)) if cw > w else np.ones(w)
-    spot = np.zeros((ch, cw, c))
-    spot[:h, :w] = v * np.outer(ty, tx)[:, :, None]
-  else:
-    spot = v
-  spot_hat = np.fft.fft2(spot, axes=(0, 1))
-  spot_hat[0, 0] = 0.0
-  # Parseval: the output's mean square is sum|F|^2 / (HW)^2 for any phase.
-  energy = np.sum(np.abs(spot_hat) ** 2, axis=(0, 1)) / (ch * cw) ** 2
-  scale = np.sqrt(np.where(energy > 0, target_var / np.where(energy > 0, energy, 1.0), 0.0))
-  spot_hat *= scale
-
-  samples = []
-  for _ in range(count):
-    # The phase of real white noise is uniform and odd-symmetric, so the
-    # product below stays Hermitian and the inverse FFT is real.
-    phase = np.angle(np.fft.fft2(gen.standard_normal((ch, cw))))
-    out = np.real(np.fft.ifft2(spot_hat * np.exp(1j * phase)[:, :, None], axes=(0, 1)))
-    samples.append(np.clip(out[:out_h, :out_w] + mean, -1.0, 1.0))
-  return samples[0] if num_samples is None else np.stack(samples)
 
 
 # ---------------------------------------------------------------------------
@@ -953,11 +826,11 @@ def kernel_distance(
   b = _as_features(feats_b, "feats_b", min_rows=2)
   if a.shape[1] != b.shape[1]:
     raise ValueError(f"feats_a and feats_b must have the same feature dimension, got {a.shape[1]} and {b.shape[1]}")
-  num_subsets = _positive_int(num_subsets, "num_subsets")
-  subset_size = _positive_int(subset_size, "subset_size")
+  num_subsets = positive_int(num_subsets, "num_subsets")
+  subset_size = positive_int(subset_size, "subset_size")
   if subset_size < 2:
     raise ValueError("subset_size must be at least 2 for the unbiased estimator")
-  gen = _as_rng(rng)
+  gen = as_rng(rng)
   d = a.shape[1]
   m = min(subset_size, a.shape[0], b.shape[0])
   values = np.empty(num_subsets)
