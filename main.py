@@ -30,6 +30,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from innjax import cli
+from innjax import config_checks
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                "configs", "default.py")
@@ -110,6 +111,11 @@ def main(argv):
 def parse_flags(argv):
   """Parses flags; a bad --config or --config.FIELD becomes a message, not a traceback."""
   argv = [argv[0]] + ["--help" if arg == "-h" else arg for arg in argv[1:]]
+  argv, notes = config_checks.upgrade_overrides(argv)
+  for note in notes:
+    print(f"innjax: note: {note}", file=sys.stderr)
+  if notes:  # ml_collections reads the overrides from sys.argv, not from argv
+    sys.argv = argv
   try:
     return FLAGS(argv)
   except SystemExit as done:

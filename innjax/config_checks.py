@@ -30,6 +30,29 @@ from innjax import errors
 # Fields that some readers use when present but that configs/default.py leaves out.
 OPTIONAL_FIELDS = ("data.reader", "data.value_range")
 
+# Config fields renamed since earlier releases: old dotted name -> current one.
+# `synthesis.upgrade_config` moves old fields in config files and saved checkpoints;
+# `upgrade_overrides` does the same for `--config.OLD=...` on the command line.
+RENAMED_FIELDS = {"synthesis.energy": "synthesis.mode"}
+
+
+def upgrade_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
+  """`argv` with `--config.OLD...` overrides of renamed fields under their new names.
+
+  Returns:
+    The rewritten argument list and one note per rewritten argument, for the user.
+  """
+  upgraded, notes = [], []
+  for arg in argv:
+    for old, new in RENAMED_FIELDS.items():
+      flag = f"--config.{old}"
+      if arg == flag or arg.startswith(flag + "="):
+        arg = f"--config.{new}" + arg[len(flag):]
+        notes.append(f"--config.{old} is now --config.{new}; using that")
+    upgraded.append(arg)
+  return upgraded, notes
+
+
 _START_FROM_DEFAULT = ("Start it from configs/default.py: `config = "
                        "default.get_config()`, change fields, then `return config`.")
 

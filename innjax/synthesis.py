@@ -25,6 +25,7 @@ import ml_collections
 import numpy as np
 
 from innjax import console
+from innjax import config_checks
 from innjax import energy as energy_lib
 from innjax import errors
 from innjax import models
@@ -32,8 +33,7 @@ from innjax import preemption
 from innjax import sampler as sampler_lib
 from innjax import sharding
 
-# Config fields renamed since earlier releases: old dotted name -> current one.
-RENAMED_FIELDS = {"synthesis.energy": "synthesis.mode"}
+RENAMED_FIELDS = config_checks.RENAMED_FIELDS
 
 
 def upgrade_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

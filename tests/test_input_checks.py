@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from configs import tiny
-from innjax import checkpointing, cli, data, errors, style, train
+from innjax import checkpointing, cli, config_checks, data, errors, style, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -331,3 +331,17 @@ def test_data_and_config_mistakes_raise_their_classes(tmp_path):
     data.load_dataset(npz_config(path, **{"data.value_range": "0-255"}).data)
   with pytest.raises(errors.ConfigError, match="train.momentum must be in"):
     train.validate_config(tiny_config(**{"train.momentum": 1.0}))
+
+
+def test_renamed_config_override_is_upgraded_with_a_note():
+  argv, notes = config_checks.upgrade_overrides(
+      ["main.py", "--config.synthesis.energy=sum", "--config.synthesis.energy",
+       "sequential", "--config.synthesis.energy_x=1"])
+  assert argv == ["main.py", "--config.synthesis.mode=sum", "--config.synthesis.mode",
+                  "sequential", "--config.synthesis.energy_x=1"]
+  assert len(notes) == 2 and "--config.synthesis.mode" in notes[0]
+  code, out = main_py("--config=configs/tiny.py", "--config.synthesis.energy=sequential",
+                      "--help_config")
+  assert code == 0, out
+  assert "synthesis.mode = 'sequential'" in out
+  assert "--config.synthesis.energy is now --config.synthesis.mode" in out
