@@ -391,6 +391,7 @@ def test_patch_larger_than_the_image(tmp_path, capsys):
     ({"variant": "gan"}, "variant must be one of"),
     ({"model.dtype": "float16"}, "model.dtype must be"),
     ({"train.learning_rate": -1.0}, "train.learning_rate must be > 0"),
+    ({"train.learning_rate": 0.0}, "train.learning_rate must be > 0"),
     ({"pool.age_decay": 0.0}, "pool.age_decay must be in (0, 1]"),
 ])
 def test_bad_config_values_are_refused(override, match, tmp_path, capsys):

@@ -318,13 +318,6 @@ def test_bad_arguments_raise_before_tracing(kwargs, match):
     sampler.make_sampler(gaussian_logit, **kwargs)
 
 
-def test_params_without_a_stage_axis_are_rejected():
-  s = sampler.make_sampler(gaussian_logit)
-  with pytest.raises(ValueError, match="stage axis"):
-    s.run({"mu": jnp.zeros((2, 2)), "b": jnp.zeros((3,))}, jnp.zeros((1, 2)),
-          jax.random.key(0))
-
-
 def _fooled_early_rejected_late():
   """Two Gaussian stages: stage 0 accepts x = 0 with a large logit, stage 1 rejects it.
 
