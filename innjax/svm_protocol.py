@@ -42,23 +42,28 @@ def _check_features(feats, labels, name):
   feats = np.asarray(feats) if not isinstance(feats, np.ndarray) else feats
   if labels is None:
     raise ValueError(
-        f"{name}_labels is None: the SVM protocol needs a labelled dataset (e.g. "
-        "tfds svhn_cropped/cifar10, or an .npz with a 'y' array).")
+      f"{name}_labels is None: the SVM protocol needs a labelled dataset (e.g. "
+      "tfds svhn_cropped/cifar10, or an .npz with a 'y' array)."
+    )
   labels = np.asarray(labels)
   if feats.ndim != 2 or feats.shape[0] == 0 or feats.shape[1] == 0:
-    raise ValueError(f"{name}_feats must be a non-empty (N, D) array, got shape "
-                     f"{feats.shape}.")
+    raise ValueError(
+      f"{name}_feats must be a non-empty (N, D) array, got shape {feats.shape}."
+    )
   if labels.ndim != 1 or labels.shape[0] != feats.shape[0]:
-    raise ValueError(f"{name}_labels must have shape ({feats.shape[0]},) to match "
-                     f"{name}_feats, got {labels.shape}.")
+    raise ValueError(
+      f"{name}_labels must have shape ({feats.shape[0]},) to match "
+      f"{name}_feats, got {labels.shape}."
+    )
   return feats, labels
 
 
 class _Draw(NamedTuple):
   """One labelled draw, standardised and put in the form the SVM is trained on."""
-  mean: np.ndarray      # (D,) standardisation fitted on the draw
-  scale: np.ndarray     # (D,)
-  design: np.ndarray    # (n, r) the matrix LinearSVC sees
+
+  mean: np.ndarray  # (D,) standardisation fitted on the draw
+  scale: np.ndarray  # (D,)
+  design: np.ndarray  # (n, r) the matrix LinearSVC sees
   augmented: np.ndarray | None  # (n, D + 1) standardised draw with a ones column
   factor: tuple | None  # how `design` was made from `augmented` (see _prepare_draw)
 
@@ -107,12 +112,12 @@ def _prepare_draw(x: np.ndarray) -> _Draw:
     evals, evecs = np.linalg.eigh(gram)
     keep = evals > evals.max() * n * np.finfo(np.float64).eps
     root = np.sqrt(evals[keep])
-    return _Draw(mean, scale, evecs[:, keep] * root, augmented,
-                 ("eigh", evecs[:, keep], root))
+    return _Draw(
+      mean, scale, evecs[:, keep] * root, augmented, ("eigh", evecs[:, keep], root)
+    )
 
 
-def _fit_svm(draw: _Draw, y: np.ndarray, C: float, max_iter: int, tol: float,
-             seed: int):
+def _fit_svm(draw: _Draw, y: np.ndarray, C: float, max_iter: int, tol: float, seed: int):
   """Trains one L2-SVM (one-vs-rest) on a prepared draw.
 
   Returns:
@@ -120,14 +125,22 @@ def _fit_svm(draw: _Draw, y: np.ndarray, C: float, max_iter: int, tol: float,
   """
   from sklearn.exceptions import ConvergenceWarning  # pylint: disable=g-import-not-at-top
   from sklearn.svm import LinearSVC  # pylint: disable=g-import-not-at-top
+
   reduced = draw.factor is not None
   # Reduced (n x n): the dual (one variable per example) converged in ~60 passes for
   # every C tried, while the primal Newton solver slowed badly at large C on the
   # ill-conditioned factor. Direct (more examples than features): the primal, as the
   # scikit-learn documentation advises for n_samples > n_features.
-  clf = LinearSVC(C=float(C), loss="squared_hinge", penalty="l2", dual=reduced,
-                  fit_intercept=not reduced, tol=tol, max_iter=max_iter,
-                  random_state=seed)
+  clf = LinearSVC(
+    C=float(C),
+    loss="squared_hinge",
+    penalty="l2",
+    dual=reduced,
+    fit_intercept=not reduced,
+    tol=tol,
+    max_iter=max_iter,
+    random_state=seed,
+  )
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always", ConvergenceWarning)
     clf.fit(draw.design, y)
@@ -135,16 +148,16 @@ def _fit_svm(draw: _Draw, y: np.ndarray, C: float, max_iter: int, tol: float,
   if not reduced:
     return (clf.coef_, clf.intercept_, clf.classes_), converged
   if draw.factor[0] == "cholesky":  # w = X~^T L^-T b
-    a = scipy.linalg.solve_triangular(draw.factor[1], clf.coef_.T, trans="T",
-                                      lower=True)
+    a = scipy.linalg.solve_triangular(draw.factor[1], clf.coef_.T, trans="T", lower=True)
   else:  # design = U s: w = X~^T U s^-1 b
     a = draw.factor[1] @ (clf.coef_.T / draw.factor[2][:, None])
   w = (draw.augmented.T @ a).T  # (k, D + 1)
   return (w[:, :-1], w[:, -1], clf.classes_), converged
 
 
-def _error_rate(model, mean, scale, feats: np.ndarray, labels: np.ndarray,
-                name: str) -> float:
+def _error_rate(
+  model, mean, scale, feats: np.ndarray, labels: np.ndarray, name: str
+) -> float:
   """Error rate of a linear model on raw features, standardised on the fly.
 
   The standardisation is folded into the model (w / scale, b - w . mean / scale), so
@@ -156,22 +169,32 @@ def _error_rate(model, mean, scale, feats: np.ndarray, labels: np.ndarray,
   b = intercept - w @ mean
   wrong = 0
   for start in range(0, feats.shape[0], _SCORE_CHUNK):
-    scores = np.asarray(feats[start:start + _SCORE_CHUNK], np.float64) @ w.T + b
+    scores = np.asarray(feats[start : start + _SCORE_CHUNK], np.float64) @ w.T + b
     if not np.all(np.isfinite(scores)):
       raise ValueError(f"{name} contain NaN or inf (rows {start}..).")
     if scores.shape[1] == 1:  # binary: one weight vector, positive means classes[1]
       pred = classes[(scores[:, 0] > 0).astype(int)]
     else:
       pred = classes[np.argmax(scores, axis=1)]
-    wrong += int(np.sum(pred != labels[start:start + _SCORE_CHUNK]))
+    wrong += int(np.sum(pred != labels[start : start + _SCORE_CHUNK]))
   return wrong / feats.shape[0]
 
 
-def svm_protocol(train_feats, train_labels, test_feats, test_labels, *,
-                 num_labelled: int = 1000, val_size: int = 10000,
-                 num_draws: int = 100, Cs: Sequence[float] = DEFAULT_CS,
-                 seed: int = 0, select_draws: int = 3, max_iter: int = 2000,
-                 tol: float = 1e-4) -> dict:
+def svm_protocol(
+  train_feats,
+  train_labels,
+  test_feats,
+  test_labels,
+  *,
+  num_labelled: int = 1000,
+  val_size: int = 10000,
+  num_draws: int = 100,
+  Cs: Sequence[float] = DEFAULT_CS,
+  seed: int = 0,
+  select_draws: int = 3,
+  max_iter: int = 2000,
+  tol: float = 1e-4,
+) -> dict:
   """The paper's semi-supervised L2-SVM protocol (section 4.5, after DCGAN).
 
   1. A random `val_size` examples of the labelled training set are held out for
@@ -223,8 +246,10 @@ def svm_protocol(train_feats, train_labels, test_feats, test_labels, *,
   train_feats, train_labels = _check_features(train_feats, train_labels, "train")
   test_feats, test_labels = _check_features(test_feats, test_labels, "test")
   if train_feats.shape[1] != test_feats.shape[1]:
-    raise ValueError(f"train_feats have {train_feats.shape[1]} dimensions but test_feats "
-                     f"have {test_feats.shape[1]}; extract both with the same function.")
+    raise ValueError(
+      f"train_feats have {train_feats.shape[1]} dimensions but test_feats "
+      f"have {test_feats.shape[1]}; extract both with the same function."
+    )
   num_labelled, val_size = int(num_labelled), int(val_size)
   num_draws, select_draws = int(num_draws), int(select_draws)
   if num_labelled < 2:
@@ -232,23 +257,28 @@ def svm_protocol(train_feats, train_labels, test_feats, test_labels, *,
   if val_size < 0:
     raise ValueError(f"val_size must be >= 0, got {val_size}.")
   if num_draws < 1 or select_draws < 1:
-    raise ValueError(f"num_draws and select_draws must be >= 1, got {num_draws} and "
-                     f"{select_draws}.")
+    raise ValueError(
+      f"num_draws and select_draws must be >= 1, got {num_draws} and {select_draws}."
+    )
   Cs = tuple(float(c) for c in np.atleast_1d(np.asarray(Cs, dtype=float)))
   if not Cs or not all(np.isfinite(c) and c > 0 for c in Cs):
     raise ValueError(f"Cs must be a non-empty sequence of positive numbers, got {Cs}.")
   if val_size == 0 and len(Cs) > 1:
-    raise ValueError(f"val_size=0 leaves no validation split to choose among {len(Cs)} "
-                     "values of C; give a single C or a positive val_size.")
+    raise ValueError(
+      f"val_size=0 leaves no validation split to choose among {len(Cs)} "
+      "values of C; give a single C or a positive val_size."
+    )
   n = train_feats.shape[0]
   if n < val_size + num_labelled:
     raise ValueError(
-        f"The labelled training set has {n} examples, but val_size ({val_size}) + "
-        f"num_labelled ({num_labelled}) = {val_size + num_labelled} are needed; lower "
-        "val_size or num_labelled (e.g. --config.evaluate.val_size=...).")
+      f"The labelled training set has {n} examples, but val_size ({val_size}) + "
+      f"num_labelled ({num_labelled}) = {val_size + num_labelled} are needed; lower "
+      "val_size or num_labelled (e.g. --config.evaluate.val_size=...)."
+    )
   if np.unique(train_labels).size < 2:
     raise errors.DataError(
-        "train_labels hold a single class; a classifier needs two or more.")
+      "train_labels hold a single class; a classifier needs two or more."
+    )
 
   # Independent streams, so changing num_draws does not change the split or the C
   # chosen, and changing select_draws does not change the test draws.
@@ -265,8 +295,9 @@ def svm_protocol(train_feats, train_labels, test_feats, test_labels, *,
     y = train_labels[idx]
     if np.unique(y).size < 2:
       raise errors.DataError(
-          f"A random draw of {num_labelled} labelled examples holds a single class; "
-          "raise num_labelled.")
+        f"A random draw of {num_labelled} labelled examples holds a single class; "
+        "raise num_labelled."
+      )
     return train_feats[idx], y
 
   def fit(prepared, y, C, i):
@@ -288,36 +319,54 @@ def svm_protocol(train_feats, train_labels, test_feats, test_labels, *,
         prepared = _prepare_draw(x)  # shared by every C
         for c in Cs:
           model = fit(prepared, y, c, k)
-          errs[c].append(_error_rate(model, prepared.mean, prepared.scale, val_feats,
-                                     val_labels, "train_feats (validation rows)"))
+          errs[c].append(
+            _error_rate(
+              model,
+              prepared.mean,
+              prepared.scale,
+              val_feats,
+              val_labels,
+              "train_feats (validation rows)",
+            )
+          )
           bar.update()
     val_errors = {c: float(np.mean(errs[c])) for c in Cs}
     best_c = min(sorted(Cs), key=lambda c: val_errors[c])  # min is stable: smaller C
-    logging.info("SVM: C=%g chosen on %d validation examples (errors %s).", best_c,
-                 val_size, {f"{c:g}": round(e, 4) for c, e in val_errors.items()})
+    logging.info(
+      "SVM: C=%g chosen on %d validation examples (errors %s).",
+      best_c,
+      val_size,
+      {f"{c:g}": round(e, 4) for c, e in val_errors.items()},
+    )
 
   draw_rng = np.random.default_rng(draw_ss)
-  errors = []
+  test_errors = []
   with console.Progress(num_draws, "SVM: test draws", "draw") as bar:
     for d in range(num_draws):
       x, y = draw(draw_rng)
       prepared = _prepare_draw(x)
       model = fit(prepared, y, best_c, 1000 + d)
-      errors.append(_error_rate(model, prepared.mean, prepared.scale, test_feats,
-                                test_labels, "test_feats"))
+      test_errors.append(
+        _error_rate(
+          model, prepared.mean, prepared.scale, test_feats, test_labels, "test_feats"
+        )
+      )
       bar.update()
-  errors = np.asarray(errors)
+  test_errors = np.asarray(test_errors)
   return {
-      "test_error_mean": float(errors.mean()),
-      "test_error_std": float(errors.std(ddof=1)) if num_draws > 1 else 0.0,
-      "test_errors": [float(e) for e in errors],
-      "C": best_c,
-      "val_error": val_errors.get(best_c),
-      "val_errors": [{"C": c, "error": e} for c, e in val_errors.items()],
-      "feature_dim": int(train_feats.shape[1]),
-      "num_train": int(n), "num_test": int(test_feats.shape[0]),
-      "num_labelled": num_labelled, "val_size": val_size, "num_draws": num_draws,
-      "select_draws": select_draws if len(Cs) > 1 else 0,
-      "not_converged": int(not_converged),
-      "seconds": time.perf_counter() - t0,
+    "test_error_mean": float(test_errors.mean()),
+    "test_error_std": float(test_errors.std(ddof=1)) if num_draws > 1 else 0.0,
+    "test_errors": [float(e) for e in test_errors],
+    "C": best_c,
+    "val_error": val_errors.get(best_c),
+    "val_errors": [{"C": c, "error": e} for c, e in val_errors.items()],
+    "feature_dim": int(train_feats.shape[1]),
+    "num_train": int(n),
+    "num_test": int(test_feats.shape[0]),
+    "num_labelled": num_labelled,
+    "val_size": val_size,
+    "num_draws": num_draws,
+    "select_draws": select_draws if len(Cs) > 1 else 0,
+    "not_converged": int(not_converged),
+    "seconds": time.perf_counter() - t0,
   }
