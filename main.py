@@ -32,49 +32,74 @@ from ml_collections import config_flags
 from innjax import cli
 from innjax import config_checks
 
-_DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                               "configs", "default.py")
+_DEFAULT_CONFIG = os.path.join(
+  os.path.dirname(os.path.abspath(__file__)), "configs", "default.py"
+)
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
-    "config", _DEFAULT_CONFIG,
-    "Experiment config file (a Python file with get_config()); override any field "
-    "with --config.FIELD=VALUE, e.g. --config.num_stages=5.", lock_config=True)
-flags.DEFINE_string("workdir", "workdir/default",
-                    "Folder for checkpoints, TensorBoard events, PNG grids and samples. "
-                    "Running again on the same folder resumes. One training run at a "
-                    "time: a second one on a workdir in use exits with code 2 "
-                    "(sample, style and evaluate may run beside it).")
-flags.DEFINE_string("output_dir", "",
-                    "--mode=sample, style, evaluate and export: write the files into "
-                    "this folder instead of --workdir/samples, --workdir/style and "
-                    "--workdir (e.g. "
-                    "when the workdir is read-only). Files are never replaced: a name "
-                    "in use gets -2, -3, ... before its extension.")
-flags.DEFINE_enum("mode", "train", cli.MODES, "train: train (or resume) a model; "
-                  "sample: generate images from the trained cascade in --workdir, "
-                  "written to --workdir/samples/samples_stageNNN_nN_seedS[_HxW]"
-                  ".{png,npz}; "
-                  "evaluate: L2-SVM feature protocol (paper 4.5) and sample metrics, "
-                  "written to --workdir/evaluation.{json,md}; "
-                  "style: render --config.style.content in the style a patch-head "
-                  "model in --workdir learned (paper 4.2); "
-                  "export: write the trained cascade, its mask and config as one "
-                  "file, --workdir/model_stageNNN.npz, that innjax.load(path) reads "
-                  "without the workdir or configs.")
-flags.DEFINE_bool("distributed", False,
-                  "Several hosts: call jax.distributed.initialize() first. Run the same "
-                  "command on every host; on Cloud TPU, Slurm and Open MPI JAX detects "
-                  "the rest, elsewhere also give --coordinator_address, "
-                  "--num_processes and --process_id. Use with --config.mesh.data=0.")
-flags.DEFINE_string("coordinator_address", "",
-                    "--distributed: host:port of process 0, the same on every host.")
+  "config",
+  _DEFAULT_CONFIG,
+  "Experiment config file (a Python file with get_config()); override any field "
+  "with --config.FIELD=VALUE, e.g. --config.num_stages=5.",
+  lock_config=True,
+)
+flags.DEFINE_string(
+  "workdir",
+  "workdir/default",
+  "Folder for checkpoints, TensorBoard events, PNG grids and samples. "
+  "Running again on the same folder resumes. One training run at a "
+  "time: a second one on a workdir in use exits with code 2 "
+  "(sample, style and evaluate may run beside it).",
+)
+flags.DEFINE_string(
+  "output_dir",
+  "",
+  "--mode=sample, style, evaluate and export: write the files into "
+  "this folder instead of --workdir/samples, --workdir/style and "
+  "--workdir (e.g. "
+  "when the workdir is read-only). Files are never replaced: a name "
+  "in use gets -2, -3, ... before its extension.",
+)
+flags.DEFINE_enum(
+  "mode",
+  "train",
+  cli.MODES,
+  "train: train (or resume) a model; "
+  "sample: generate images from the trained cascade in --workdir, "
+  "written to --workdir/samples/samples_stageNNN_nN_seedS[_HxW]"
+  ".{png,npz}; "
+  "evaluate: L2-SVM feature protocol (paper 4.5) and sample metrics, "
+  "written to --workdir/evaluation.{json,md}; "
+  "style: render --config.style.content in the style a patch-head "
+  "model in --workdir learned (paper 4.2); "
+  "export: write the trained cascade, its mask and config as one "
+  "file, --workdir/model_stageNNN.npz, that innjax.load(path) reads "
+  "without the workdir or configs.",
+)
+flags.DEFINE_bool(
+  "distributed",
+  False,
+  "Several hosts: call jax.distributed.initialize() first. Run the same "
+  "command on every host; on Cloud TPU, Slurm and Open MPI JAX detects "
+  "the rest, elsewhere also give --coordinator_address, "
+  "--num_processes and --process_id. Use with --config.mesh.data=0.",
+)
+flags.DEFINE_string(
+  "coordinator_address",
+  "",
+  "--distributed: host:port of process 0, the same on every host.",
+)
 flags.DEFINE_integer("num_processes", 0, "--distributed: number of processes (hosts).")
-flags.DEFINE_integer("process_id", -1, "--distributed: this process's index, 0 to "
-                     "num_processes - 1.")
-flags.DEFINE_bool("help_config", False,
-                  "List every config field with its value (from --config and its "
-                  "overrides) and meaning (from configs/default.py), then exit.")
+flags.DEFINE_integer(
+  "process_id", -1, "--distributed: this process's index, 0 to num_processes - 1."
+)
+flags.DEFINE_bool(
+  "help_config",
+  False,
+  "List every config field with its value (from --config and its "
+  "overrides) and meaning (from configs/default.py), then exit.",
+)
 
 # absl's help flags print the usage and exit with status 1; asking for help is not
 # an error, so parse_flags turns that into 0.
@@ -83,29 +108,37 @@ _HELP_FLAGS = ("--help", "-help", "-?", "--helpshort", "--helpfull", "--helpxml"
 
 def main(argv):
   if len(argv) > 1:
-    print(f"innjax: error: unexpected arguments: {' '.join(argv[1:])} (every option "
-          "is a flag such as --workdir=DIR or --config.num_stages=5). See `python "
-          "main.py --help`.", file=sys.stderr)
+    print(
+      f"innjax: error: unexpected arguments: {' '.join(argv[1:])} (every option "
+      "is a flag such as --workdir=DIR or --config.num_stages=5). See `python "
+      "main.py --help`.",
+      file=sys.stderr,
+    )
     sys.exit(2)
   if FLAGS.help_config:
     from innjax import config_help  # pylint: disable=g-import-not-at-top
+
     print(config_help.describe(FLAGS.config))
     sys.exit(0)
   # Before JAX starts: the measured XLA:CPU flags (never overriding XLA_FLAGS) and
   # the persistent compilation cache in ~/.cache/innjax/jax (docs/performance.md).
   from innjax import runtime  # pylint: disable=g-import-not-at-top
+
   runtime.configure()
   if not FLAGS["verbosity"].present:  # the stage lines; libraries stay quiet
     logging.set_verbosity(logging.INFO)
   if FLAGS.distributed:
     # Imported here so `main.py --help` answers without loading JAX.
     from innjax import sharding  # pylint: disable=g-import-not-at-top
-    sharding.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes,
-                                    FLAGS.process_id)
+
+    sharding.initialize_distributed(
+      FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id
+    )
     if not sharding.is_main_process():  # one log for the whole run: process 0's
       logging.set_verbosity(logging.WARNING)
-  sys.exit(cli.run(FLAGS.mode, FLAGS.config, FLAGS.workdir,
-                   output_dir=FLAGS.output_dir or None))
+  sys.exit(
+    cli.run(FLAGS.mode, FLAGS.config, FLAGS.workdir, output_dir=FLAGS.output_dir or None)
+  )
 
 
 def parse_flags(argv):
@@ -126,9 +159,12 @@ def parse_flags(argv):
     print(f"innjax: error: {err}\nSee `python main.py --help`.", file=sys.stderr)
     sys.exit(2)
   except (AttributeError, KeyError, ValueError, TypeError) as err:
-    print(f"innjax: error: bad --config override or config file: {err}. Config "
-          "fields are listed in configs/default.py; overrides look like "
-          "--config.train.learning_rate=0.001.", file=sys.stderr)
+    print(
+      f"innjax: error: bad --config override or config file: {err}. Config "
+      "fields are listed in configs/default.py; overrides look like "
+      "--config.train.learning_rate=0.001.",
+      file=sys.stderr,
+    )
     sys.exit(2)
 
 

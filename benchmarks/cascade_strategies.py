@@ -54,21 +54,35 @@ def parse_args():
   """The command line (see the module docstring), with defaults filled in."""
   p = common.make_parser(__doc__, repeats=5)
   p.add_argument("--batch", type=int, default=None, help="default 100 (quick 20)")
-  p.add_argument("--sizes", type=common.parse_int_list, default=None,
-                 help="default 32,64 (quick 32)")
+  p.add_argument(
+    "--sizes", type=common.parse_int_list, default=None, help="default 32,64 (quick 32)"
+  )
   p.add_argument("--stages", type=common.parse_int_list, default=[1, 10])
-  p.add_argument("--strategies", type=common.parse_str_list,
-                 default=list(cascade.STRATEGIES))
+  p.add_argument(
+    "--strategies", type=common.parse_str_list, default=list(cascade.STRATEGIES)
+  )
   p.add_argument("--impls", type=common.parse_str_list, default=["im2col", "xla"])
-  p.add_argument("--slow-batch", type=int, default=None,
-                 help="batch for cells estimated slower than --slow-threshold "
-                 "(default 20, quick 5)")
-  p.add_argument("--slow-threshold", type=float, default=None,
-                 help="seconds per call above which a cell uses --slow-batch "
-                 "(default 30, quick 3; inf disables)")
+  p.add_argument(
+    "--slow-batch",
+    type=int,
+    default=None,
+    help="batch for cells estimated slower than --slow-threshold (default 20, quick 5)",
+  )
+  p.add_argument(
+    "--slow-threshold",
+    type=float,
+    default=None,
+    help="seconds per call above which a cell uses --slow-batch "
+    "(default 30, quick 3; inf disables)",
+  )
   args = common.fill_defaults(
-      p.parse_args(), batch=(100, 20), sizes=([32, 64], [32]), slow_batch=(20, 5),
-      slow_threshold=(30.0, 3.0), cell_budget=(15.0, 4.0))
+    p.parse_args(),
+    batch=(100, 20),
+    sizes=([32, 64], [32]),
+    slow_batch=(20, 5),
+    slow_threshold=(30.0, 3.0),
+    cell_budget=(15.0, 4.0),
+  )
   for s in args.strategies:
     if s not in cascade.STRATEGIES:
       p.error(f"unknown strategy {s!r}; choose from {cascade.STRATEGIES}")
@@ -88,8 +102,8 @@ def main():
   resolved_auto = models.resolve_conv_impl("auto")
 
   rows = []
-  ref_time = {}   # (size, impl, strategy, batch) -> 1-stage median seconds
-  ref_grad = {}   # (size, stages) -> (label, gradient at args.batch rows)
+  ref_time = {}  # (size, impl, strategy, batch) -> 1-stage median seconds
+  ref_grad = {}  # (size, stages) -> (label, gradient at args.batch rows)
 
   def measure(size, impl, strategy, stages, batch, model, stacked_all, x_full):
     """Compiles and times one cell; returns its row."""
@@ -101,8 +115,10 @@ def main():
       return cascade.cascade_logits(logit_fn, params, xx, strategy).sum()
 
     grad_fn = jax.grad(energy)
-    common.log(f"  size {size} impl {impl} {strategy:8s} T={stages:<3d} "
-               f"batch {batch}: compiling ...")
+    common.log(
+      f"  size {size} impl {impl} {strategy:8s} T={stages:<3d} "
+      f"batch {batch}: compiling ..."
+    )
     compiled, cinfo = common.compile_jitted(grad_fn, x, stacked)
     out = {}
 
@@ -123,24 +139,37 @@ def main():
     flops = common.grad_step_flops(model, size, size, batch, stages, args.grad_factor)
     med = timing["median_s"]
     row = {
-        "size": size, "impl": impl, "strategy": strategy, "stages": stages,
-        "batch": batch, "trace_lower_s": cinfo["trace_lower_s"],
-        "compile_s": cinfo["compile_s"], "first_exec_s": timing["warmup_s"][0],
-        "first_call_total_s": cinfo["trace_lower_s"] + cinfo["compile_s"]
-                              + timing["warmup_s"][0],
-        "median_s": med, "min_s": timing["min_s"], "max_s": timing["max_s"],
-        "repeats": timing["repeats"], "times_s": timing["times_s"],
-        **common.rate_fields(flops, med, batch, bench.peak_gflops),
-        "max_abs_grad_diff": diff, "median_image_max_abs_grad_diff": diff_med,
-        "max_abs_grad": float(np.abs(g).max()), "grad_ref": ref_grad[ref_key][0],
-        "temp_mb": cinfo.get("temp_mb"),
+      "size": size,
+      "impl": impl,
+      "strategy": strategy,
+      "stages": stages,
+      "batch": batch,
+      "trace_lower_s": cinfo["trace_lower_s"],
+      "compile_s": cinfo["compile_s"],
+      "first_exec_s": timing["warmup_s"][0],
+      "first_call_total_s": cinfo["trace_lower_s"]
+      + cinfo["compile_s"]
+      + timing["warmup_s"][0],
+      "median_s": med,
+      "min_s": timing["min_s"],
+      "max_s": timing["max_s"],
+      "repeats": timing["repeats"],
+      "times_s": timing["times_s"],
+      **common.rate_fields(flops, med, batch, bench.peak_gflops),
+      "max_abs_grad_diff": diff,
+      "median_image_max_abs_grad_diff": diff_med,
+      "max_abs_grad": float(np.abs(g).max()),
+      "grad_ref": ref_grad[ref_key][0],
+      "temp_mb": cinfo.get("temp_mb"),
     }
     if stages == 1:
       ref_time[(size, impl, strategy, batch)] = med
     one = ref_time.get((size, impl, strategy, batch))
     row["ratio_vs_T_x_1stage"] = med / (stages * one) if one else None
-    common.log(f"    {med * 1e3:9.1f} ms/step  {row['gflops']:6.1f} GFLOP/s  "
-               f"compile {cinfo['compile_s']:.1f} s  x{timing['repeats']}")
+    common.log(
+      f"    {med * 1e3:9.1f} ms/step  {row['gflops']:6.1f} GFLOP/s  "
+      f"compile {cinfo['compile_s']:.1f} s  x{timing['repeats']}"
+    )
     rows.append(row)
     return row
 
@@ -148,55 +177,89 @@ def main():
     x_full = common.random_images(jax.random.fold_in(k_x, size), args.batch, size)
     # Variables are interchangeable between conv implementations: build them once.
     common.log(f"size {size}: building {max_stages} stages ...")
-    stacked_all = common.stacked_variables(models.Classifier(), size, max_stages,
-                                           jax.random.fold_in(k_var, size))
+    stacked_all = common.stacked_variables(
+      models.Classifier(), size, max_stages, jax.random.fold_in(k_var, size)
+    )
     for impl in args.impls:
       model = models.Classifier(conv_impl=impl)
       for stages in sorted(args.stages):
         for strategy in args.strategies:
           batch = args.batch
           one = ref_time.get((size, impl, strategy, args.batch))
-          if stages > 1 and one is not None and \
-              one * stages > args.slow_threshold and args.slow_batch < args.batch:
+          if (
+            stages > 1
+            and one is not None
+            and one * stages > args.slow_threshold
+            and args.slow_batch < args.batch
+          ):
             batch = args.slow_batch
-            common.log(f"  estimated {one * stages:.0f} s per call at batch "
-                       f"{args.batch}: using batch {batch}")
+            common.log(
+              f"  estimated {one * stages:.0f} s per call at batch "
+              f"{args.batch}: using batch {batch}"
+            )
             if (size, impl, strategy, batch) not in ref_time and 1 in args.stages:
               measure(size, impl, strategy, 1, batch, model, stacked_all, x_full)
           measure(size, impl, strategy, stages, batch, model, stacked_all, x_full)
 
-  bench.header("cascade_logits input-gradient: strategy x conv impl",
-               f"conv_impl 'auto' resolves to '{resolved_auto}' on this backend")
+  bench.header(
+    "cascade_logits input-gradient: strategy x conv impl",
+    f"conv_impl 'auto' resolves to '{resolved_auto}' on this backend",
+  )
   print_report(args, rows, resolved_auto)
   bench.finish(auto_resolves_to=resolved_auto, rows=rows)
 
 
 def print_report(args, rows, resolved_auto):
   """Prints the report tables below the header."""
-  headers = ["size", "impl", "strategy", "T", "batch", "compile s", "1st exec s",
-             "ms/step", "ms/stage", "GFLOP/s", "% peak", "vs Tx1", "dg med/max", "n"]
+  headers = [
+    "size",
+    "impl",
+    "strategy",
+    "T",
+    "batch",
+    "compile s",
+    "1st exec s",
+    "ms/step",
+    "ms/stage",
+    "GFLOP/s",
+    "% peak",
+    "vs Tx1",
+    "dg med/max",
+    "n",
+  ]
   table = []
   for r in rows:
-    table.append([
-        f"{r['size']}x{r['size']}", r["impl"], r["strategy"], r["stages"], r["batch"],
+    table.append(
+      [
+        f"{r['size']}x{r['size']}",
+        r["impl"],
+        r["strategy"],
+        r["stages"],
+        r["batch"],
         common.fmt(r["trace_lower_s"] + r["compile_s"]),
         common.fmt(r["first_exec_s"], 2),
-        common.fmt(r["median_s"] * 1e3), common.fmt(r["median_s"] * 1e3 / r["stages"]),
-        common.fmt(r["gflops"]), common.fmt(r["pct_peak"], 0),
+        common.fmt(r["median_s"] * 1e3),
+        common.fmt(r["median_s"] * 1e3 / r["stages"]),
+        common.fmt(r["gflops"]),
+        common.fmt(r["pct_peak"], 0),
         common.fmt(r["ratio_vs_T_x_1stage"], 2),
         f"{r['median_image_max_abs_grad_diff']:.0e}/{r['max_abs_grad_diff']:.0e}",
-        r["repeats"]])
+        r["repeats"],
+      ]
+    )
   print(common.markdown_table(headers, table, align="lllrrrrrrrrrrr"))
   print()
-  print(f"Median of n timed calls after {max(args.warmup, 1)} warm-up call(s); "
-        f"'compile s' = trace+lower+XLA compile, '1st exec s' = first execution "
-        f"after compile (first call = their sum). 'vs Tx1' = t(T) / (T * t(1)) for "
-        f"the same impl, strategy and batch. 'dg med/max' = median/max over images "
-        f"of the per-image max |gradient difference| from the first cell of the same "
-        f"size and T (isolated large maxima are leaky-ReLU kink flips). "
-        + common.FLOP_NOTE.format(factor=args.grad_factor)
-        + f" Cells estimated above {args.slow_threshold:g} s/call at batch "
-        f"{args.batch} ran at batch {args.slow_batch}.")
+  print(
+    f"Median of n timed calls after {max(args.warmup, 1)} warm-up call(s); "
+    f"'compile s' = trace+lower+XLA compile, '1st exec s' = first execution "
+    f"after compile (first call = their sum). 'vs Tx1' = t(T) / (T * t(1)) for "
+    f"the same impl, strategy and batch. 'dg med/max' = median/max over images "
+    f"of the per-image max |gradient difference| from the first cell of the same "
+    f"size and T (isolated large maxima are leaky-ReLU kink flips). "
+    + common.FLOP_NOTE.format(factor=args.grad_factor)
+    + f" Cells estimated above {args.slow_threshold:g} s/call at batch "
+    f"{args.batch} ran at batch {args.slow_batch}."
+  )
   print()
   print(summary(rows, resolved_auto))
 
@@ -223,16 +286,21 @@ def summary(rows, resolved_auto):
         by_impl[r["impl"]] = r
     best = min(by_impl.values(), key=per)
     parts = ", ".join(
-        f"{i}: {v['strategy']} {per(v) * 1e6:.0f} us (batch {v['batch']})"
-        for i, v in sorted(by_impl.items()))
+      f"{i}: {v['strategy']} {per(v) * 1e6:.0f} us (batch {v['batch']})"
+      for i, v in sorted(by_impl.items())
+    )
     verdict = ""
     if len(by_impl) > 1:
       ratio = max(per(v) for v in by_impl.values()) / per(best)
-      verdict = (f"; 'auto' ({resolved_auto}) "
-                 + ("picks" if best["impl"] == resolved_auto else "does NOT pick")
-                 + f" the faster impl ({ratio:.1f}x)")
-    lines.append(f"- {size}x{size}, T={stages}: {best['impl']}/{best['strategy']} "
-                 f"fastest [{parts}]{verdict}")
+      verdict = (
+        f"; 'auto' ({resolved_auto}) "
+        + ("picks" if best["impl"] == resolved_auto else "does NOT pick")
+        + f" the faster impl ({ratio:.1f}x)"
+      )
+    lines.append(
+      f"- {size}x{size}, T={stages}: {best['impl']}/{best['strategy']} "
+      f"fastest [{parts}]{verdict}"
+    )
   return "\n".join(lines)
 
 

@@ -61,10 +61,11 @@ from innjax import cascade, models  # pylint: disable=wrong-import-position
 GRAD_FLOPS_FACTOR = 2.0
 
 FLOP_NOTE = (
-    "FLOPs: per image forward = sum over convs of 2*k*k*Cin*Cout*Hout*Wout + 2*D for "
-    "the dense (bias/BN/activations/gathers/Adam not counted); a forward + "
-    "input-gradient pass counts as {factor:g}x forward. GFLOP/s = counted FLOPs / "
-    "median wall time; '% peak' = GFLOP/s / the measured float32 matmul rate.")
+  "FLOPs: per image forward = sum over convs of 2*k*k*Cin*Cout*Hout*Wout + 2*D for "
+  "the dense (bias/BN/activations/gathers/Adam not counted); a forward + "
+  "input-gradient pass counts as {factor:g}x forward. GFLOP/s = counted FLOPs / "
+  "median wall time; '% peak' = GFLOP/s / the measured float32 matmul rate."
+)
 
 
 # ----------------------------------------------------------------------------------
@@ -73,35 +74,68 @@ FLOP_NOTE = (
 
 def add_common_args(parser: argparse.ArgumentParser, repeats: int = 5) -> None:
   """Adds the flags every benchmark shares."""
-  parser.add_argument("--quick", action="store_true",
-                      help="a smaller grid / batch / repeat count for a smoke run")
-  parser.add_argument("--repeats", type=int, default=None,
-                      help=f"timed calls per cell after warm-up (default {repeats}, "
-                      "quick 3); the median is reported")
-  parser.add_argument("--warmup", type=int, default=1,
-                      help="untimed calls per cell after compilation (default 1)")
-  parser.add_argument("--cell-budget", type=float, default=None,
-                      help="seconds of timed calls per cell; slow cells get fewer "
-                      "repeats (never fewer than --min-repeats)")
-  parser.add_argument("--min-repeats", type=int, default=2,
-                      help="lower bound on timed calls when --cell-budget cuts a "
-                      "cell short (default 2)")
-  parser.add_argument("--grad-factor", type=float, default=GRAD_FLOPS_FACTOR,
-                      help="FLOPs of a forward+input-gradient pass as a multiple of "
-                      "the forward (default 2; 3 is the training-step convention)")
-  parser.add_argument("--matmul-n", type=int, default=2048,
-                      help="size of the square float32 matmul used as the peak")
+  parser.add_argument(
+    "--quick",
+    action="store_true",
+    help="a smaller grid / batch / repeat count for a smoke run",
+  )
+  parser.add_argument(
+    "--repeats",
+    type=int,
+    default=None,
+    help=f"timed calls per cell after warm-up (default {repeats}, "
+    "quick 3); the median is reported",
+  )
+  parser.add_argument(
+    "--warmup",
+    type=int,
+    default=1,
+    help="untimed calls per cell after compilation (default 1)",
+  )
+  parser.add_argument(
+    "--cell-budget",
+    type=float,
+    default=None,
+    help="seconds of timed calls per cell; slow cells get fewer "
+    "repeats (never fewer than --min-repeats)",
+  )
+  parser.add_argument(
+    "--min-repeats",
+    type=int,
+    default=2,
+    help="lower bound on timed calls when --cell-budget cuts a cell short (default 2)",
+  )
+  parser.add_argument(
+    "--grad-factor",
+    type=float,
+    default=GRAD_FLOPS_FACTOR,
+    help="FLOPs of a forward+input-gradient pass as a multiple of "
+    "the forward (default 2; 3 is the training-step convention)",
+  )
+  parser.add_argument(
+    "--matmul-n",
+    type=int,
+    default=2048,
+    help="size of the square float32 matmul used as the peak",
+  )
   parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--json", type=str, default=None, metavar="PATH",
-                      help="also write all results as JSON to PATH")
+  parser.add_argument(
+    "--json",
+    type=str,
+    default=None,
+    metavar="PATH",
+    help="also write all results as JSON to PATH",
+  )
   parser.set_defaults(_default_repeats=repeats)
 
 
 def make_parser(doc: str, repeats: int = 5) -> argparse.ArgumentParser:
   """A parser whose description is the script's docstring, with the common flags."""
   parser = argparse.ArgumentParser(
-      description=doc.split("\n")[0], epilog=doc,
-      formatter_class=argparse.RawDescriptionHelpFormatter)
+    description=doc.split("\n")[0],
+    epilog=doc,
+    formatter_class=argparse.RawDescriptionHelpFormatter,
+  )
   add_common_args(parser, repeats)
   return parser
 
@@ -115,15 +149,19 @@ def add_training_args(parser: argparse.ArgumentParser, defaults: dict) -> None:
       only shown in the help text (apply them with `fill_defaults`).
   """
   helps = {
-      "stages": "training stages (cascade slots)",
-      "updates": "classifier updates per stage",
-      "batch": "synthesis batch (images per sampler run)",
-      "max_steps": "synthesis step cap",
+    "stages": "training stages (cascade slots)",
+    "updates": "classifier updates per stage",
+    "batch": "synthesis batch (images per sampler run)",
+    "max_steps": "synthesis step cap",
   }
   for name, text in helps.items():
     full, quick = defaults[name]
-    parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None,
-                        help=f"{text} (default {full}, quick {quick})")
+    parser.add_argument(
+      f"--{name.replace('_', '-')}",
+      type=int,
+      default=None,
+      help=f"{text} (default {full}, quick {quick})",
+    )
 
 
 def fill_defaults(args: argparse.Namespace, **defaults) -> argparse.Namespace:
@@ -192,33 +230,35 @@ def _cgroup_cpus() -> Optional[str]:
 def machine_info() -> dict:
   """Where the numbers come from: CPU, cores, load, software and jax devices."""
   import flax  # Imported here so a missing flax only fails the scripts that use it.
+
   try:
     affinity = len(os.sched_getaffinity(0))
   except AttributeError:
     affinity = os.cpu_count()
   dev = jax.devices()[0]
   return {
-      "cpu_model": _cpu_model(),
-      "cpu_flags": _cpu_flags(),
-      "logical_cpus": os.cpu_count(),
-      "usable_cpus": affinity,
-      "cgroup_cpu_quota": _cgroup_cpus(),
-      "load_average_at_start": list(os.getloadavg()),
-      "python": platform.python_version(),
-      "jax": jax.__version__,
-      "jaxlib": _jaxlib_version(),
-      "flax": flax.__version__,
-      "backend": jax.default_backend(),
-      "device": str(dev),
-      "device_kind": getattr(dev, "device_kind", ""),
-      "num_devices": jax.device_count(),
-      "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    "cpu_model": _cpu_model(),
+    "cpu_flags": _cpu_flags(),
+    "logical_cpus": os.cpu_count(),
+    "usable_cpus": affinity,
+    "cgroup_cpu_quota": _cgroup_cpus(),
+    "load_average_at_start": list(os.getloadavg()),
+    "python": platform.python_version(),
+    "jax": jax.__version__,
+    "jaxlib": _jaxlib_version(),
+    "flax": flax.__version__,
+    "backend": jax.default_backend(),
+    "device": str(dev),
+    "device_kind": getattr(dev, "device_kind", ""),
+    "num_devices": jax.device_count(),
+    "xla_flags": os.environ.get("XLA_FLAGS", ""),
   }
 
 
 def _jaxlib_version() -> Optional[str]:
   try:
     import jaxlib
+
     return jaxlib.__version__
   except Exception:  # pylint: disable=broad-except
     return None
@@ -227,15 +267,15 @@ def _jaxlib_version() -> Optional[str]:
 def machine_markdown(info: dict) -> str:
   """The machine description as markdown bullet points."""
   lines = [
-      f"- CPU: {info['cpu_model']} ({info['cpu_flags']}); "
-      f"{info['usable_cpus']} usable of {info['logical_cpus']} logical CPUs"
-      + (f", cgroup quota {info['cgroup_cpu_quota']}" if info["cgroup_cpu_quota"] else ""),
-      "- load average at start: "
-      + ", ".join(f"{v:.2f}" for v in info["load_average_at_start"])
-      + " (other processes share this machine; expect noise)",
-      f"- jax {info['jax']} (jaxlib {info['jaxlib']}), flax {info['flax']}, "
-      f"python {info['python']}; backend {info['backend']}, "
-      f"{info['num_devices']} x {info['device']} {info['device_kind']}",
+    f"- CPU: {info['cpu_model']} ({info['cpu_flags']}); "
+    f"{info['usable_cpus']} usable of {info['logical_cpus']} logical CPUs"
+    + (f", cgroup quota {info['cgroup_cpu_quota']}" if info["cgroup_cpu_quota"] else ""),
+    "- load average at start: "
+    + ", ".join(f"{v:.2f}" for v in info["load_average_at_start"])
+    + " (other processes share this machine; expect noise)",
+    f"- jax {info['jax']} (jaxlib {info['jaxlib']}), flax {info['flax']}, "
+    f"python {info['python']}; backend {info['backend']}, "
+    f"{info['num_devices']} x {info['device']} {info['device_kind']}",
   ]
   if info["xla_flags"]:
     lines.append(f"- XLA_FLAGS: {info['xla_flags']}")
@@ -269,9 +309,11 @@ class Bench:
     print(f"# {title}\n")
     print(machine_markdown(self.info))
     if self.peak:
-      print(f"- float32 matmul {self.peak['n']}x{self.peak['n']}: "
-            f"{self.peak['median_gflops']:.1f} GFLOP/s median, "
-            f"{self.peak['best_gflops']:.1f} best (the '% peak' reference)")
+      print(
+        f"- float32 matmul {self.peak['n']}x{self.peak['n']}: "
+        f"{self.peak['median_gflops']:.1f} GFLOP/s median, "
+        f"{self.peak['best_gflops']:.1f} best (the '% peak' reference)"
+      )
     for line in lines:
       print(f"- {line}")
     print()
@@ -280,10 +322,17 @@ class Bench:
     """Prints the total wall time and writes the JSON file (if --json was given)."""
     total_s = time.perf_counter() - self.t_start
     print(f"\nTotal wall time {total_s / 60:.1f} min.")
-    write_json(self.args.json, {
-        "benchmark": self.name, "machine": self.info, "matmul_peak": self.peak,
+    write_json(
+      self.args.json,
+      {
+        "benchmark": self.name,
+        "machine": self.info,
+        "matmul_peak": self.peak,
         "args": {k: v for k, v in vars(self.args).items() if not k.startswith("_")},
-        **payload, "total_s": total_s})
+        **payload,
+        "total_s": total_s,
+      },
+    )
 
 
 # ----------------------------------------------------------------------------------
@@ -311,8 +360,12 @@ def compile_jitted(fn: Callable, *args, **jit_kwargs) -> tuple[Any, dict]:
   t1 = time.perf_counter()
   compiled = lowered.compile()
   t2, c2 = time.perf_counter(), time.process_time()
-  info = {"trace_lower_s": t1 - t0, "compile_s": t2 - t1,
-          "total_compile_s": t2 - t0, "compile_cpu_s": c2 - c0}
+  info = {
+    "trace_lower_s": t1 - t0,
+    "compile_s": t2 - t1,
+    "total_compile_s": t2 - t0,
+    "compile_cpu_s": c2 - c0,
+  }
   info.update(memory_analysis(compiled))
   return compiled, info
 
@@ -326,16 +379,25 @@ def memory_analysis(compiled) -> dict:
   if mem is None:
     return {}
   out = {}
-  for name in ("argument_size_in_bytes", "output_size_in_bytes",
-               "temp_size_in_bytes", "generated_code_size_in_bytes"):
+  for name in (
+    "argument_size_in_bytes",
+    "output_size_in_bytes",
+    "temp_size_in_bytes",
+    "generated_code_size_in_bytes",
+  ):
     value = getattr(mem, name, None)
     if value is not None:
       out[name.replace("_size_in_bytes", "_mb")] = value / 2**20
   return out
 
 
-def time_calls(fn: Callable[[], Any], repeats: int, warmup: int = 1,
-               budget_s: Optional[float] = None, min_repeats: int = 1) -> dict:
+def time_calls(
+  fn: Callable[[], Any],
+  repeats: int,
+  warmup: int = 1,
+  budget_s: Optional[float] = None,
+  min_repeats: int = 1,
+) -> dict:
   """Times `fn()` (which must return jax values) after warm-up; the median is the result.
 
   Every call is followed by `jax.block_until_ready` before the clock is read. When
@@ -361,16 +423,26 @@ def time_calls(fn: Callable[[], Any], repeats: int, warmup: int = 1,
     times.append(time.perf_counter() - t0)
     cpu.append(time.process_time() - c0)
   return {
-      "warmup_s": warm, "times_s": times, "cpu_s": cpu, "repeats": len(times),
-      "median_s": statistics.median(times), "median_cpu_s": statistics.median(cpu),
-      "min_s": min(times), "max_s": max(times),
+    "warmup_s": warm,
+    "times_s": times,
+    "cpu_s": cpu,
+    "repeats": len(times),
+    "median_s": statistics.median(times),
+    "median_cpu_s": statistics.median(cpu),
+    "min_s": min(times),
+    "max_s": max(times),
   }
 
 
 def time_cell(args: argparse.Namespace, fn: Callable[[], Any]) -> dict:
   """`time_calls` with the script's --repeats, --warmup, --cell-budget, --min-repeats."""
-  return time_calls(fn, repeats=args.repeats, warmup=max(args.warmup, 1),
-                    budget_s=args.cell_budget, min_repeats=args.min_repeats)
+  return time_calls(
+    fn,
+    repeats=args.repeats,
+    warmup=max(args.warmup, 1),
+    budget_s=args.cell_budget,
+    min_repeats=args.min_repeats,
+  )
 
 
 def interleaved(fns: dict, rounds: int, warmup: int = 1) -> dict:
@@ -396,8 +468,16 @@ def interleaved(fns: dict, rounds: int, warmup: int = 1) -> dict:
       t0 = time.perf_counter()
       block(fn())
       times[name].append(time.perf_counter() - t0)
-  return {name: {"times_s": t, "median_s": statistics.median(t), "min_s": min(t),
-                 "max_s": max(t), "repeats": len(t)} for name, t in times.items()}
+  return {
+    name: {
+      "times_s": t,
+      "median_s": statistics.median(t),
+      "min_s": min(t),
+      "max_s": max(t),
+      "repeats": len(t),
+    }
+    for name, t in times.items()
+  }
 
 
 def chained(compiled: Callable, state: Any, *operands) -> Callable[[], Any]:
@@ -415,8 +495,9 @@ def chained(compiled: Callable, state: Any, *operands) -> Callable[[], Any]:
   return call
 
 
-def time_chained(args: argparse.Namespace, compiled: Callable, state: Any,
-                 *operands) -> dict:
+def time_chained(
+  args: argparse.Namespace, compiled: Callable, state: Any, *operands
+) -> dict:
   """Times `state, info = compiled(*operands, state)` with the state fed back in.
 
   See `chained`; each timed call blocks on the new images.
@@ -485,12 +566,11 @@ def memory_fields(cinfo: dict) -> dict:
   process RSS being monotonic and shared by everything the script ran before.
   """
   return {
-      "xla_args_mb": cinfo.get("argument_mb"),
-      "xla_temp_mb": cinfo.get("temp_mb"),
-      "xla_args_temp_mb": (cinfo.get("argument_mb") or 0.0)
-                          + (cinfo.get("temp_mb") or 0.0),
-      "max_rss_mb": max_rss_mb(),
-      "device_peak_mb": device_peak_memory_mb(),
+    "xla_args_mb": cinfo.get("argument_mb"),
+    "xla_temp_mb": cinfo.get("temp_mb"),
+    "xla_args_temp_mb": (cinfo.get("argument_mb") or 0.0) + (cinfo.get("temp_mb") or 0.0),
+    "max_rss_mb": max_rss_mb(),
+    "device_peak_mb": device_peak_memory_mb(),
   }
 
 
@@ -515,16 +595,21 @@ def classifier_flops(model: models.Classifier, height: int, width: int) -> dict:
   return {"layers": layers, "forward": sum(f for _, f in layers)}
 
 
-def grad_step_flops(model: models.Classifier, height: int, width: int, batch: int,
-                    stage_passes: int = 1,
-                    factor: float = GRAD_FLOPS_FACTOR) -> float:
+def grad_step_flops(
+  model: models.Classifier,
+  height: int,
+  width: int,
+  batch: int,
+  stage_passes: int = 1,
+  factor: float = GRAD_FLOPS_FACTOR,
+) -> float:
   """FLOPs of `stage_passes` forward+input-gradient passes over a batch."""
-  return factor * classifier_flops(model, height, width)["forward"] * batch * \
-      stage_passes
+  return factor * classifier_flops(model, height, width)["forward"] * batch * stage_passes
 
 
-def train_step_flops(model: models.Classifier, height: int, width: int,
-                     batch: int) -> float:
+def train_step_flops(
+  model: models.Classifier, height: int, width: int, batch: int
+) -> float:
   """FLOPs of one classifier training update over a batch.
 
   Forward + weight gradients + input gradients of every layer but the first (the
@@ -534,13 +619,16 @@ def train_step_flops(model: models.Classifier, height: int, width: int,
   return (3 * counts["forward"] - counts["layers"][0][1]) * batch
 
 
-def rate_fields(flops: float, median_s: float, items: float,
-                peak_gflops: Optional[float]) -> dict:
+def rate_fields(
+  flops: float, median_s: float, items: float, peak_gflops: Optional[float]
+) -> dict:
   """Throughput columns: items per second, GFLOP/s and percent of the measured peak."""
   gflops = flops / median_s / 1e9
   return {
-      "items_per_s": items / median_s, "gflop": flops / 1e9, "gflops": gflops,
-      "pct_peak": 100.0 * gflops / peak_gflops if peak_gflops else None,
+    "items_per_s": items / median_s,
+    "gflop": flops / 1e9,
+    "gflops": gflops,
+    "pct_peak": 100.0 * gflops / peak_gflops if peak_gflops else None,
   }
 
 
@@ -548,15 +636,20 @@ def rate_fields(flops: float, median_s: float, items: float,
 # Inputs, variables and configs.
 
 
-def random_images(key: jax.Array, batch: int, size: int, channels: int = 3
-                  ) -> jax.Array:
+def random_images(key: jax.Array, batch: int, size: int, channels: int = 3) -> jax.Array:
   """N(0, 1) images clipped to [-1, 1] (never zeros: zeros can hit fast paths)."""
-  return jnp.clip(jax.random.normal(key, (batch, size, size, channels), jnp.float32),
-                  -1.0, 1.0)
+  return jnp.clip(
+    jax.random.normal(key, (batch, size, size, channels), jnp.float32), -1.0, 1.0
+  )
 
 
-def stacked_variables(model: models.Classifier, size: int, num_stages: int,
-                      key: jax.Array, calib_batch: int = 64) -> Any:
+def stacked_variables(
+  model: models.Classifier,
+  size: int,
+  num_stages: int,
+  key: jax.Array,
+  calib_batch: int = 64,
+) -> Any:
   """`num_stages` distinct stages of `model`, stacked, with non-trivial BatchNorm state.
 
   Each stage gets its own initialisation. Its BatchNorm running mean/variance are
@@ -604,8 +697,13 @@ def load_config(name: str):
   return importlib.import_module(f"configs.{name}").get_config()
 
 
-CIFAR_SUBSET = os.path.join(os.path.dirname(REPO_ROOT), "shared", "data",
-                            "cifar10_subset", "data_batch_1_partial.npz")
+CIFAR_SUBSET = os.path.join(
+  os.path.dirname(REPO_ROOT),
+  "shared",
+  "data",
+  "cifar10_subset",
+  "data_batch_1_partial.npz",
+)
 
 
 def offline_colour_data(config) -> str:
@@ -631,8 +729,14 @@ def offline_colour_data(config) -> str:
   return "1000 random 32x32 crops of skimage's astronaut standing in for SVHN"
 
 
-def scaled_svhn_config(stages: int, updates: int, negatives: int, batch: int,
-                       max_steps: int, energy: str = "sum"):
+def scaled_svhn_config(
+  stages: int,
+  updates: int,
+  negatives: int,
+  batch: int,
+  max_steps: int,
+  energy: str = "sum",
+):
   """configs/svhn.py (the paper network, 32x32x3) scaled down to run in minutes.
 
   Args:
@@ -666,8 +770,9 @@ def scaled_svhn_config(stages: int, updates: int, negatives: int, batch: int,
 # Peak.
 
 
-def matmul_peak(n: int = 2048, repeats: int = 10, key: Optional[jax.Array] = None
-                ) -> dict:
+def matmul_peak(
+  n: int = 2048, repeats: int = 10, key: Optional[jax.Array] = None
+) -> dict:
   """A measured float32 (n x n) @ (n x n) rate in GFLOP/s on the default device."""
   key = jax.random.PRNGKey(123) if key is None else key
   ka, kb = jax.random.split(key)
@@ -675,10 +780,12 @@ def matmul_peak(n: int = 2048, repeats: int = 10, key: Optional[jax.Array] = Non
   b = jax.random.normal(kb, (n, n), jnp.float32)
   compiled, _ = compile_jitted(jnp.matmul, a, b)
   timing = time_calls(lambda: compiled(a, b), repeats=repeats, warmup=2)
-  flops = 2.0 * n ** 3
+  flops = 2.0 * n**3
   return {
-      "n": n, "median_gflops": flops / timing["median_s"] / 1e9,
-      "best_gflops": flops / timing["min_s"] / 1e9, "median_s": timing["median_s"],
+    "n": n,
+    "median_gflops": flops / timing["median_s"] / 1e9,
+    "best_gflops": flops / timing["min_s"] / 1e9,
+    "median_s": timing["median_s"],
   }
 
 
@@ -704,8 +811,9 @@ def verdict(ok: Optional[bool]) -> str:
   return "met" if ok else "NOT met"
 
 
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]],
-                   align: Optional[str] = None) -> str:
+def markdown_table(
+  headers: Sequence[str], rows: Sequence[Sequence[Any]], align: Optional[str] = None
+) -> str:
   """A GitHub markdown table; `align` is one char per column, 'l' or 'r'."""
   cells = [[str(c) for c in row] for row in rows]
   widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
@@ -717,9 +825,14 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]],
       out.append(v.ljust(w) if a == "l" else v.rjust(w))
     return "| " + " | ".join(out) + " |"
 
-  sep = "|" + "|".join(
+  sep = (
+    "|"
+    + "|".join(
       ("-" * (w + 1) + ":") if a == "r" else (":" + "-" * (w + 1))
-      for w, a in zip(widths, align)) + "|"
+      for w, a in zip(widths, align)
+    )
+    + "|"
+  )
   return "\n".join([line(headers), sep] + [line(r) for r in cells])
 
 

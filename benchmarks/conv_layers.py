@@ -29,11 +29,16 @@ def parse_args():
   """The command line (see the module docstring), with defaults filled in."""
   p = common.make_parser(__doc__, repeats=5)
   p.add_argument("--batch", type=int, default=None, help="default 100 (quick 20)")
-  p.add_argument("--sizes", type=common.parse_int_list, default=None,
-                 help="image sizes (default 32,64; quick 32)")
+  p.add_argument(
+    "--sizes",
+    type=common.parse_int_list,
+    default=None,
+    help="image sizes (default 32,64; quick 32)",
+  )
   p.add_argument("--impls", type=common.parse_str_list, default=["im2col", "xla"])
-  return common.fill_defaults(p.parse_args(), batch=(100, 20), sizes=([32, 64], [32]),
-                              cell_budget=(10.0, 4.0))
+  return common.fill_defaults(
+    p.parse_args(), batch=(100, 20), sizes=([32, 64], [32]), cell_budget=(10.0, 4.0)
+  )
 
 
 def main():
@@ -52,8 +57,9 @@ def main():
       out = -(-h // model.stride)
       # A random output cotangent: a constant one (from .sum()) lets XLA rewrite
       # the transposed convolution into something unrepresentative.
-      cotangent = jax.random.normal(jax.random.fold_in(kk, 1),
-                                    (args.batch, out, out, c_out))
+      cotangent = jax.random.normal(
+        jax.random.fold_in(kk, 1), (args.batch, out, out, c_out)
+      )
       flops = 2 * 25 * c_in * c_out * out * out * args.batch
       for impl in args.impls:
         impl_r = models.resolve_conv_impl(impl)
@@ -65,32 +71,70 @@ def main():
           _, vjp = jax.vjp(lambda a: models.conv2d(a, kern, model.stride, impl_r), xx)
           return vjp(ct)[0]
 
-        for direction, fn, fargs in (("forward", fwd, (x, kernel)),
-                                     ("dx", dx, (x, kernel, cotangent))):
+        for direction, fn, fargs in (
+          ("forward", fwd, (x, kernel)),
+          ("dx", dx, (x, kernel, cotangent)),
+        ):
           compiled, cinfo = common.compile_jitted(fn, *fargs)
           timing = common.time_cell(args, lambda: compiled(*fargs))
           med = timing["median_s"]
-          rows.append({
-              "size": size, "layer": f"conv{i}", "input": f"{h}x{h}x{c_in}",
-              "c_out": c_out, "impl": impl, "direction": direction,
-              "batch": args.batch, "compile_s": cinfo["total_compile_s"],
-              "median_s": med, "repeats": timing["repeats"],
-              **common.rate_fields(flops, med, args.batch, bench.peak_gflops)})
-          common.log(f"  {size} conv{i} {impl:6s} {direction:7s} {med * 1e3:9.1f} ms "
-                     f"{flops / med / 1e9:6.1f} GFLOP/s")
+          rows.append(
+            {
+              "size": size,
+              "layer": f"conv{i}",
+              "input": f"{h}x{h}x{c_in}",
+              "c_out": c_out,
+              "impl": impl,
+              "direction": direction,
+              "batch": args.batch,
+              "compile_s": cinfo["total_compile_s"],
+              "median_s": med,
+              "repeats": timing["repeats"],
+              **common.rate_fields(flops, med, args.batch, bench.peak_gflops),
+            }
+          )
+          common.log(
+            f"  {size} conv{i} {impl:6s} {direction:7s} {med * 1e3:9.1f} ms "
+            f"{flops / med / 1e9:6.1f} GFLOP/s"
+          )
       h, c_in = out, c_out
 
   bench.header("Per-layer convolution time: xla vs im2col", f"batch {args.batch}")
-  headers = ["image", "layer", "input", "Cout", "impl", "direction", "compile s",
-             "ms", "GFLOP/s", "% peak", "n"]
-  table = [[f"{r['size']}x{r['size']}", r["layer"], r["input"], r["c_out"], r["impl"],
-            r["direction"], common.fmt(r["compile_s"]), common.fmt(r["median_s"] * 1e3),
-            common.fmt(r["gflops"]), common.fmt(r["pct_peak"], 0), r["repeats"]]
-           for r in rows]
+  headers = [
+    "image",
+    "layer",
+    "input",
+    "Cout",
+    "impl",
+    "direction",
+    "compile s",
+    "ms",
+    "GFLOP/s",
+    "% peak",
+    "n",
+  ]
+  table = [
+    [
+      f"{r['size']}x{r['size']}",
+      r["layer"],
+      r["input"],
+      r["c_out"],
+      r["impl"],
+      r["direction"],
+      common.fmt(r["compile_s"]),
+      common.fmt(r["median_s"] * 1e3),
+      common.fmt(r["gflops"]),
+      common.fmt(r["pct_peak"], 0),
+      r["repeats"],
+    ]
+    for r in rows
+  ]
   print(common.markdown_table(headers, table, align="lllrllrrrrr"))
-  print("\nMedian of n calls after warm-up. FLOPs per layer = "
-        "2*k*k*Cin*Cout*Hout*Wout*batch for both the forward and the input gradient "
-        "('dx', a transposed convolution).")
+  print(
+    "\nMedian of n calls after warm-up. FLOPs per layer = "
+    "2*k*k*Cin*Cout*Hout*Wout*batch for both the forward and the input gradient "
+    "('dx', a transposed convolution)."
+  )
   bench.finish(rows=rows)
 
 

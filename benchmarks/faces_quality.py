@@ -62,18 +62,29 @@ SWD_SCALE = 1e3
 
 def parse_args(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--faces", default=os.path.join(REPO, "..", "shared", "data",
-                                                  "celeba_subset"),
-                 help="folder of aligned face images")
+  p.add_argument(
+    "--faces",
+    default=os.path.join(REPO, "..", "shared", "data", "celeba_subset"),
+    help="folder of aligned face images",
+  )
   p.add_argument("--workdir", default="/tmp/faces_cpu", help="training workdir")
-  p.add_argument("--heldout", type=int, default=200,
-                 help="faces held back from training (the last ones by file name)")
+  p.add_argument(
+    "--heldout",
+    type=int,
+    default=200,
+    help="faces held back from training (the last ones by file name)",
+  )
   p.add_argument("--num", type=int, default=100, help="samples to draw")
   p.add_argument("--pca", type=int, default=64, help="principal components (Gaussian)")
   p.add_argument("--c2st_steps", type=int, default=400)
   p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                 help="config override, e.g. num_stages=8 (repeatable)")
+  p.add_argument(
+    "--set",
+    action="append",
+    default=[],
+    metavar="KEY=VALUE",
+    help="config override, e.g. num_stages=8 (repeatable)",
+  )
   p.add_argument("--picture", default=os.path.join(REPO, "docs", "faces_samples.png"))
   p.add_argument("--json", default=None, help="also write the results here")
   return p.parse_args(argv)
@@ -89,16 +100,19 @@ def parse_value(text: str):
 def make_config(args):
   """configs/celeba_cpu.py on `--faces`, minus the held-back faces."""
   config = celeba_cpu.get_config()
-  files = [f for f in os.listdir(args.faces)
-           if f.lower().endswith(data_lib.FOLDER_EXTENSIONS)]
+  files = [
+    f for f in os.listdir(args.faces) if f.lower().endswith(data_lib.FOLDER_EXTENSIONS)
+  ]
   if len(files) <= args.heldout + 10:
-    raise SystemExit(f"{args.faces} has {len(files)} images: too few to hold back "
-                     f"{args.heldout}.")
+    raise SystemExit(
+      f"{args.faces} has {len(files)} images: too few to hold back {args.heldout}."
+    )
   config.data.path = os.path.abspath(args.faces)
   # The folder loader takes a prefix of the sorted files: the rest is held back.
   config.data.max_examples = len(files) - args.heldout
-  cli.with_overrides(config, {k: parse_value(v) for k, v in
-                              (item.split("=", 1) for item in args.set)})
+  cli.with_overrides(
+    config, {k: parse_value(v) for k, v in (item.split("=", 1) for item in args.set)}
+  )
   return config
 
 
@@ -112,8 +126,11 @@ def all_faces(config) -> np.ndarray:
 def compare(heldout: np.ndarray, images: np.ndarray, args) -> dict:
   swd = metrics.swd(heldout, images, rng=args.seed, normalize="reference")
   test = c2st.c2st_sets(heldout, images, steps=args.c2st_steps, seed=args.seed)
-  return {"swd_ref": SWD_SCALE * swd["mean"], "c2st": test.accuracy,
-          "c2st_train": test.train_accuracy}
+  return {
+    "swd_ref": SWD_SCALE * swd["mean"],
+    "c2st": test.accuracy,
+    "c2st_train": test.train_accuracy,
+  }
 
 
 def picture(train_faces, samples, nearest, gaussian, path: str, n: int = 12) -> None:
@@ -133,8 +150,10 @@ def critic_scores(config, stacked, active, sets: dict) -> dict:
   logit_fn = energy_lib.make_stage_logit_fn(model, synthesis.geometry(config))
   score = jax.jit(lambda variables, x: jnp.mean(logit_fn(variables, x)))
   kept = [s for s in range(int(active.shape[0])) if bool(active[s])]
-  return {name: [float(score(cascade.get_stage(stacked, s), jnp.asarray(x)))
-                 for s in kept] for name, x in sets.items()}
+  return {
+    name: [float(score(cascade.get_stage(stacked, s), jnp.asarray(x))) for s in kept]
+    for name, x in sets.items()
+  }
 
 
 def main(argv=None) -> int:
@@ -149,52 +168,79 @@ def main(argv=None) -> int:
   train_faces, heldout = faces[:n_train], faces[n_train:]
   stacked, active, stages = generate.load_cascade(config, args.workdir)
   t0 = time.perf_counter()
-  samples, _ = synthesis.synthesize_images(config, stacked, active, args.num,
-                                           jax.random.key(args.seed + 1))
+  samples, _ = synthesis.synthesize_images(
+    config, stacked, active, args.num, jax.random.key(args.seed + 1)
+  )
   sample_seconds = time.perf_counter() - t0
   rng = np.random.default_rng(args.seed)
   gaussian = baselines.sample_pca_gaussian(
-      baselines.fit_pca_gaussian(train_faces, args.pca), args.num, rng)
-  noise = np.clip(float(config.pool.init_std) * rng.standard_normal(samples.shape),
-                  -1, 1).astype(np.float32)
-  negatives = np.asarray(energy_lib.crop_to_target(
-      config, state.negatives))[:args.num]
-  methods = {"noise": noise, f"Gaussian (PCA {args.pca})": gaussian,
-             "innjax samples": samples,
-             "the last stage's pseudo-negatives": negatives,
-             "real (floor)": train_faces[rng.permutation(n_train)[:args.num]]}
+    baselines.fit_pca_gaussian(train_faces, args.pca), args.num, rng
+  )
+  noise = np.clip(
+    float(config.pool.init_std) * rng.standard_normal(samples.shape), -1, 1
+  ).astype(np.float32)
+  negatives = np.asarray(energy_lib.crop_to_target(config, state.negatives))[: args.num]
+  methods = {
+    "noise": noise,
+    f"Gaussian (PCA {args.pca})": gaussian,
+    "innjax samples": samples,
+    "the last stage's pseudo-negatives": negatives,
+    "real (floor)": train_faces[rng.permutation(n_train)[: args.num]],
+  }
   results = {name: compare(heldout, images, args) for name, images in methods.items()}
   nn = baselines.nearest_neighbours(samples, train_faces)
   nn_gauss = baselines.nearest_neighbours(gaussian, train_faces)
   picture(train_faces, samples, train_faces[nn.indices], gaussian, args.picture)
-  print(f"\nTrained {int(state.stage)} stages in {train_seconds:.0f} s; "
-        f"{args.num} samples in {sample_seconds:.0f} s; {n_train} training faces, "
-        f"{len(heldout)} held back.\n")
+  print(
+    f"\nTrained {int(state.stage)} stages in {train_seconds:.0f} s; "
+    f"{args.num} samples in {sample_seconds:.0f} s; {n_train} training faces, "
+    f"{len(heldout)} held back.\n"
+  )
   print("| method | SWD x 1e3 (held-back referenced) | C2ST accuracy |")
   print("|---|---:|---:|")
   for name, r in results.items():
     print(f"| {name} | {r['swd_ref']:.1f} | {r['c2st']:.3f} |")
-  print(f"\nNearest training face (pixel L2): samples median "
-        f"{np.median(nn.distances):.2f} (min {nn.distances.min():.2f}); Gaussian "
-        f"median {np.median(nn_gauss.distances):.2f}; two training faces "
-        f"(median nearest-other) {nn.typical:.2f}.")
+  print(
+    f"\nNearest training face (pixel L2): samples median "
+    f"{np.median(nn.distances):.2f} (min {nn.distances.min():.2f}); Gaussian "
+    f"median {np.median(nn_gauss.distances):.2f}; two training faces "
+    f"(median nearest-other) {nn.typical:.2f}."
+  )
   print(f"Picture: {args.picture}")
-  scores = critic_scores(config, stacked, active, {
-      "held-back faces": heldout[:args.num], "training faces": train_faces[:args.num],
-      "last negatives": negatives, "samples": samples})
+  scores = critic_scores(
+    config,
+    stacked,
+    active,
+    {
+      "held-back faces": heldout[: args.num],
+      "training faces": train_faces[: args.num],
+      "last negatives": negatives,
+      "samples": samples,
+    },
+  )
   print("\nMean logit of each kept critic (its stop threshold at 0):")
-  print("| images | " + " | ".join(str(s + 1) for s in range(len(scores["samples"])))
-        + " |")
+  print(
+    "| images | " + " | ".join(str(s + 1) for s in range(len(scores["samples"]))) + " |"
+  )
   print("|---|" + "---:|" * len(scores["samples"]))
   for name, row in scores.items():
     print(f"| {name} | " + " | ".join(f"{v:.1f}" for v in row) + " |")
   if args.json:
     with open(args.json, "w") as f:
-      json.dump({"results": results, "train_seconds": train_seconds,
-                 "sample_seconds": sample_seconds, "stages": int(state.stage),
-                 "nn_samples": nn.distances.tolist(), "nn_typical": nn.typical,
-                 "nn_gaussian": nn_gauss.distances.tolist(),
-                 "critic_scores": scores}, f, indent=2)
+      json.dump(
+        {
+          "results": results,
+          "train_seconds": train_seconds,
+          "sample_seconds": sample_seconds,
+          "stages": int(state.stage),
+          "nn_samples": nn.distances.tolist(),
+          "nn_typical": nn.typical,
+          "nn_gaussian": nn_gauss.distances.tolist(),
+          "critic_scores": scores,
+        },
+        f,
+        indent=2,
+      )
   return 0
 
 

@@ -49,13 +49,22 @@ CACHE_VAR = "JAX_COMPILATION_CACHE_DIR"
 
 def parse_args(argv=None):
   """The command line; see the module docstring."""
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--stages", type=int, default=3,
-                 help="config.num_stages of the default job (default 3; the job's own "
-                 "is 20)")
-  p.add_argument("--workdir", default=None,
-                 help="a trained workdir of configs/default.py (skips training)")
+  p = argparse.ArgumentParser(
+    description=__doc__.split("\n")[0],
+    epilog=__doc__,
+    formatter_class=argparse.RawDescriptionHelpFormatter,
+  )
+  p.add_argument(
+    "--stages",
+    type=int,
+    default=3,
+    help="config.num_stages of the default job (default 3; the job's own is 20)",
+  )
+  p.add_argument(
+    "--workdir",
+    default=None,
+    help="a trained workdir of configs/default.py (skips training)",
+  )
   p.add_argument("--rounds", type=int, default=3, help="rounds of cache off / on")
   p.add_argument("--json", default=None)
   p.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -66,6 +75,7 @@ def default_config(stages: int):
   """configs/default.py with `stages` stages (the config a plain `main.py` trains)."""
   sys.path.insert(0, REPO)
   from configs import default  # pylint: disable=import-outside-toplevel
+
   config = default.get_config()
   config.num_stages = stages
   return config
@@ -77,6 +87,7 @@ def train_default(stages: int, workdir: str) -> list:
   import common  # pylint: disable=import-outside-toplevel
   import e2e_stage  # pylint: disable=import-outside-toplevel
   from innjax import synthesis, train  # pylint: disable=import-outside-toplevel
+
   originals = (train.classification_step, synthesis.synthesize)
   with common.CompileCounter() as counter:
     clock = e2e_stage.StageClock(counter)
@@ -87,10 +98,17 @@ def train_default(stages: int, workdir: str) -> list:
       clock.close_stage(time.perf_counter())
     finally:
       train.classification_step, synthesis.synthesize = originals
-  return [{"stage": i + 1, "total_s": s["total_s"],
-           "classification_s": s["classification_s"], "synthesis_s": s["synthesis_s"],
-           "other_s": s["total_s"] - s["classification_s"] - s["synthesis_s"],
-           "compiles": len(s["compiles"])} for i, s in enumerate(clock.stages)]
+  return [
+    {
+      "stage": i + 1,
+      "total_s": s["total_s"],
+      "classification_s": s["classification_s"],
+      "synthesis_s": s["synthesis_s"],
+      "other_s": s["total_s"] - s["classification_s"] - s["synthesis_s"],
+      "compiles": len(s["compiles"]),
+    }
+    for i, s in enumerate(clock.stages)
+  ]
 
 
 def child(workdir: str, stages: int) -> dict:
@@ -98,15 +116,18 @@ def child(workdir: str, stages: int) -> dict:
   launched = float(os.environ["INNJAX_BENCH_LAUNCHED"])
   sys.path.insert(0, REPO)
   from innjax import runtime  # pylint: disable=import-outside-toplevel
+
   runtime.configure()  # as main.py does
   import jax  # pylint: disable=import-outside-toplevel
   from innjax import cli, generate, synthesis  # pylint: disable=import-outside-toplevel
+
   imported = time.time()
   compile_s = []
 
   def listener(event, duration, **kwargs):
-    if event.startswith(("/jax/core/compile/", "/jax/compilation_cache/")) and \
-        event.endswith(("_duration", "_time_sec")):
+    if event.startswith(
+      ("/jax/core/compile/", "/jax/compilation_cache/")
+    ) and event.endswith(("_duration", "_time_sec")):
       compile_s.append((event, duration))
 
   jax.monitoring.register_event_duration_secs_listener(listener)
@@ -119,6 +140,7 @@ def child(workdir: str, stages: int) -> dict:
       clocks[name] = time.perf_counter() - t0
       clocks[name + "_compile"] = sum(d for _, d in compile_s[mark:])
       return out
+
     return wrapper
 
   generate.load_cascade = wrap("restore", generate.load_cascade)
@@ -126,12 +148,16 @@ def child(workdir: str, stages: int) -> dict:
   code = cli.run("sample", default_config(stages), workdir)
   assert code == 0, code
   done = time.time()
-  return {"startup_s": imported - launched, "restore_s": clocks["restore"],
-          "restore_compile_s": clocks["restore_compile"],
-          "synthesize_s": clocks["synthesize"],
-          "synthesize_compile_s": clocks["synthesize_compile"],
-          "compile_s": sum(d for _, d in compile_s),
-          "in_process_s": done - imported, "events": len(compile_s)}
+  return {
+    "startup_s": imported - launched,
+    "restore_s": clocks["restore"],
+    "restore_compile_s": clocks["restore_compile"],
+    "synthesize_s": clocks["synthesize"],
+    "synthesize_compile_s": clocks["synthesize_compile"],
+    "compile_s": sum(d for _, d in compile_s),
+    "in_process_s": done - imported,
+    "events": len(compile_s),
+  }
 
 
 def cache_env(cache: str | None) -> dict:
@@ -140,7 +166,7 @@ def cache_env(cache: str | None) -> dict:
   for name in (CACHE_VAR, "INNJAX_NO_CACHE", "XDG_CACHE_HOME"):
     env.pop(name, None)
   if cache:
-    env["XDG_CACHE_HOME"] = cache   # innjax.runtime puts it in XDG_CACHE_HOME/innjax/jax
+    env["XDG_CACHE_HOME"] = cache  # innjax.runtime puts it in XDG_CACHE_HOME/innjax/jax
   else:
     env["INNJAX_NO_CACHE"] = "1"
   return env
@@ -150,9 +176,19 @@ def run_main(workdir: str, stages: int, cache: str | None) -> float:
   """Wall time of `python main.py --mode=sample` (cache folder or None)."""
   env = cache_env(cache)
   t0 = time.perf_counter()
-  subprocess.run([sys.executable, os.path.join(REPO, "main.py"), f"--workdir={workdir}",
-                  "--mode=sample", f"--config.num_stages={stages}"], env=env,
-                 check=True, capture_output=True, cwd=REPO)
+  subprocess.run(
+    [
+      sys.executable,
+      os.path.join(REPO, "main.py"),
+      f"--workdir={workdir}",
+      "--mode=sample",
+      f"--config.num_stages={stages}",
+    ],
+    env=env,
+    check=True,
+    capture_output=True,
+    cwd=REPO,
+  )
   return time.perf_counter() - t0
 
 
@@ -161,9 +197,14 @@ def run_child(workdir: str, stages: int, cache: str | None) -> dict:
   env = cache_env(cache)
   env["INNJAX_BENCH_LAUNCHED"] = repr(time.time())
   t0 = time.perf_counter()
-  proc = subprocess.run([sys.executable, __file__, "--child", workdir,
-                         "--stages", str(stages)], env=env, check=True,
-                        capture_output=True, text=True, cwd=REPO)
+  proc = subprocess.run(
+    [sys.executable, __file__, "--child", workdir, "--stages", str(stages)],
+    env=env,
+    check=True,
+    capture_output=True,
+    text=True,
+    cwd=REPO,
+  )
   out = json.loads(proc.stdout.strip().splitlines()[-1])
   out["wall_s"] = time.perf_counter() - t0
   return out
@@ -175,8 +216,14 @@ def split(r: dict) -> dict:
   sampling = r["synthesize_s"] - r["synthesize_compile_s"]
   restore = r["restore_s"] - r["restore_compile_s"]
   rest = r["wall_s"] - r["startup_s"] - restore - compile_s - sampling
-  return {"wall": r["wall_s"], "start-up": r["startup_s"], "restore": restore,
-          "compile": compile_s, "sampling": sampling, "rest": rest}
+  return {
+    "wall": r["wall_s"],
+    "start-up": r["startup_s"],
+    "restore": restore,
+    "compile": compile_s,
+    "sampling": sampling,
+    "rest": rest,
+  }
 
 
 def main() -> int:
@@ -187,6 +234,7 @@ def main() -> int:
     return 0
   sys.path.insert(0, HERE)
   import common  # pylint: disable=import-outside-toplevel
+
   load0 = os.getloadavg()
   tmp = tempfile.mkdtemp(prefix="innjax_bench_sample_")
   stages_rows = []
@@ -209,42 +257,90 @@ def main() -> int:
   load1 = os.getloadavg()
 
   print("# `--mode=sample` time split and per-stage fixed cost (configs/default.py)\n")
-  print(f"- CPU: {common._cpu_model()} ({common._cpu_flags()}), {os.cpu_count()} "
-        f"logical CPUs; load average {load0[0]:.2f} at start, {load1[0]:.2f} at end")
-  print(f"- default job with config.num_stages={args.stages}"
-        + ("" if args.workdir else " trained here in a temporary workdir") +
-        "; 4 samples (config.sample.num), sequential, up to 100 steps per stage\n")
+  print(
+    f"- CPU: {common._cpu_model()} ({common._cpu_flags()}), {os.cpu_count()} "
+    f"logical CPUs; load average {load0[0]:.2f} at start, {load1[0]:.2f} at end"
+  )
+  print(
+    f"- default job with config.num_stages={args.stages}"
+    + ("" if args.workdir else " trained here in a temporary workdir")
+    + "; 4 samples (config.sample.num), sequential, up to 100 steps per stage\n"
+  )
   if stages_rows:
-    table = [[s["stage"], common.fmt(s["total_s"]), common.fmt(s["classification_s"]),
-              common.fmt(s["synthesis_s"]), common.fmt(s["other_s"], 2),
-              common.fmt(100 * s["other_s"] / s["total_s"]), s["compiles"]]
-             for s in stages_rows]
-    print(common.markdown_table(["stage", "stage s", "classification s",
-                                 "synthesis s", "other s", "other %",
-                                 "XLA compilations"], table))
+    table = [
+      [
+        s["stage"],
+        common.fmt(s["total_s"]),
+        common.fmt(s["classification_s"]),
+        common.fmt(s["synthesis_s"]),
+        common.fmt(s["other_s"], 2),
+        common.fmt(100 * s["other_s"] / s["total_s"]),
+        s["compiles"],
+      ]
+      for s in stages_rows
+    ]
+    print(
+      common.markdown_table(
+        [
+          "stage",
+          "stage s",
+          "classification s",
+          "synthesis s",
+          "other s",
+          "other %",
+          "XLA compilations",
+        ],
+        table,
+      )
+    )
     later = [s for s in stages_rows[1:]]
     if later:
       share = 100 * sum(s["other_s"] for s in later) / sum(s["total_s"] for s in later)
-      print(f"\nPer-stage fixed cost, stages 2-{len(stages_rows)}: {share:.1f}% of the "
-            f"stage (target <= 5%): {common.verdict(share <= 5)}\n")
+      print(
+        f"\nPer-stage fixed cost, stages 2-{len(stages_rows)}: {share:.1f}% of the "
+        f"stage (target <= 5%): {common.verdict(share <= 5)}\n"
+      )
   parts = ["wall", "start-up", "restore", "compile", "sampling", "rest"]
   table = []
   for name in ("off", "on"):
     med = {p: statistics.median(r[p] for r in results[name]) for p in parts}
     overhead = 100 * (1 - med["sampling"] / med["wall"])
-    table.append([f"cache {name}", common.fmt(statistics.median(mains[name]))]
-                 + [common.fmt(med[p], 2) for p in parts]
-                 + [f"{overhead:.0f}% ({common.verdict(overhead < 25)})"])
-  print(common.markdown_table(
-      ["persistent compilation cache", "main.py wall s", "clocked wall s",
-       "start-up s", "restore s", "compile s", "sampling s", "rest s",
-       "all but sampling (target < 25%)"], table))
-  print(f"\nMedians of {args.rounds} alternating rounds. 'main.py wall s': `python "
-        "main.py --mode=sample` from launch to exit. The other columns come from a "
-        "clocked run of the same code (innjax.cli.run) in its own process; compile = "
-        "tracing, lowering and XLA compilation or the cache read.")
-  common.write_json(args.json, {"stages": stages_rows, "sample": results,
-                                "main_wall": mains, "load": [load0, load1]})
+    table.append(
+      [f"cache {name}", common.fmt(statistics.median(mains[name]))]
+      + [common.fmt(med[p], 2) for p in parts]
+      + [f"{overhead:.0f}% ({common.verdict(overhead < 25)})"]
+    )
+  print(
+    common.markdown_table(
+      [
+        "persistent compilation cache",
+        "main.py wall s",
+        "clocked wall s",
+        "start-up s",
+        "restore s",
+        "compile s",
+        "sampling s",
+        "rest s",
+        "all but sampling (target < 25%)",
+      ],
+      table,
+    )
+  )
+  print(
+    f"\nMedians of {args.rounds} alternating rounds. 'main.py wall s': `python "
+    "main.py --mode=sample` from launch to exit. The other columns come from a "
+    "clocked run of the same code (innjax.cli.run) in its own process; compile = "
+    "tracing, lowering and XLA compilation or the cache read."
+  )
+  common.write_json(
+    args.json,
+    {
+      "stages": stages_rows,
+      "sample": results,
+      "main_wall": mains,
+      "load": [load0, load1],
+    },
+  )
   shutil.rmtree(tmp, ignore_errors=True)
   return 0
 

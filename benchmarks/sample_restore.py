@@ -34,6 +34,7 @@ sys.path.insert(0, REPO)
 def bench_config():
   """The tiny config with a large pool: the pool dominates a checkpoint, as in SVHN's."""
   from configs import tiny  # pylint: disable=g-import-not-at-top
+
   config = tiny.get_config()
   config.num_stages = 2
   config.model.features = (32, 64)
@@ -57,6 +58,7 @@ def measure(what: str, workdir: str) -> dict:
   # pylint: disable=g-import-not-at-top  (the parent process needs no JAX)
   import jax
   from innjax import checkpointing, generate, synthesis, train
+
   config = bench_config()
   t0, read0 = time.perf_counter(), bytes_read()
   if what == "cascade":
@@ -72,8 +74,11 @@ def measure(what: str, workdir: str) -> dict:
 
 
 def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = argparse.ArgumentParser(
+    description=__doc__.split("\n")[0],
+    epilog=__doc__,
+    formatter_class=argparse.RawDescriptionHelpFormatter,
+  )
   p.add_argument("--workdir", default=None, help="a workdir trained by this script")
   p.add_argument("--rounds", type=int, default=3, help="restores of each kind")
   p.add_argument("--child", choices=("cascade", "state"), help=argparse.SUPPRESS)
@@ -84,18 +89,24 @@ def main(argv=None):
   workdir = args.workdir or tempfile.mkdtemp(prefix="innjax_restore_bench_")
   if not os.path.isdir(os.path.join(workdir, "checkpoints")):
     from innjax import train  # pylint: disable=g-import-not-at-top
+
     train.train(bench_config(), workdir)
   runs = {"cascade": [], "state": []}
   for _ in range(args.rounds):
     for what in runs:
       out = subprocess.run(
-          [sys.executable, __file__, "--child", what, "--workdir", workdir],
-          capture_output=True, text=True, check=True).stdout
+        [sys.executable, __file__, "--child", what, "--workdir", workdir],
+        capture_output=True,
+        text=True,
+        check=True,
+      ).stdout
       runs[what].append(json.loads(out.strip().splitlines()[-1]))
   for what, rows in runs.items():
-    print(f"{what:8s} median {statistics.median(r['seconds'] for r in rows):.3f} s, "
-          f"{statistics.median(r['bytes_read'] for r in rows) / 1e6:.1f} MB read "
-          f"({len(rows)} restores)")
+    print(
+      f"{what:8s} median {statistics.median(r['seconds'] for r in rows):.3f} s, "
+      f"{statistics.median(r['bytes_read'] for r in rows) / 1e6:.1f} MB read "
+      f"({len(rows)} restores)"
+    )
   print(f"workdir: {workdir}")
 
 

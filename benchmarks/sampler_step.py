@@ -49,25 +49,40 @@ from innjax import cascade, models, sampler
 def parse_args():
   """The command line (see the module docstring), with defaults filled in."""
   p = common.make_parser(__doc__, repeats=4)
-  p.add_argument("--full", action="store_true",
-                 help="the issue's grid: T 1,10,20 and every strategy at every size")
+  p.add_argument(
+    "--full",
+    action="store_true",
+    help="the issue's grid: T 1,10,20 and every strategy at every size",
+  )
   p.add_argument("--batch", type=int, default=None, help="default 100 (quick 20)")
-  p.add_argument("--sizes", type=common.parse_int_list, default=None,
-                 help="default 32,64 (quick 32)")
-  p.add_argument("--stages", type=common.parse_int_list, default=None,
-                 help="default 1,10 (--full 1,10,20; quick 1,4)")
+  p.add_argument(
+    "--sizes", type=common.parse_int_list, default=None, help="default 32,64 (quick 32)"
+  )
+  p.add_argument(
+    "--stages",
+    type=common.parse_int_list,
+    default=None,
+    help="default 1,10 (--full 1,10,20; quick 1,4)",
+  )
   p.add_argument("--modes", type=common.parse_str_list, default=list(sampler.MODES))
-  p.add_argument("--strategies", type=common.parse_str_list,
-                 default=list(cascade.STRATEGIES),
-                 help="sum-mode stage-axis strategies (default all three)")
-  p.add_argument("--strategy-sizes", type=common.parse_int_list, default=None,
-                 help="sizes at which strategies other than scan run (default 32; "
-                 "--full: every size)")
+  p.add_argument(
+    "--strategies",
+    type=common.parse_str_list,
+    default=list(cascade.STRATEGIES),
+    help="sum-mode stage-axis strategies (default all three)",
+  )
+  p.add_argument(
+    "--strategy-sizes",
+    type=common.parse_int_list,
+    default=None,
+    help="sizes at which strategies other than scan run (default 32; --full: every size)",
+  )
   p.add_argument("--conv-impl", default="auto", choices=models.CONV_IMPLS)
   args = p.parse_args()
   full_stages = [1, 10, 20] if args.full else [1, 10]
-  common.fill_defaults(args, batch=(100, 20), sizes=([32, 64], [32]),
-                       stages=(full_stages, [1, 4]))
+  common.fill_defaults(
+    args, batch=(100, 20), sizes=([32, 64], [32]), stages=(full_stages, [1, 4])
+  )
   if args.strategy_sizes is None:
     args.strategy_sizes = list(args.sizes) if args.full else [min(args.sizes)]
   for m in args.modes:
@@ -110,19 +125,29 @@ def main():
   for size, mode, strategy in groups(args):
     if size not in variables:
       common.log(f"size {size}: building {max(args.stages)} stages ...")
-      variables = {size: common.stacked_variables(
-          model, size, max(args.stages), jax.random.fold_in(k_var, size))}
+      variables = {
+        size: common.stacked_variables(
+          model, size, max(args.stages), jax.random.fold_in(k_var, size)
+        )
+      }
     x0 = common.random_images(jax.random.fold_in(k_x, size), args.batch, size)
     smp = sampler.make_sampler(
-        logit_fn, step_size=0.02, beta1=0.5, max_steps=500, clip=(-1.0, 1.0),
-        mode=mode, stop_prob=None,
-        strategy=cascade.DEFAULT_STRATEGY if strategy == "-" else strategy)
+      logit_fn,
+      step_size=0.02,
+      beta1=0.5,
+      max_steps=500,
+      clip=(-1.0, 1.0),
+      mode=mode,
+      stop_prob=None,
+      strategy=cascade.DEFAULT_STRATEGY if strategy == "-" else strategy,
+    )
     calls, infos = {}, {}
     for stages in sorted(args.stages):
       params = jax.tree_util.tree_map(lambda l, t=stages: l[:t], variables[size])
-      common.log(f"  {size}x{size} {mode:10s} {strategy:8s} T={stages:<3d}: compiling ...")
-      compiled, infos[stages] = common.compile_jitted(smp.step, params,
-                                                      smp.init(x0, k_s))
+      common.log(
+        f"  {size}x{size} {mode:10s} {strategy:8s} T={stages:<3d}: compiling ..."
+      )
+      compiled, infos[stages] = common.compile_jitted(smp.step, params, smp.init(x0, k_s))
       calls[stages] = common.chained(compiled, smp.init(x0, k_s), params)
     common.log(f"  timing {args.repeats} rounds of T={sorted(calls)} in turn ...")
     timings = common.interleaved(calls, rounds=args.repeats, warmup=max(args.warmup, 1))
@@ -130,24 +155,35 @@ def main():
     for stages, timing in timings.items():
       med, cinfo = timing["median_s"], infos[stages]
       passes = stages if mode == "sum" else 1
-      flops = common.grad_step_flops(model, size, size, args.batch, passes,
-                                     args.grad_factor)
+      flops = common.grad_step_flops(
+        model, size, size, args.batch, passes, args.grad_factor
+      )
       row = {
-          "size": size, "mode": mode, "strategy": strategy, "stages": stages,
-          "stage_passes": passes, "batch": args.batch, **cinfo,
-          "median_s": med, "times_s": timing["times_s"], "repeats": timing["repeats"],
-          **common.rate_fields(flops, med, args.batch, bench.peak_gflops),
-          **common.memory_fields(cinfo),
-          "vs_T_x_1": med / (passes * one) if one else None,
+        "size": size,
+        "mode": mode,
+        "strategy": strategy,
+        "stages": stages,
+        "stage_passes": passes,
+        "batch": args.batch,
+        **cinfo,
+        "median_s": med,
+        "times_s": timing["times_s"],
+        "repeats": timing["repeats"],
+        **common.rate_fields(flops, med, args.batch, bench.peak_gflops),
+        **common.memory_fields(cinfo),
+        "vs_T_x_1": med / (passes * one) if one else None,
       }
       rows.append(row)
-      common.log(f"    T={stages}: {med * 1e3:9.1f} ms/step  {row['gflops']:6.1f} "
-                 f"GFLOP/s  compile {cinfo['total_compile_s']:.1f} s")
+      common.log(
+        f"    T={stages}: {med * 1e3:9.1f} ms/step  {row['gflops']:6.1f} "
+        f"GFLOP/s  compile {cinfo['total_compile_s']:.1f} s"
+      )
 
   bench.header(
-      "innjax sampler step throughput",
-      f"conv_impl '{args.conv_impl}' -> '{models.resolve_conv_impl(args.conv_impl)}', "
-      f"batch {args.batch}, Adam on the images + clip, stop_prob=None")
+    "innjax sampler step throughput",
+    f"conv_impl '{args.conv_impl}' -> '{models.resolve_conv_impl(args.conv_impl)}', "
+    f"batch {args.batch}, Adam on the images + clip, stop_prob=None",
+  )
   print_table(rows, args)
   print()
   print(targets(rows, bench.peak_gflops))
@@ -156,25 +192,51 @@ def main():
 
 def print_table(rows, args):
   """Prints the step table and its notes."""
-  headers = ["size", "mode", "strategy", "T", "compile s", "compile CPU s",
-             "ms/step", "img*steps/s", "GFLOP/s", "% peak", "vs Tx1",
-             "XLA args+temp MB", "n"]
-  table = [[f"{r['size']}x{r['size']}", r["mode"], r["strategy"], r["stages"],
-            common.fmt(r["total_compile_s"]), common.fmt(r["compile_cpu_s"]),
-            common.fmt(r["median_s"] * 1e3), common.fmt(r["items_per_s"]),
-            common.fmt(r["gflops"]), common.fmt(r["pct_peak"], 0),
-            common.fmt(r["vs_T_x_1"], 2), common.fmt(r["xla_args_temp_mb"], 0),
-            r["repeats"]] for r in rows]
+  headers = [
+    "size",
+    "mode",
+    "strategy",
+    "T",
+    "compile s",
+    "compile CPU s",
+    "ms/step",
+    "img*steps/s",
+    "GFLOP/s",
+    "% peak",
+    "vs Tx1",
+    "XLA args+temp MB",
+    "n",
+  ]
+  table = [
+    [
+      f"{r['size']}x{r['size']}",
+      r["mode"],
+      r["strategy"],
+      r["stages"],
+      common.fmt(r["total_compile_s"]),
+      common.fmt(r["compile_cpu_s"]),
+      common.fmt(r["median_s"] * 1e3),
+      common.fmt(r["items_per_s"]),
+      common.fmt(r["gflops"]),
+      common.fmt(r["pct_peak"], 0),
+      common.fmt(r["vs_T_x_1"], 2),
+      common.fmt(r["xla_args_temp_mb"], 0),
+      r["repeats"],
+    ]
+    for r in rows
+  ]
   print(common.markdown_table(headers, table, align="lllr" + "r" * 9))
   print()
-  print(f"Median of n chained calls of the jitted step after {max(args.warmup, 1)} "
-        "warm-up round(s); the stage counts of one size, mode and strategy are timed "
-        "in alternation (one call of each per round), so their ratio 'vs Tx1' sees "
-        "the same machine load. 'compile s' = trace+lower+XLA compile wall time, 'compile "
-        "CPU s' the process CPU time spent on it (other processes share the cores). "
-        "'vs Tx1': sum mode t(T) / (T * t(1)), sequential t(T) / t(1), same size, "
-        "mode and strategy. 'XLA args+temp MB' = compiled.memory_analysis() "
-        "(arguments + temporaries). " + common.FLOP_NOTE.format(factor=args.grad_factor))
+  print(
+    f"Median of n chained calls of the jitted step after {max(args.warmup, 1)} "
+    "warm-up round(s); the stage counts of one size, mode and strategy are timed "
+    "in alternation (one call of each per round), so their ratio 'vs Tx1' sees "
+    "the same machine load. 'compile s' = trace+lower+XLA compile wall time, 'compile "
+    "CPU s' the process CPU time spent on it (other processes share the cores). "
+    "'vs Tx1': sum mode t(T) / (T * t(1)), sequential t(T) / t(1), same size, "
+    "mode and strategy. 'XLA args+temp MB' = compiled.memory_analysis() "
+    "(arguments + temporaries). " + common.FLOP_NOTE.format(factor=args.grad_factor)
+  )
 
 
 def targets(rows, peak_gflops):
@@ -185,23 +247,26 @@ def targets(rows, peak_gflops):
       continue
     if r["mode"] == "sum":
       lines.append(
-          f"- sum, {r['strategy']}, {r['size']}x{r['size']}, T={r['stages']}: "
-          f"{r['vs_T_x_1']:.2f}x of {r['stages']} single-stage steps (target <= 1.15): "
-          f"{common.verdict(r['vs_T_x_1'] <= 1.15)}")
+        f"- sum, {r['strategy']}, {r['size']}x{r['size']}, T={r['stages']}: "
+        f"{r['vs_T_x_1']:.2f}x of {r['stages']} single-stage steps (target <= 1.15): "
+        f"{common.verdict(r['vs_T_x_1'] <= 1.15)}"
+      )
     else:
       lines.append(
-          f"- sequential, {r['size']}x{r['size']}, T={r['stages']}: {r['vs_T_x_1']:.2f}x "
-          f"of the 1-stage step (target: unused stages cost nothing, <= 1.10 allowing "
-          f"for noise): {common.verdict(r['vs_T_x_1'] <= 1.10)}")
+        f"- sequential, {r['size']}x{r['size']}, T={r['stages']}: {r['vs_T_x_1']:.2f}x "
+        f"of the 1-stage step (target: unused stages cost nothing, <= 1.10 allowing "
+        f"for noise): {common.verdict(r['vs_T_x_1'] <= 1.10)}"
+      )
   scan = [r for r in rows if r["strategy"] in (cascade.DEFAULT_STRATEGY, "-")]
   for size in sorted({r["size"] for r in scan}):
     pct = [r["pct_peak"] for r in scan if r["size"] == size and r["pct_peak"]]
     if pct:
       lines.append(
-          f"- achieved GFLOP/s at {size}x{size} (default strategy, all T and modes): "
-          f"{min(pct):.0f}-{max(pct):.0f}% of the measured matmul peak "
-          f"({peak_gflops:.1f} GFLOP/s; target >= 60%): "
-          f"{common.verdict(min(pct) >= 60)}")
+        f"- achieved GFLOP/s at {size}x{size} (default strategy, all T and modes): "
+        f"{min(pct):.0f}-{max(pct):.0f}% of the measured matmul peak "
+        f"({peak_gflops:.1f} GFLOP/s; target >= 60%): "
+        f"{common.verdict(min(pct) >= 60)}"
+      )
   return "\n".join(lines)
 
 

@@ -49,12 +49,15 @@ def soak_parser(description: str, kills: int, kills_help: str) -> argparse.Argum
   parser.add_argument("--kills", type=int, default=kills, help=kills_help)
   parser.add_argument("--seed", type=int, default=0, help="seeds the kill moments")
   parser.add_argument("--stages", type=int, default=12, help="stages of the tiny run")
-  parser.add_argument("--max-minutes", type=float, default=15.0,
-                      help="stop making kills after this long")
-  parser.add_argument("--root", default=None,
-                      help="workdirs go here (default: a new temporary folder)")
-  parser.add_argument("--cache-dir", default=soak_harness.CACHE_DIR,
-                      help="persistent JAX compilation cache")
+  parser.add_argument(
+    "--max-minutes", type=float, default=15.0, help="stop making kills after this long"
+  )
+  parser.add_argument(
+    "--root", default=None, help="workdirs go here (default: a new temporary folder)"
+  )
+  parser.add_argument(
+    "--cache-dir", default=soak_harness.CACHE_DIR, help="persistent JAX compilation cache"
+  )
   return parser
 
 
@@ -62,23 +65,31 @@ def main(argv=None) -> int:
   """Command-line entry: runs the soak and prints the table and the summary."""
   args = soak_parser(__doc__.split("\n")[0], 20, "SIGKILLs to deliver").parse_args(argv)
   root = args.root or tempfile.mkdtemp(prefix="innjax_soak_")
-  summary = soak_harness.run_soak(args.kills, args.seed, args.stages, root,
-                                  args.cache_dir, args.max_minutes * 60.0)
+  summary = soak_harness.run_soak(
+    args.kills, args.seed, args.stages, root, args.cache_dir, args.max_minutes * 60.0
+  )
   print()
-  print("| kill | episode | moment | stages logged | committed | save cut | "
-        "resumed after | ok |")
+  print(
+    "| kill | episode | moment | stages logged | committed | save cut | "
+    "resumed after | ok |"
+  )
   print("|---|---|---|---|---|---|---|---|")
   for k in summary["kill_log"]:
-    print(f"| {k.index} | {k.episode} | {k.anchor} + {k.delay_s:.2f}s | "
-          f"{k.last_stage_logged} | {k.committed} | {'yes' if k.save_interrupted else 'no'}"
-          f" | {k.resumed_from} | {'yes' if k.restored_ok else 'NO'} |")
+    print(
+      f"| {k.index} | {k.episode} | {k.anchor} + {k.delay_s:.2f}s | "
+      f"{k.last_stage_logged} | {k.committed} | {'yes' if k.save_interrupted else 'no'}"
+      f" | {k.resumed_from} | {'yes' if k.restored_ok else 'NO'} |"
+    )
   print()
-  print(f"Survived {summary['survived']} of {summary['kills']} SIGKILLs "
-        f"({summary['saves_interrupted']} during a checkpoint save); final state equal "
-        f"to the uninterrupted run in {summary['episodes_equal']} of "
-        f"{summary['episodes']} episodes; old steps left half deleted by a kill: "
-        f"{summary['half_deleted_old_steps']}; {summary['seconds'] / 60:.1f} min"
-        + (" (time bound reached)" if summary["timed_out"] else "") + ".")
+  print(
+    f"Survived {summary['survived']} of {summary['kills']} SIGKILLs "
+    f"({summary['saves_interrupted']} during a checkpoint save); final state equal "
+    f"to the uninterrupted run in {summary['episodes_equal']} of "
+    f"{summary['episodes']} episodes; old steps left half deleted by a kill: "
+    f"{summary['half_deleted_old_steps']}; {summary['seconds'] / 60:.1f} min"
+    + (" (time bound reached)" if summary["timed_out"] else "")
+    + "."
+  )
   ok = summary["all_equal"] and summary["survived"] == summary["kills"]
   return 0 if ok else 1
 

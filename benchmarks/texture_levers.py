@@ -47,11 +47,22 @@ from innjax import train  # noqa: E402
 
 # configs/texture_paper.py scaled to a 2-core CPU; the command line overrides these.
 CPU_SCALE = {
-    "num_stages": 10, "model.features": (32, 64, 128), "data.image_size": 128,
-    "patch.size": 32, "train.steps_per_stage": 60, "train.pos_batch": 32,
-    "train.neg_batch": 32, "train.log_every": 60, "pool.negatives_per_stage": 16,
-    "pool.capacity": 80, "synthesis.batch_size": 16, "synthesis.max_steps": 60,
-    "synthesis.step_size": 0.1, "sample.max_steps": 60, "grid_size": 16}
+  "num_stages": 10,
+  "model.features": (32, 64, 128),
+  "data.image_size": 128,
+  "patch.size": 32,
+  "train.steps_per_stage": 60,
+  "train.pos_batch": 32,
+  "train.neg_batch": 32,
+  "train.log_every": 60,
+  "pool.negatives_per_stage": 16,
+  "pool.capacity": 80,
+  "synthesis.batch_size": 16,
+  "synthesis.max_steps": 60,
+  "synthesis.step_size": 0.1,
+  "sample.max_steps": 60,
+  "grid_size": 16,
+}
 
 
 def parse_value(text):
@@ -69,8 +80,9 @@ def main(argv=None) -> int:
   p.add_argument("--out", default="/tmp/texture_levers")
   args = p.parse_args(argv)
   overrides = dict(CPU_SCALE)
-  overrides.update({k: parse_value(v) for k, v in
-                    (item.split("=", 1) for item in args.overrides)})
+  overrides.update(
+    {k: parse_value(v) for k, v in (item.split("=", 1) for item in args.overrides)}
+  )
   config = texture_paper.get_config()
   config.data.image = args.image
   cli.with_overrides(config, overrides)
@@ -82,28 +94,39 @@ def main(argv=None) -> int:
   train_seconds = time.perf_counter() - t0
   stacked, active, _ = generate.load_cascade(config, workdir)
   side = int(config.data.image_size)
-  samples, _ = synthesis.synthesize_images(config, stacked, active, 2,
-                                           jax.random.key(1), (side, side))
+  samples, _ = synthesis.synthesize_images(
+    config, stacked, active, 2, jax.random.key(1), (side, side)
+  )
   exemplar = np.asarray(data_lib.to_float(data_lib.load_dataset(config.data).images[0]))
   rng = np.random.default_rng(0)
   methods = {
-      "samples": samples,
-      "negatives": np.asarray(energy_lib.crop_to_target(synthesis.geometry(config),
-                                                        state.negatives[:2])),
-      "random_phase": baselines.random_phase_noise(exemplar, (side, side), rng=rng,
-                                                 num_samples=2).astype(np.float32),
-      "noise": np.clip(0.3 * rng.standard_normal((2, side, side, exemplar.shape[-1])),
-                       -1, 1).astype(np.float32),
+    "samples": samples,
+    "negatives": np.asarray(
+      energy_lib.crop_to_target(synthesis.geometry(config), state.negatives[:2])
+    ),
+    "random_phase": baselines.random_phase_noise(
+      exemplar, (side, side), rng=rng, num_samples=2
+    ).astype(np.float32),
+    "noise": np.clip(
+      0.3 * rng.standard_normal((2, side, side, exemplar.shape[-1])), -1, 1
+    ).astype(np.float32),
   }
-  swd = {name: 1e3 * metrics.swd(exemplar, x, levels=3, normalize="reference",
-                                 rng=0)["mean"] for name, x in methods.items()}
-  record = {"name": args.name, "image": args.image, "overrides": args.overrides,
-            "train_seconds": round(train_seconds, 1),
-            "swd_ref": {k: round(v, 1) for k, v in swd.items()}}
+  swd = {
+    name: 1e3 * metrics.swd(exemplar, x, levels=3, normalize="reference", rng=0)["mean"]
+    for name, x in methods.items()
+  }
+  record = {
+    "name": args.name,
+    "image": args.image,
+    "overrides": args.overrides,
+    "train_seconds": round(train_seconds, 1),
+    "swd_ref": {k: round(v, 1) for k, v in swd.items()},
+  }
   print(json.dumps(record))
   os.makedirs(args.out, exist_ok=True)
-  row = np.concatenate([exemplar[None], samples, methods["negatives"],
-                        methods["random_phase"][:1]])
+  row = np.concatenate(
+    [exemplar[None], samples, methods["negatives"], methods["random_phase"][:1]]
+  )
   images_lib.save_grid(row, os.path.join(args.out, f"{args.name}.png"))
   with open(os.path.join(args.out, "results.jsonl"), "a") as f:
     f.write(json.dumps(record) + "\n")

@@ -138,10 +138,17 @@ from innjax import train  # noqa: E402
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 # Recipe name -> (config module, title in the tables).
-RECIPES = {"inng": (inng_config, "INNg"), "winn": (winn_config, "WINN"),
-           "innjax": (innjax_config, "innjax"), "ebm": (ebm_config, "EBM")}
-BASELINE_TITLES = {"noise": "noise", "random_phase": "random phase",
-                   "crops": "crops (floor)"}
+RECIPES = {
+  "inng": (inng_config, "INNg"),
+  "winn": (winn_config, "WINN"),
+  "innjax": (innjax_config, "innjax"),
+  "ebm": (ebm_config, "EBM"),
+}
+BASELINE_TITLES = {
+  "noise": "noise",
+  "random_phase": "random phase",
+  "crops": "crops (floor)",
+}
 # Averaged over the four reference halves (with a spread); C2ST is measured once.
 METRICS = ("swd_ref", "swd", "spectrum", "histogram")
 SWD_SCALE = 1e3  # PGGAN reports SWD x 1e3
@@ -150,85 +157,206 @@ SWD_SCALE = 1e3  # PGGAN reports SWD x 1e3
 # Adam steps of synthesis and sampling are not here: they come from each recipe's
 # config (INNg 0.1, WINN 0.01) unless --step_size / --sample_step_size are given.
 PRESETS = {
-    "cpu": dict(image_size=128, patch=32, features=(32, 64, 128), channels=3,
-                stages=10, steps_per_stage=60, batch=32, negatives=16, max_steps=60,
-                sample_max_steps=60, num_1x=2, num_2x=1),
-    "paper": dict(image_size=256, patch=64, features=(64, 128, 256, 512), channels=3,
-                  stages=20, steps_per_stage=500, batch=50, negatives=200, max_steps=500,
-                  sample_max_steps=500, num_1x=4, num_2x=1),
+  "cpu": dict(
+    image_size=128,
+    patch=32,
+    features=(32, 64, 128),
+    channels=3,
+    stages=10,
+    steps_per_stage=60,
+    batch=32,
+    negatives=16,
+    max_steps=60,
+    sample_max_steps=60,
+    num_1x=2,
+    num_2x=1,
+  ),
+  "paper": dict(
+    image_size=256,
+    patch=64,
+    features=(64, 128, 256, 512),
+    channels=3,
+    stages=20,
+    steps_per_stage=500,
+    batch=50,
+    negatives=200,
+    max_steps=500,
+    sample_max_steps=500,
+    num_1x=4,
+    num_2x=1,
+  ),
 }
 STEP_FIELDS = ("step_size", "sample_step_size")
 # Settings that change the trained model: a recipe workdir trained with other values
 # cannot be reused (the others only change sampling and measuring).
-TRAIN_FIELDS = ("image_size", "patch", "features", "channels", "stages",
-                "steps_per_stage", "batch", "negatives", "max_steps", "step_size",
-                "seed", "recipe", "config_digest", "overrides")
+TRAIN_FIELDS = (
+  "image_size",
+  "patch",
+  "features",
+  "channels",
+  "stages",
+  "steps_per_stage",
+  "batch",
+  "negatives",
+  "max_steps",
+  "step_size",
+  "seed",
+  "recipe",
+  "config_digest",
+  "overrides",
+)
 
 
 def parse_args(argv=None):
   """The command line; preset fields can be overridden one by one."""
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--textures_dir", default=os.path.join(REPO, "..", "shared", "data",
-                                                        "textures"),
-                 help="folder of exemplar images (default ../shared/data/textures)")
-  p.add_argument("--out", default="/tmp/texture_quality",
-                 help="work folder: per-texture JSON, model workdirs, samples")
+  p = argparse.ArgumentParser(
+    description=__doc__.split("\n")[0],
+    formatter_class=argparse.RawDescriptionHelpFormatter,
+  )
+  p.add_argument(
+    "--textures_dir",
+    default=os.path.join(REPO, "..", "shared", "data", "textures"),
+    help="folder of exemplar images (default ../shared/data/textures)",
+  )
+  p.add_argument(
+    "--out",
+    default="/tmp/texture_quality",
+    help="work folder: per-texture JSON, model workdirs, samples",
+  )
   p.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
-  p.add_argument("--recipes", type=common.parse_str_list, default=["inng", "winn", "innjax"],
-                 help=f"comma list of recipes to train and compare, of "
-                 f"{', '.join(RECIPES)} (default inng,winn,innjax; the first one also gets "
-                 "the 2x column)")
-  p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                 help="after the preset, set a config field (dotted, e.g. "
-                 "train.learning_rate=1e-4) or a preset field (e.g. "
-                 "sample_step_size=0.05) for every recipe; repeatable. VALUE is a "
-                 "Python literal, else a string")
+  p.add_argument(
+    "--recipes",
+    type=common.parse_str_list,
+    default=["inng", "winn", "innjax"],
+    help=f"comma list of recipes to train and compare, of "
+    f"{', '.join(RECIPES)} (default inng,winn,innjax; the first one also gets "
+    "the 2x column)",
+  )
+  p.add_argument(
+    "--set",
+    action="append",
+    default=[],
+    metavar="KEY=VALUE",
+    help="after the preset, set a config field (dotted, e.g. "
+    "train.learning_rate=1e-4) or a preset field (e.g. "
+    "sample_step_size=0.05) for every recipe; repeatable. VALUE is a "
+    "Python literal, else a string",
+  )
   for recipe, (_, title) in RECIPES.items():
-    p.add_argument(f"--set_{recipe}", action="append", default=[], metavar="KEY=VALUE",
-                   help=f"as --set, for {title} only (applied after --set)")
-  p.add_argument("--only", action="append", default=None, metavar="NAME",
-                 help="run only this texture (file stem; repeatable)")
-  p.add_argument("--json", default=None, metavar="PATH",
-                 help="also write all results (and the machine) to this JSON file")
-  p.add_argument("--docs", default=os.path.join(REPO, "docs"),
-                 help="where texture_quality.md and the PNGs go")
+    p.add_argument(
+      f"--set_{recipe}",
+      action="append",
+      default=[],
+      metavar="KEY=VALUE",
+      help=f"as --set, for {title} only (applied after --set)",
+    )
+  p.add_argument(
+    "--only",
+    action="append",
+    default=None,
+    metavar="NAME",
+    help="run only this texture (file stem; repeatable)",
+  )
+  p.add_argument(
+    "--json",
+    default=None,
+    metavar="PATH",
+    help="also write all results (and the machine) to this JSON file",
+  )
+  p.add_argument(
+    "--docs",
+    default=os.path.join(REPO, "docs"),
+    help="where texture_quality.md and the PNGs go",
+  )
   p.add_argument("--no_docs", action="store_true", help="print the tables only")
-  p.add_argument("--report_only", action="store_true",
-                 help="train nothing: build the tables and docs from existing JSONs")
-  p.add_argument("--crops", type=int, default=16,
-                 help="crops per set in every comparison (default 16)")
-  p.add_argument("--curve_stages", type=common.parse_int_list, default=None,
-                 help="stage counts k of the quality-vs-training-time curve, e.g. "
-                 "2,5,10 (those <= --stages are used; default 4 evenly spaced values "
-                 "ending at the last stage)")
-  p.add_argument("--c2st_steps", type=int, default=400,
-                 help="Adam updates of each C2ST critic (default 400)")
+  p.add_argument(
+    "--report_only",
+    action="store_true",
+    help="train nothing: build the tables and docs from existing JSONs",
+  )
+  p.add_argument(
+    "--crops", type=int, default=16, help="crops per set in every comparison (default 16)"
+  )
+  p.add_argument(
+    "--curve_stages",
+    type=common.parse_int_list,
+    default=None,
+    help="stage counts k of the quality-vs-training-time curve, e.g. "
+    "2,5,10 (those <= --stages are used; default 4 evenly spaced values "
+    "ending at the last stage)",
+  )
+  p.add_argument(
+    "--c2st_steps",
+    type=int,
+    default=400,
+    help="Adam updates of each C2ST critic (default 400)",
+  )
   p.add_argument("--seed", type=int, default=0, help="seed of the model and metrics")
-  p.add_argument("--style", default=None, metavar="IMAGE",
-                 help="instead of the texture table: train the first recipe on this "
-                 "style image (a path, or a name in --style_dir) and render --content "
-                 "in it to docs/style_example.png")
-  p.add_argument("--style_dir", default=os.path.join(REPO, "..", "shared", "data",
-                                                     "style"))
-  p.add_argument("--content", default="chelsea",
-                 help="content image for --style: a path or a scikit-image name")
-  p.add_argument("--content_size", type=int, default=256,
-                 help="longer side of the content image for --style (default 256)")
-  p.add_argument("--style_steps", type=int, default=200,
-                 help="Adam steps of the style transfer (default 200)")
-  ints = ("image_size", "patch", "channels", "stages", "steps_per_stage", "batch",
-          "negatives", "max_steps", "sample_max_steps", "num_1x", "num_2x")
+  p.add_argument(
+    "--style",
+    default=None,
+    metavar="IMAGE",
+    help="instead of the texture table: train the first recipe on this "
+    "style image (a path, or a name in --style_dir) and render --content "
+    "in it to docs/style_example.png",
+  )
+  p.add_argument(
+    "--style_dir", default=os.path.join(REPO, "..", "shared", "data", "style")
+  )
+  p.add_argument(
+    "--content",
+    default="chelsea",
+    help="content image for --style: a path or a scikit-image name",
+  )
+  p.add_argument(
+    "--content_size",
+    type=int,
+    default=256,
+    help="longer side of the content image for --style (default 256)",
+  )
+  p.add_argument(
+    "--style_steps",
+    type=int,
+    default=200,
+    help="Adam steps of the style transfer (default 200)",
+  )
+  ints = (
+    "image_size",
+    "patch",
+    "channels",
+    "stages",
+    "steps_per_stage",
+    "batch",
+    "negatives",
+    "max_steps",
+    "sample_max_steps",
+    "num_1x",
+    "num_2x",
+  )
   for name in ints:
-    p.add_argument(f"--{name}", type=int, default=None, help=f"override the preset's {name}")
-  p.add_argument("--step_size", type=float, default=None,
-                 help="Adam step of training-time synthesis for every recipe (default: "
-                 "each recipe config's synthesis.step_size)")
-  p.add_argument("--sample_step_size", type=float, default=None,
-                 help="Adam step when sampling from fresh noise, for every recipe "
-                 "(default: the recipe's synthesis step)")
-  p.add_argument("--features", type=common.parse_int_list, default=None,
-                 help="override the classifier widths, e.g. 32,64,128")
+    p.add_argument(
+      f"--{name}", type=int, default=None, help=f"override the preset's {name}"
+    )
+  p.add_argument(
+    "--step_size",
+    type=float,
+    default=None,
+    help="Adam step of training-time synthesis for every recipe (default: "
+    "each recipe config's synthesis.step_size)",
+  )
+  p.add_argument(
+    "--sample_step_size",
+    type=float,
+    default=None,
+    help="Adam step when sampling from fresh noise, for every recipe "
+    "(default: the recipe's synthesis step)",
+  )
+  p.add_argument(
+    "--features",
+    type=common.parse_int_list,
+    default=None,
+    help="override the classifier widths, e.g. 32,64,128",
+  )
   return p.parse_args(argv)
 
 
@@ -267,8 +395,9 @@ def settings_from_args(args) -> dict:
   settings["crops"] = args.crops
   unknown = [r for r in args.recipes if r not in RECIPES]
   if unknown or not args.recipes:
-    raise SystemExit(f"--recipes: unknown {unknown or 'empty list'}; choose from "
-                     f"{', '.join(RECIPES)}.")
+    raise SystemExit(
+      f"--recipes: unknown {unknown or 'empty list'}; choose from {', '.join(RECIPES)}."
+    )
   settings["recipes"] = list(dict.fromkeys(args.recipes))
   overrides = {"all": dict(parse_override(t) for t in args.set)}
   for recipe in settings["recipes"]:
@@ -302,17 +431,20 @@ def recipe_settings(settings: dict, recipe: str) -> dict:
   fields = cli.config_fields(RECIPES[recipe][0].get_config()) | set(cli.OPTIONAL_FIELDS)
   unknown = sorted(set(config_overrides) - fields)
   if unknown:
-    raise SystemExit(f"--set / --set_{recipe}: {', '.join(unknown)} is neither a "
-                     f"config field of {RECIPES[recipe][1]} nor a preset field "
-                     f"({', '.join(PRESETS[settings['preset']])}, "
-                     f"{', '.join(STEP_FIELDS)}).")
+    raise SystemExit(
+      f"--set / --set_{recipe}: {', '.join(unknown)} is neither a "
+      f"config field of {RECIPES[recipe][1]} nor a preset field "
+      f"({', '.join(PRESETS[settings['preset']])}, "
+      f"{', '.join(STEP_FIELDS)})."
+    )
   s["overrides"] = config_overrides
   # An edit of the recipe's config file changes the model as much as a flag does;
   # the style-transfer fields only change how a trained model is used.
   recipe_config = RECIPES[recipe][0].get_config().to_dict()
   recipe_config.pop("style", None)
-  s["config_digest"] = hashlib.sha1(json.dumps(
-      recipe_config, sort_keys=True, default=str).encode()).hexdigest()[:12]
+  s["config_digest"] = hashlib.sha1(
+    json.dumps(recipe_config, sort_keys=True, default=str).encode()
+  ).hexdigest()[:12]
   if recipe != settings["recipes"][0]:
     s["num_2x"] = 0
   config = make_config(s, "")
@@ -367,8 +499,11 @@ def make_config(settings: dict, image_path: str):
 
 def find_textures(folder: str) -> list[str]:
   """Exemplar image files in `folder`, sorted by name."""
-  paths = [p for p in glob.glob(os.path.join(folder, "*"))
-           if p.lower().endswith(IMAGE_EXTENSIONS)]
+  paths = [
+    p
+    for p in glob.glob(os.path.join(folder, "*"))
+    if p.lower().endswith(IMAGE_EXTENSIONS)
+  ]
   return sorted(paths)
 
 
@@ -378,14 +513,16 @@ def load_exemplar(config) -> np.ndarray:
   return np.asarray(data_lib.to_float(dataset.images[0]), np.float32)
 
 
-def gaussian_noise(rng: np.random.Generator, num: int, side: int, channels: int,
-                   std: float) -> np.ndarray:
+def gaussian_noise(
+  rng: np.random.Generator, num: int, side: int, channels: int, std: float
+) -> np.ndarray:
   """N(0, std^2) clipped to [-1, 1]: the distribution the sampler starts from."""
   return np.clip(std * rng.standard_normal((num, side, side, channels)), -1.0, 1.0)
 
 
-def random_crops(rng: np.random.Generator, images: np.ndarray, side: int,
-                 num: int) -> np.ndarray:
+def random_crops(
+  rng: np.random.Generator, images: np.ndarray, side: int, num: int
+) -> np.ndarray:
   """`num` uniformly placed side x side crops of (N, H, W, C) images, taken in turn."""
   crops = []
   for i in range(num):
@@ -393,15 +530,17 @@ def random_crops(rng: np.random.Generator, images: np.ndarray, side: int,
     h, w = image.shape[:2]
     y = int(rng.integers(0, h - side + 1))
     x = int(rng.integers(0, w - side + 1))
-    crops.append(image[y:y + side, x:x + side])
+    crops.append(image[y : y + side, x : x + side])
   return np.stack(crops)
 
 
 def exemplar_halves(exemplar: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
   """The exemplar cut at its middle along `axis` (0: top | bottom, 1: left | right)."""
   mid = exemplar.shape[axis] // 2
-  return (np.take(exemplar, np.arange(mid), axis=axis),
-          np.take(exemplar, np.arange(mid, exemplar.shape[axis]), axis=axis))
+  return (
+    np.take(exemplar, np.arange(mid), axis=axis),
+    np.take(exemplar, np.arange(mid, exemplar.shape[axis]), axis=axis),
+  )
 
 
 def pyramid_levels(side: int, patch: int = 7) -> int:
@@ -417,8 +556,9 @@ def pyramid_levels(side: int, patch: int = 7) -> int:
 # Distances.
 
 
-def set_distances(reference: np.ndarray, test: np.ndarray, levels: int,
-                  seed: int) -> dict:
+def set_distances(
+  reference: np.ndarray, test: np.ndarray, levels: int, seed: int
+) -> dict:
   """SWDs (x 1e3), spectrum and histogram distances between two sets of crops.
 
   `swd_ref` standardises both descriptor sets with the reference's per-channel
@@ -428,12 +568,12 @@ def set_distances(reference: np.ndarray, test: np.ndarray, levels: int,
   swd = metrics.swd(reference, test, levels=levels, rng=seed)
   swd_ref = metrics.swd(reference, test, levels=levels, rng=seed, normalize="reference")
   return {
-      "swd_ref": SWD_SCALE * swd_ref["mean"],
-      "swd_ref_levels": [SWD_SCALE * swd_ref[level] for level in range(levels)],
-      "swd": SWD_SCALE * swd["mean"],
-      "swd_levels": [SWD_SCALE * swd[level] for level in range(levels)],
-      "spectrum": metrics.spectrum_distance(reference, test, window="hann"),
-      "histogram": metrics.histogram_distance(reference, test),
+    "swd_ref": SWD_SCALE * swd_ref["mean"],
+    "swd_ref_levels": [SWD_SCALE * swd_ref[level] for level in range(levels)],
+    "swd": SWD_SCALE * swd["mean"],
+    "swd_levels": [SWD_SCALE * swd[level] for level in range(levels)],
+    "spectrum": metrics.spectrum_distance(reference, test, window="hann"),
+    "histogram": metrics.histogram_distance(reference, test),
   }
 
 
@@ -449,8 +589,14 @@ def c2st_crop(exemplar: np.ndarray) -> int:
   return max(8, min(exemplar.shape[:2]) // 8)
 
 
-def c2st_accuracy(reference: np.ndarray, images: np.ndarray, crop: int, steps: int,
-                  seed: int, cache_path: str | None = None) -> dict:
+def c2st_accuracy(
+  reference: np.ndarray,
+  images: np.ndarray,
+  crop: int,
+  steps: int,
+  seed: int,
+  cache_path: str | None = None,
+) -> dict:
   """C2ST held-out and training accuracy of `images` against `reference`, cached.
 
   A critic takes minutes on a busy CPU, and the same pair comes up more than once
@@ -472,16 +618,24 @@ def c2st_accuracy(reference: np.ndarray, images: np.ndarray, crop: int, steps: i
       cache = json.load(f)
   if key not in cache:
     result = c2st.c2st(reference, images, crop=crop, steps=steps, seed=seed)
-    cache[key] = {"accuracy": float(result.accuracy),
-                  "train_accuracy": float(result.train_accuracy)}
+    cache[key] = {
+      "accuracy": float(result.accuracy),
+      "train_accuracy": float(result.train_accuracy),
+    }
     if cache_path:
       with open(cache_path, "w") as f:
         json.dump(cache, f, indent=1)
   return cache[key]
 
 
-def evaluate_methods(exemplar: np.ndarray, images: dict, num_crops: int,
-                     seed: int, c2st_steps: int, c2st_cache: str | None = None) -> dict:
+def evaluate_methods(
+  exemplar: np.ndarray,
+  images: dict,
+  num_crops: int,
+  seed: int,
+  c2st_steps: int,
+  c2st_cache: str | None = None,
+) -> dict:
   """All distances for every method in `images` and for the crop-vs-crop floor.
 
   The reference is a set of `num_crops` crops (half the exemplar's side) of one half
@@ -523,14 +677,20 @@ def evaluate_methods(exemplar: np.ndarray, images: dict, num_crops: int,
     results[name] = {k: float(np.mean([d[k] for d in splits])) for k in METRICS}
     for k in ("swd_levels", "swd_ref_levels"):
       results[name][k] = np.mean([d[k] for d in splits], axis=0).tolist()
-    results[name].update({f"{k}_std": float(np.std([d[k] for d in splits]))
-                          for k in METRICS})
+    results[name].update(
+      {f"{k}_std": float(np.std([d[k] for d in splits])) for k in METRICS}
+    )
   whole_levels = pyramid_levels(min(exemplar.shape[:2]))
   for name, batch in images.items():
-    results[name]["swd_ref_whole"] = SWD_SCALE * metrics.swd(
-        exemplar, batch, levels=whole_levels, rng=seed, normalize="reference")["mean"]
-    results[name]["swd_whole"] = SWD_SCALE * metrics.swd(
-        exemplar, batch, levels=whole_levels, rng=seed)["mean"]
+    results[name]["swd_ref_whole"] = (
+      SWD_SCALE
+      * metrics.swd(
+        exemplar, batch, levels=whole_levels, rng=seed, normalize="reference"
+      )["mean"]
+    )
+    results[name]["swd_whole"] = (
+      SWD_SCALE * metrics.swd(exemplar, batch, levels=whole_levels, rng=seed)["mean"]
+    )
   top, bottom = exemplar_halves(exemplar, 0)
   crop = c2st_crop(exemplar)
   for name, batch in {**images, "crops": bottom}.items():
@@ -586,11 +746,15 @@ def sampling_config(config, num: int, sample_step_size: float):
   return config
 
 
-def sample_model(config, workdir: str, side: int, num: int,
-                 sample_step_size: float) -> tuple[np.ndarray, float]:
+def sample_model(
+  config, workdir: str, side: int, num: int, sample_step_size: float
+) -> tuple[np.ndarray, float]:
   """`num` samples of side x side from fresh noise, cached as an .npz in the workdir."""
-  path = os.path.join(workdir, f"quality_samples_{side}_step{sample_step_size:g}_"
-                      f"max{int(config.sample.max_steps)}.npz")
+  path = os.path.join(
+    workdir,
+    f"quality_samples_{side}_step{sample_step_size:g}_"
+    f"max{int(config.sample.max_steps)}.npz",
+  )
   config = sampling_config(config, num, sample_step_size)
 
   def draw():
@@ -613,17 +777,20 @@ def cached_samples(path: str, num: int, draw) -> tuple[np.ndarray, float]:
   return images, seconds
 
 
-def sample_first_stages(config, cascade, workdir: str, side: int, num: int,
-                        sample_step_size: float,
-                        stages: int) -> tuple[np.ndarray, float]:
+def sample_first_stages(
+  config, cascade, workdir: str, side: int, num: int, sample_step_size: float, stages: int
+) -> tuple[np.ndarray, float]:
   """As `sample_model`, through only the classifiers of the first `stages` stages.
 
   `cascade` is a function returning `generate.load_cascade`'s (stacked, active,
   stages), loaded once per workdir. The key is the one `generate.generate` uses, so
   the curve's samples differ from the 1x samples only in the classifiers kept.
   """
-  path = os.path.join(workdir, f"quality_curve_{side}_k{stages}_step"
-                      f"{sample_step_size:g}_max{int(config.sample.max_steps)}.npz")
+  path = os.path.join(
+    workdir,
+    f"quality_curve_{side}_k{stages}_step"
+    f"{sample_step_size:g}_max{int(config.sample.max_steps)}.npz",
+  )
   config = sampling_config(config, num, sample_step_size)
 
   def draw():
@@ -633,9 +800,9 @@ def sample_first_stages(config, cascade, workdir: str, side: int, num: int,
     slots = -(-stages // train.group_size(config))
     mask = active.at[slots:].set(False)
     t0 = time.perf_counter()
-    images, _ = synthesis.synthesize_images(config, stacked, mask, num,
-                                            jax.random.key(int(config.sample.seed)),
-                                            (side, side))
+    images, _ = synthesis.synthesize_images(
+      config, stacked, mask, num, jax.random.key(int(config.sample.seed)), (side, side)
+    )
     return images, time.perf_counter() - t0
 
   return cached_samples(path, num, draw)
@@ -662,8 +829,11 @@ def stage_seconds(workdir: str, stages: int) -> list[float] | None:
       for event in event_file_loader.LegacyEventFileLoader(path).Load():
         for v in event.summary.value:
           if v.tag in STAGE_TIME_TAGS:
-            value = (v.simple_value if v.HasField("simple_value")
-                     else float(tensor_util.make_ndarray(v.tensor)))
+            value = (
+              v.simple_value
+              if v.HasField("simple_value")
+              else float(tensor_util.make_ndarray(v.tensor))
+            )
             times.setdefault(int(event.step), {})[v.tag] = value
   except Exception as e:  # pylint: disable=broad-except
     common.log(f"could not read the events in {workdir} ({e}); linear stage times")
@@ -684,8 +854,15 @@ def curve_stage_list(stages: int, requested: list[int] | None) -> list[int]:
   return sorted({max(1, int(stages * i / 4 + 0.5)) for i in range(1, 5)})
 
 
-def quality_curve(config, workdir: str, exemplar: np.ndarray, final: np.ndarray,
-                  timing: dict, settings: dict, c2st_cache: str) -> dict:
+def quality_curve(
+  config,
+  workdir: str,
+  exemplar: np.ndarray,
+  final: np.ndarray,
+  timing: dict,
+  settings: dict,
+  c2st_cache: str,
+) -> dict:
   """Whole-image exemplar-referenced SWD and C2ST of 1x samples after k stages.
 
   Args:
@@ -720,25 +897,45 @@ def quality_curve(config, workdir: str, exemplar: np.ndarray, final: np.ndarray,
       images, seconds = final, 0.0  # already sampled (and timed) as the 1x column
     else:
       common.log(f"  curve: sampling through the first {k} of {stages} stages")
-      images, seconds = sample_first_stages(config, cascade, workdir, side, num,
-                                            float(settings["sample_step_size"]), k)
+      images, seconds = sample_first_stages(
+        config, cascade, workdir, side, num, float(settings["sample_step_size"]), k
+      )
     # Training time up to stage k: the recorded total (compilation and checkpoints
     # included) shared out like the per-stage times, else evenly.
-    share = (sum(per_stage[:k]) / sum(per_stage) if per_stage and sum(per_stage) > 0
-             else k / stages)
-    swd_ref = SWD_SCALE * metrics.swd(exemplar, images, levels=levels, rng=seed,
-                                      normalize="reference")["mean"]
-    result = c2st_accuracy(top, images, c2st_crop(exemplar),
-                           int(settings["c2st_steps"]), seed, c2st_cache)
-    points.append({"stage": k, "train_seconds": float(timing["seconds"]) * share,
-                   "swd_ref": swd_ref, "c2st": result["accuracy"],
-                   "c2st_train": result["train_accuracy"], "sample_seconds": seconds})
-  return {"points": points, "time_source": "events" if per_stage else "linear",
-          "seconds": time.perf_counter() - t_start}
+    share = (
+      sum(per_stage[:k]) / sum(per_stage)
+      if per_stage and sum(per_stage) > 0
+      else k / stages
+    )
+    swd_ref = (
+      SWD_SCALE
+      * metrics.swd(exemplar, images, levels=levels, rng=seed, normalize="reference")[
+        "mean"
+      ]
+    )
+    result = c2st_accuracy(
+      top, images, c2st_crop(exemplar), int(settings["c2st_steps"]), seed, c2st_cache
+    )
+    points.append(
+      {
+        "stage": k,
+        "train_seconds": float(timing["seconds"]) * share,
+        "swd_ref": swd_ref,
+        "c2st": result["accuracy"],
+        "c2st_train": result["train_accuracy"],
+        "sample_seconds": seconds,
+      }
+    )
+  return {
+    "points": points,
+    "time_source": "events" if per_stage else "linear",
+    "seconds": time.perf_counter() - t_start,
+  }
 
 
-def run_recipe(path: str, recipe: str, settings: dict, out_dir: str,
-               machine: dict) -> tuple[dict, dict]:
+def run_recipe(
+  path: str, recipe: str, settings: dict, out_dir: str, machine: dict
+) -> tuple[dict, dict]:
   """Trains, samples and traces the curve of one recipe on one texture.
 
   The record goes to OUT/<recipe>/<texture>.json and is reused when its settings are
@@ -759,11 +956,13 @@ def run_recipe(path: str, recipe: str, settings: dict, out_dir: str,
     with open(record_path) as f:
       record = json.load(f)
     old = record["settings"]
-    if not same_settings({k: old.get(k) for k in TRAIN_FIELDS},
-                         {k: settings.get(k) for k in TRAIN_FIELDS}):
+    if not same_settings(
+      {k: old.get(k) for k in TRAIN_FIELDS}, {k: settings.get(k) for k in TRAIN_FIELDS}
+    ):
       raise SystemExit(
-          f"{record_path} was trained with other settings ({old}); use another --out "
-          "for these.")
+        f"{record_path} was trained with other settings ({old}); use another --out "
+        "for these."
+      )
     if not same_settings(old, settings):
       record = None  # same model, other sampling or measuring: redo those
   side = int(settings["image_size"])
@@ -780,19 +979,36 @@ def run_recipe(path: str, recipe: str, settings: dict, out_dir: str,
   samples = {"1x": x_1x, "2x": x_2x}
   if record is not None:
     return record, samples
-  common.log(f"[{name} {title}] sampled ({t_1x:.0f}s"
-             + (f" + {t_2x:.0f}s" if t_2x is not None else "") + "); quality curve")
+  common.log(
+    f"[{name} {title}] sampled ({t_1x:.0f}s"
+    + (f" + {t_2x:.0f}s" if t_2x is not None else "")
+    + "); quality curve"
+  )
   exemplar = load_exemplar(config)
-  curve = quality_curve(config, workdir, exemplar, x_1x, timing, settings,
-                        os.path.join(out_dir, f"{name}_c2st.json"))
+  curve = quality_curve(
+    config,
+    workdir,
+    exemplar,
+    x_1x,
+    timing,
+    settings,
+    os.path.join(out_dir, f"{name}_c2st.json"),
+  )
   record = {
-      "texture": name, "recipe": recipe, "workdir": workdir, "settings": settings,
-      "train_seconds": timing["seconds"], "train_sessions": timing["sessions"],
-      "stages": timing["stages"], "sample_seconds_1x": t_1x,
-      "sample_seconds_2x": t_2x, "curve": curve["points"],
-      "curve_time_source": curve["time_source"], "curve_seconds": curve["seconds"],
-      "finished": datetime.datetime.now().isoformat(timespec="seconds"),
-      "machine": machine,
+    "texture": name,
+    "recipe": recipe,
+    "workdir": workdir,
+    "settings": settings,
+    "train_seconds": timing["seconds"],
+    "train_sessions": timing["sessions"],
+    "stages": timing["stages"],
+    "sample_seconds_1x": t_1x,
+    "sample_seconds_2x": t_2x,
+    "curve": curve["points"],
+    "curve_time_source": curve["time_source"],
+    "curve_seconds": curve["seconds"],
+    "finished": datetime.datetime.now().isoformat(timespec="seconds"),
+    "machine": machine,
   }
   os.makedirs(recipe_dir, exist_ok=True)
   with open(record_path, "w") as f:
@@ -811,17 +1027,20 @@ def run_texture(path: str, settings: dict, out_dir: str, machine: dict) -> dict:
   runs, samples = {}, {}
   for recipe in recipes:
     runs[recipe], samples[recipe] = run_recipe(
-        path, recipe, recipe_settings(settings, recipe), out_dir, machine)
-  exemplar = load_exemplar(make_config(recipe_settings(settings, recipes[0]),
-                                       os.path.abspath(path)))
+      path, recipe, recipe_settings(settings, recipe), out_dir, machine
+    )
+  exemplar = load_exemplar(
+    make_config(recipe_settings(settings, recipes[0]), os.path.abspath(path))
+  )
   side = int(settings["image_size"])
   rng = np.random.default_rng(int(settings["seed"]))
   num, channels = int(settings["num_1x"]), exemplar.shape[-1]
   init_std = float(make_config(recipe_settings(settings, recipes[0]), "").pool.init_std)
   images = {
-      "noise": gaussian_noise(rng, num, side, channels, init_std),
-      "random_phase": baselines.random_phase_noise(exemplar, (side, side), rng=rng,
-                                                 num_samples=num).astype(np.float32),
+    "noise": gaussian_noise(rng, num, side, channels, init_std),
+    "random_phase": baselines.random_phase_noise(
+      exemplar, (side, side), rng=rng, num_samples=num
+    ).astype(np.float32),
   }
   for recipe in recipes:
     images[f"{recipe}_1x"] = samples[recipe]["1x"]
@@ -829,21 +1048,37 @@ def run_texture(path: str, settings: dict, out_dir: str, machine: dict) -> dict:
     images[f"{recipes[0]}_2x"] = samples[recipes[0]]["2x"]
   common.log(f"[{name}] measuring {', '.join(images)} and the floor")
   t0 = time.perf_counter()
-  distances = evaluate_methods(exemplar, images, int(settings["crops"]),
-                               int(settings["seed"]), int(settings["c2st_steps"]),
-                               os.path.join(out_dir, f"{name}_c2st.json"))
+  distances = evaluate_methods(
+    exemplar,
+    images,
+    int(settings["crops"]),
+    int(settings["seed"]),
+    int(settings["c2st_steps"]),
+    os.path.join(out_dir, f"{name}_c2st.json"),
+  )
   record = {
-      "texture": name, "path": os.path.abspath(path), "settings": settings,
-      "exemplar_hw": list(exemplar.shape[:2]), "distances": distances,
-      "recipes": runs, "metric_seconds": time.perf_counter() - t0,
-      "finished": datetime.datetime.now().isoformat(timespec="seconds"),
-      "machine": machine,
+    "texture": name,
+    "path": os.path.abspath(path),
+    "settings": settings,
+    "exemplar_hw": list(exemplar.shape[:2]),
+    "distances": distances,
+    "recipes": runs,
+    "metric_seconds": time.perf_counter() - t0,
+    "finished": datetime.datetime.now().isoformat(timespec="seconds"),
+    "machine": machine,
   }
   # First images of each kind, for the contact sheet (uint8 keeps the file small).
-  sheet = {"exemplar": data_lib.to_uint8(exemplar),
-           "random_phase": data_lib.to_uint8(images["random_phase"][0])}
-  sheet.update({m: data_lib.to_uint8(images[m][0]) for m in images
-                if m not in ("noise", "random_phase")})
+  sheet = {
+    "exemplar": data_lib.to_uint8(exemplar),
+    "random_phase": data_lib.to_uint8(images["random_phase"][0]),
+  }
+  sheet.update(
+    {
+      m: data_lib.to_uint8(images[m][0])
+      for m in images
+      if m not in ("noise", "random_phase")
+    }
+  )
   np.savez_compressed(os.path.join(out_dir, f"{name}_sheet.npz"), **sheet)
   with open(os.path.join(out_dir, f"{name}.json"), "w") as f:
     json.dump(record, f, indent=2)
@@ -863,11 +1098,20 @@ def upgrade_record(record: dict) -> dict:
   if "recipes" in record:
     return record
   settings = dict(record["settings"], recipes=["inng"])
-  keys = ("train_seconds", "train_sessions", "stages", "sample_seconds_1x",
-          "sample_seconds_2x")
+  keys = (
+    "train_seconds",
+    "train_sessions",
+    "stages",
+    "sample_seconds_1x",
+    "sample_seconds_2x",
+  )
   run = {k: record[k] for k in keys if k in record}
-  run.update(texture=record["texture"], recipe="inng", curve=[],
-             settings=dict(record["settings"], recipe="inng", overrides={}))
+  run.update(
+    texture=record["texture"],
+    recipe="inng",
+    curve=[],
+    settings=dict(record["settings"], recipe="inng", overrides={}),
+  )
   return dict(record, settings=settings, recipes={"inng": run})
 
 
@@ -909,8 +1153,9 @@ def median_of(values) -> float | None:
   return statistics.median(values) if values else None
 
 
-def results_table(records: list[dict], metric: str, digits: int,
-                  spread: bool = False) -> str:
+def results_table(
+  records: list[dict], metric: str, digits: int, spread: bool = False
+) -> str:
   """Markdown table: one row per texture, one column per method, then medians.
 
   With `spread`, each cell also shows the standard deviation over the four
@@ -924,8 +1169,11 @@ def results_table(records: list[dict], metric: str, digits: int,
     mine, rp = value_of(r, f"{recipe}_1x", metric), value_of(r, "random_phase", metric)
     return None if mine is None or rp is None else mine < rp
 
-  headers = (["texture"] + [method_title(m) for m in methods]
-             + [f"{recipe_title(r)} 1x < RP" for r in recipes])
+  headers = (
+    ["texture"]
+    + [method_title(m) for m in methods]
+    + [f"{recipe_title(r)} 1x < RP" for r in recipes]
+  )
   rows = []
   for r in records:
     cells = []
@@ -933,8 +1181,7 @@ def results_table(records: list[dict], metric: str, digits: int,
       cell = fmt(value_of(r, m, metric), digits)
       std = value_of(r, m, metric + "_std")
       cells.append(cell + (f" ±{std:.0f}" if spread and std is not None else ""))
-    wins = [{True: "yes", False: "no", None: "-"}[beats(r, recipe)]
-            for recipe in recipes]
+    wins = [{True: "yes", False: "no", None: "-"}[beats(r, recipe)] for recipe in recipes]
     rows.append([r["texture"]] + cells + wins)
   if len(records) > 1:
     counts = []
@@ -942,29 +1189,36 @@ def results_table(records: list[dict], metric: str, digits: int,
       outcomes = [beats(r, recipe) for r in records]
       measured = [o for o in outcomes if o is not None]
       counts.append(f"{sum(measured)}/{len(measured)}" if measured else "-")
-    rows.append(["**median**"] + [
-        fmt(median_of(value_of(r, m, metric) for r in records), digits)
-        for m in methods] + counts)
-  return common.markdown_table(headers, rows,
-                               align="l" + "r" * (len(methods) + len(recipes)))
+    rows.append(
+      ["**median**"]
+      + [fmt(median_of(value_of(r, m, metric) for r in records), digits) for m in methods]
+      + counts
+    )
+  return common.markdown_table(
+    headers, rows, align="l" + "r" * (len(methods) + len(recipes))
+  )
 
 
 def whole_image_table(records: list[dict], metric: str) -> str:
   """Markdown table of a whole-image SWD (x 1e3) against the whole exemplar."""
   methods = report_methods(records[0]["settings"], with_floor=False)
   headers = ["texture"] + [method_title(m) for m in methods]
-  rows = [[r["texture"]] + [fmt(value_of(r, m, metric), 1) for m in methods]
-          for r in records]
+  rows = [
+    [r["texture"]] + [fmt(value_of(r, m, metric), 1) for m in methods] for r in records
+  ]
   if len(records) > 1:
-    rows.append(["**median**"] + [
-        fmt(median_of(value_of(r, m, metric) for r in records), 1) for m in methods])
+    rows.append(
+      ["**median**"]
+      + [fmt(median_of(value_of(r, m, metric) for r in records), 1) for m in methods]
+    )
   return common.markdown_table(headers, rows)
 
 
 def curve_stages_of(records: list[dict], recipe: str) -> list[int]:
   """Every k of the recipe's curve over the textures, sorted."""
-  return sorted({p["stage"] for r in records
-                 for p in r["recipes"].get(recipe, {}).get("curve", [])})
+  return sorted(
+    {p["stage"] for r in records for p in r["recipes"].get(recipe, {}).get("curve", [])}
+  )
 
 
 def curve_point(record: dict, recipe: str, stage: int) -> dict | None:
@@ -989,30 +1243,47 @@ def curve_table(records: list[dict], recipe: str) -> str:
   def cell(swd, acc):
     return "-" if swd is None else f"{swd:.1f} / {acc:.2f}"
 
-  headers = ["texture", "random phase"] + [f"{k} stage{'s' if k > 1 else ''}"
-                                            for k in stages]
+  headers = ["texture", "random phase"] + [
+    f"{k} stage{'s' if k > 1 else ''}" for k in stages
+  ]
   rows = []
   for r in records:
-    row = [r["texture"], cell(value_of(r, "random_phase", "swd_ref_whole"),
-                              value_of(r, "random_phase", "c2st"))]
+    row = [
+      r["texture"],
+      cell(
+        value_of(r, "random_phase", "swd_ref_whole"), value_of(r, "random_phase", "c2st")
+      ),
+    ]
     for k in stages:
       p = curve_point(r, recipe, k)
       row.append(cell(p and p["swd_ref"], p and p["c2st"]))
     rows.append(row)
   if len(records) > 1:
-    row = ["**median**", cell(
+    row = [
+      "**median**",
+      cell(
         median_of(value_of(r, "random_phase", "swd_ref_whole") for r in records),
-        median_of(value_of(r, "random_phase", "c2st") for r in records))]
+        median_of(value_of(r, "random_phase", "c2st") for r in records),
+      ),
+    ]
     for k in stages:
       points = [p for p in (curve_point(r, recipe, k) for r in records) if p]
-      row.append(cell(median_of(p["swd_ref"] for p in points),
-                      median_of(p["c2st"] for p in points)))
+      row.append(
+        cell(
+          median_of(p["swd_ref"] for p in points), median_of(p["c2st"] for p in points)
+        )
+      )
     rows.append(row)
   train_row = ["training (s, median)", ""]
   for k in stages:
-    train_row.append(fmt(median_of(
-        p["train_seconds"] for p in (curve_point(r, recipe, k) for r in records) if p),
-        0))
+    train_row.append(
+      fmt(
+        median_of(
+          p["train_seconds"] for p in (curve_point(r, recipe, k) for r in records) if p
+        ),
+        0,
+      )
+    )
   rows.append(train_row)
   return common.markdown_table(headers, rows)
 
@@ -1034,8 +1305,14 @@ def curve_summary(records: list[dict]) -> dict:
         ratios.append(p["swd_ref"] / rp)
         accs.append(p["c2st"])
       if seconds:
-        line.append((k, statistics.median(seconds), statistics.median(ratios),
-                     statistics.median(accs)))
+        line.append(
+          (
+            k,
+            statistics.median(seconds),
+            statistics.median(ratios),
+            statistics.median(accs),
+          )
+        )
     if line:
       summary[recipe] = line
   return summary
@@ -1072,7 +1349,7 @@ def curve_plot(records: list[dict], path: str) -> str:
     return ""
   rp_c2st = median_of(value_of(r, "random_phase", "c2st") for r in records)
   font, small = _font(12), _font(10)
-  pw, ph = 380, 260                     # one panel's plotting area
+  pw, ph = 380, 260  # one panel's plotting area
   left, right, top, bottom = 56, 16, 46, 44
   width = 2 * (left + pw + right)
   height = top + ph + bottom
@@ -1080,22 +1357,34 @@ def curve_plot(records: list[dict], path: str) -> str:
   draw = ImageDraw.Draw(canvas)
   max_s = max(p[1] for line in summary.values() for p in line) * 1.05 or 1.0
   ratios = [p[2] for line in summary.values() for p in line]
-  accs = [p[3] for line in summary.values() for p in line] + [0.5] + (
-      [rp_c2st] if rp_c2st is not None else [])
+  accs = (
+    [p[3] for line in summary.values() for p in line]
+    + [0.5]
+    + ([rp_c2st] if rp_c2st is not None else [])
+  )
   panels = [
-      ("SWD_ref / random phase's (median)", 2, (0.0, max(1.2, max(ratios) * 1.1)),
-       [(1.0, "random phase")]),
-      ("C2ST accuracy (median)", 3, (max(0.0, min(accs) - 0.05), 1.02),
-       [(0.5, "chance")]
-       + ([(rp_c2st, "random phase")] if rp_c2st is not None else [])),
+    (
+      "SWD_ref / random phase's (median)",
+      2,
+      (0.0, max(1.2, max(ratios) * 1.1)),
+      [(1.0, "random phase")],
+    ),
+    (
+      "C2ST accuracy (median)",
+      3,
+      (max(0.0, min(accs) - 0.05), 1.02),
+      [(0.5, "chance")] + ([(rp_c2st, "random phase")] if rp_c2st is not None else []),
+    ),
   ]
   for i, (title, index, (y_lo, y_hi), refs) in enumerate(panels):
     x0 = i * (left + pw + right) + left
     y0 = top
 
     def to_xy(seconds, value, x0=x0, y0=y0, y_lo=y_lo, y_hi=y_hi):
-      return (x0 + pw * seconds / max_s,
-              y0 + ph * (1 - (value - y_lo) / max(y_hi - y_lo, 1e-9)))
+      return (
+        x0 + pw * seconds / max_s,
+        y0 + ph * (1 - (value - y_lo) / max(y_hi - y_lo, 1e-9)),
+      )
 
     draw.text((x0, 24), title, fill="black", font=font)
     draw.rectangle([x0, y0, x0 + pw, y0 + ph], outline=(120, 120, 120))
@@ -1106,10 +1395,15 @@ def curve_plot(records: list[dict], path: str) -> str:
     for t in nice_ticks(y_lo, y_hi):
       _, y = to_xy(0.0, t)
       draw.line([(x0 - 4, y), (x0, y)], fill="black")
-      draw.text((x0 - 40, y - 6), f"{t:.2f}".rstrip("0").rstrip("."), fill="black",
-                font=small)
-    draw.text((x0 + pw // 2 - 60, y0 + ph + 22), "training time (s, median)",
-              fill="black", font=small)
+      draw.text(
+        (x0 - 40, y - 6), f"{t:.2f}".rstrip("0").rstrip("."), fill="black", font=small
+      )
+    draw.text(
+      (x0 + pw // 2 - 60, y0 + ph + 22),
+      "training time (s, median)",
+      fill="black",
+      font=small,
+    )
     for value, label in refs:
       _, y = to_xy(0.0, value)
       _dashed(draw, int(y), x0, x0 + pw, (150, 150, 150))
@@ -1136,27 +1430,54 @@ def curve_plot(records: list[dict], path: str) -> str:
 
 def timing_table(records: list[dict]) -> str:
   """Markdown table of training, sampling, curve and metric wall times."""
-  headers = ["texture", "recipe", "stages", "train (s)", "s / stage", "sample 1x (s)",
-             "sample 2x (s)", "curve (s)", "metrics (s)"]
+  headers = [
+    "texture",
+    "recipe",
+    "stages",
+    "train (s)",
+    "s / stage",
+    "sample 1x (s)",
+    "sample 2x (s)",
+    "curve (s)",
+    "metrics (s)",
+  ]
   rows = []
   totals = {"train": 0.0, "1x": 0.0, "2x": 0.0, "curve": 0.0, "metrics": 0.0}
   for r in records:
     for i, (recipe, run) in enumerate(r["recipes"].items()):
       t_2x, t_curve = run.get("sample_seconds_2x"), run.get("curve_seconds")
-      rows.append([r["texture"] if i == 0 else "", recipe_title(recipe), run["stages"],
-                   fmt(run["train_seconds"], 0),
-                   fmt(run["train_seconds"] / max(run["stages"], 1), 0),
-                   fmt(run["sample_seconds_1x"], 0), fmt(t_2x, 0), fmt(t_curve, 0),
-                   fmt(r["metric_seconds"], 0) if i == 0 else ""])
+      rows.append(
+        [
+          r["texture"] if i == 0 else "",
+          recipe_title(recipe),
+          run["stages"],
+          fmt(run["train_seconds"], 0),
+          fmt(run["train_seconds"] / max(run["stages"], 1), 0),
+          fmt(run["sample_seconds_1x"], 0),
+          fmt(t_2x, 0),
+          fmt(t_curve, 0),
+          fmt(r["metric_seconds"], 0) if i == 0 else "",
+        ]
+      )
       totals["train"] += run["train_seconds"]
       totals["1x"] += run["sample_seconds_1x"]
       totals["2x"] += t_2x or 0.0
       totals["curve"] += t_curve or 0.0
     totals["metrics"] += r["metric_seconds"]
   if len(records) > 1:
-    rows.append(["**total**", "", "", fmt(totals["train"], 0), "",
-                 fmt(totals["1x"], 0), fmt(totals["2x"], 0), fmt(totals["curve"], 0),
-                 fmt(totals["metrics"], 0)])
+    rows.append(
+      [
+        "**total**",
+        "",
+        "",
+        fmt(totals["train"], 0),
+        "",
+        fmt(totals["1x"], 0),
+        fmt(totals["2x"], 0),
+        fmt(totals["curve"], 0),
+        fmt(totals["metrics"], 0),
+      ]
+    )
   return common.markdown_table(headers, rows, align="ll" + "r" * 7)
 
 
@@ -1189,8 +1510,10 @@ def contact_sheet(records: list[dict], out_dir: str, path: str) -> str:
   if not sheets:
     return ""
   pad, caption = 6, 16
-  widths = [max([im.shape[1] for _, ims in sheets if (im := ims[i]) is not None] or [0])
-            for i in range(len(columns))]
+  widths = [
+    max([im.shape[1] for _, ims in sheets if (im := ims[i]) is not None] or [0])
+    for i in range(len(columns))
+  ]
   row_h = max(im.shape[0] for _, ims in sheets for im in ims if im is not None)
   total_w = pad + sum(w + pad for w in widths)
   total_h = caption + pad + len(sheets) * (caption + row_h + pad)
@@ -1217,8 +1540,9 @@ def contact_sheet(records: list[dict], out_dir: str, path: str) -> str:
   # Synthesised noise does not compress: as 24-bit RGB the sheet is ~2.5 MB. A
   # 256-colour palette (no dithering) is visually the same at a quarter of the size;
   # the exact samples stay in the .npz files under --out.
-  canvas.quantize(256, method=Image.Quantize.FASTOCTREE,
-                  dither=Image.Dither.NONE).save(path, optimize=True)
+  canvas.quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(
+    path, optimize=True
+  )
   return path
 
 
@@ -1226,101 +1550,146 @@ def recipe_description(recipe: str, run_settings: dict) -> str:
   """'INNg (configs/texture_paper.py): synthesis Adam 0.1, sampling Adam 0.1, ...'."""
   module = RECIPES[recipe][0].__name__.replace(".", "/") if recipe in RECIPES else "?"
   s = run_settings
-  text = (f"{recipe_title(recipe)} (`{module}.py`): synthesis Adam "
-          f"{s['step_size']:g}, sampling Adam {s['sample_step_size']:g}")
+  text = (
+    f"{recipe_title(recipe)} (`{module}.py`): synthesis Adam "
+    f"{s['step_size']:g}, sampling Adam {s['sample_step_size']:g}"
+  )
   overrides = s.get("overrides") or {}
   if overrides:
     text += ", " + ", ".join(f"`{k}={v!r}`" for k, v in overrides.items())
   return text
 
 
-def markdown_report(records: list[dict], settings: dict, machine: dict,
-                    command: str) -> str:
+def markdown_report(
+  records: list[dict], settings: dict, machine: dict, command: str
+) -> str:
   """The tables (SWDs, C2ST, spectrum, histogram, curves, wall times) with settings."""
   s = settings
   recipes = s.get("recipes", ["inng"])
   first = records[0]["recipes"]
   loads = [r["machine"]["load_average_at_start"][0] for r in records if "machine" in r]
   if loads:
-    machine = dict(records[0]["machine"], load_average_at_start=[
-        min(loads), statistics.median(loads), max(loads)])
-    machine_heading = ("Machine (load average: the 1-minute value when each texture "
-                       "started, min, median, max):")
+    machine = dict(
+      records[0]["machine"],
+      load_average_at_start=[min(loads), statistics.median(loads), max(loads)],
+    )
+    machine_heading = (
+      "Machine (load average: the 1-minute value when each texture "
+      "started, min, median, max):"
+    )
   else:
     machine_heading = "Machine (load average when this report was written):"
   side = int(s["image_size"])
   crop = max(8, side // 8)
   num_2x = int(s.get("num_2x", 1))
-  sizes = (f"{recipe_title(recipes[0])} 2x = {2 * side}x{2 * side} ({num_2x} sample)"
-           if num_2x > 0 else "no 2x samples")
-  time_sources = {run.get("curve_time_source") for r in records
-                  for run in r["recipes"].values() if run.get("curve")}
-  time_note = ("the recorded training time (compilation and checkpoints included) "
-               "shared out over the stages like the per-stage classifier + synthesis "
-               "times of the TensorBoard events (the first stage's includes "
-               "compilation)" if time_sources == {"events"} else
-               "k / stages of the recorded training time (per-stage times could not "
-               "be read from the TensorBoard events for every run)")
+  sizes = (
+    f"{recipe_title(recipes[0])} 2x = {2 * side}x{2 * side} ({num_2x} sample)"
+    if num_2x > 0
+    else "no 2x samples"
+  )
+  time_sources = {
+    run.get("curve_time_source")
+    for r in records
+    for run in r["recipes"].values()
+    if run.get("curve")
+  }
+  time_note = (
+    "the recorded training time (compilation and checkpoints included) "
+    "shared out over the stages like the per-stage classifier + synthesis "
+    "times of the TensorBoard events (the first stage's includes "
+    "compilation)"
+    if time_sources == {"events"}
+    else "k / stages of the recorded training time (per-stage times could not "
+    "be read from the TensorBoard events for every run)"
+  )
   lines = [
-      f"Preset `{s['preset']}`: exemplar {side}x{side} "
-      f"({'RGB' if s['channels'] == 3 else 'grey'}), {s['patch']}x{s['patch']} "
-      "patches, classifier "
-      f"{tuple(s['features'])}, {s['stages']} stages x {s['steps_per_stage']} "
-      f"classifier updates on {s['batch']} + {s['batch']} patches, {s['negatives']} "
-      "pseudo-negatives per stage, synthesis "
-      f"max {s['max_steps']} steps, sampling max {s['sample_max_steps']} steps per "
-      f"classifier. 1x = {side}x{side} ({s['num_1x']} samples), {sizes}. Recipes: "
-      + "; ".join(recipe_description(r, first[r]["settings"]) for r in recipes
-                  if r in first) + ". "
-      f"Distances between sets of {s['crops']} crops of {side // 2}x{side // 2}; "
-      "lower is better.",
-      "",
-      "**SWD x 1e3, exemplar-referenced** (multi-scale sliced Wasserstein, "
-      f"{pyramid_levels(side // 2)} pyramid levels, both sets standardised with the "
-      "exemplar crops' per-channel statistics)",
-      "", results_table(records, "swd_ref", 1, spread=True), "",
-      "± is the standard deviation over the four reference halves.", "",
-      f"**C2ST accuracy** (a fresh CNN told {crop}x{crop} crops of the exemplar's top "
-      "half from crops of each method's images, trained on the cells of one colour of "
-      f"a checkerboard of {2 * crop}x{2 * crop} cells and tested on the other; "
-      f"{s.get('c2st_steps', 400)} Adam updates; 0.5 = "
-      "indistinguishable, lower is better; the floor tests the top half against the "
-      "bottom half)",
-      "", results_table(records, "c2st", 3), "",
-      "**SWD x 1e3, PGGAN normalisation** (secondary: each set standardised with its "
-      "own per-channel statistics, as Progressive GAN does. That rescales a sample's "
-      "descriptors to the exemplar's spread, so lost contrast, a colour cast or "
-      "leftover noise go unseen; only structure is compared)",
-      "", results_table(records, "swd", 1, spread=True), "",
-      "**Spectrum distance** (mean |log10 radial power difference|, decades)",
-      "", results_table(records, "spectrum", 3), "",
-      "**Histogram distance** (per-channel W1 of pixel values, [-1, 1] units)",
-      "", results_table(records, "histogram", 3), "",
-      "**Whole-image SWD x 1e3, exemplar-referenced** (each method's whole images "
-      f"against the whole exemplar, {pyramid_levels(side)} levels; no floor exists "
-      "at this size)",
-      "", whole_image_table(records, "swd_ref_whole"), "",
-      "**Whole-image SWD x 1e3, PGGAN normalisation**",
-      "", whole_image_table(records, "swd_whole"), "",
+    f"Preset `{s['preset']}`: exemplar {side}x{side} "
+    f"({'RGB' if s['channels'] == 3 else 'grey'}), {s['patch']}x{s['patch']} "
+    "patches, classifier "
+    f"{tuple(s['features'])}, {s['stages']} stages x {s['steps_per_stage']} "
+    f"classifier updates on {s['batch']} + {s['batch']} patches, {s['negatives']} "
+    "pseudo-negatives per stage, synthesis "
+    f"max {s['max_steps']} steps, sampling max {s['sample_max_steps']} steps per "
+    f"classifier. 1x = {side}x{side} ({s['num_1x']} samples), {sizes}. Recipes: "
+    + "; ".join(
+      recipe_description(r, first[r]["settings"]) for r in recipes if r in first
+    )
+    + ". "
+    f"Distances between sets of {s['crops']} crops of {side // 2}x{side // 2}; "
+    "lower is better.",
+    "",
+    "**SWD x 1e3, exemplar-referenced** (multi-scale sliced Wasserstein, "
+    f"{pyramid_levels(side // 2)} pyramid levels, both sets standardised with the "
+    "exemplar crops' per-channel statistics)",
+    "",
+    results_table(records, "swd_ref", 1, spread=True),
+    "",
+    "± is the standard deviation over the four reference halves.",
+    "",
+    f"**C2ST accuracy** (a fresh CNN told {crop}x{crop} crops of the exemplar's top "
+    "half from crops of each method's images, trained on the cells of one colour of "
+    f"a checkerboard of {2 * crop}x{2 * crop} cells and tested on the other; "
+    f"{s.get('c2st_steps', 400)} Adam updates; 0.5 = "
+    "indistinguishable, lower is better; the floor tests the top half against the "
+    "bottom half)",
+    "",
+    results_table(records, "c2st", 3),
+    "",
+    "**SWD x 1e3, PGGAN normalisation** (secondary: each set standardised with its "
+    "own per-channel statistics, as Progressive GAN does. That rescales a sample's "
+    "descriptors to the exemplar's spread, so lost contrast, a colour cast or "
+    "leftover noise go unseen; only structure is compared)",
+    "",
+    results_table(records, "swd", 1, spread=True),
+    "",
+    "**Spectrum distance** (mean |log10 radial power difference|, decades)",
+    "",
+    results_table(records, "spectrum", 3),
+    "",
+    "**Histogram distance** (per-channel W1 of pixel values, [-1, 1] units)",
+    "",
+    results_table(records, "histogram", 3),
+    "",
+    "**Whole-image SWD x 1e3, exemplar-referenced** (each method's whole images "
+    f"against the whole exemplar, {pyramid_levels(side)} levels; no floor exists "
+    "at this size)",
+    "",
+    whole_image_table(records, "swd_ref_whole"),
+    "",
+    "**Whole-image SWD x 1e3, PGGAN normalisation**",
+    "",
+    whole_image_table(records, "swd_whole"),
+    "",
   ]
   curves = [(r, curve_table(records, r)) for r in recipes]
   if any(table for _, table in curves):
     lines += [
-        "**Quality against training time**: 1x samples through the first k "
-        "classifiers of each trained cascade, scored like the last table "
-        "(whole-image exemplar-referenced SWD x 1e3 / C2ST accuracy). Training time at "
-        f"k stages: {time_note}. docs/texture_quality_curve.png plots the medians "
-        "(SWD as a ratio to random phase's).", ""]
+      "**Quality against training time**: 1x samples through the first k "
+      "classifiers of each trained cascade, scored like the last table "
+      "(whole-image exemplar-referenced SWD x 1e3 / C2ST accuracy). Training time at "
+      f"k stages: {time_note}. docs/texture_quality_curve.png plots the medians "
+      "(SWD as a ratio to random phase's).",
+      "",
+    ]
     for recipe, table in curves:
       if table:
         lines += [f"{recipe_title(recipe)}:", "", table, ""]
   lines += [
-      "**Wall times** (training includes compilation; sampling is from fresh noise "
-      "through every kept classifier in turn; the curve's sampling and measuring; "
-      "metrics include C2ST)",
-      "", timing_table(records), "",
-      machine_heading, "", common.machine_markdown(machine), "",
-      "Command:", "", "```bash", command, "```",
+    "**Wall times** (training includes compilation; sampling is from fresh noise "
+    "through every kept classifier in turn; the curve's sampling and measuring; "
+    "metrics include C2ST)",
+    "",
+    timing_table(records),
+    "",
+    machine_heading,
+    "",
+    common.machine_markdown(machine),
+    "",
+    "Command:",
+    "",
+    "```bash",
+    command,
+    "```",
   ]
   return "\n".join(lines)
 
@@ -1345,9 +1714,13 @@ def update_doc(path: str, report: str) -> str:
     tail = rest.split(END_MARK, 1)[1]
     text = head + block + tail
   else:
-    text = ("# Texture quality: INNg and WINN against training-free baselines\n\n"
-            "Written by `benchmarks/texture_quality.py`.\n\n" + block + "\n"
-            + ("\n" + text if text else ""))
+    text = (
+      "# Texture quality: INNg and WINN against training-free baselines\n\n"
+      "Written by `benchmarks/texture_quality.py`.\n\n"
+      + block
+      + "\n"
+      + ("\n" + text if text else "")
+    )
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   with open(path, "w") as f:
     f.write(text)
@@ -1374,8 +1747,11 @@ def find_style_image(spec: str, folder: str) -> str | None:
   """A style image given as a path or as a file stem in `folder`, or None."""
   if os.path.exists(spec):
     return spec
-  matches = [p for p in find_textures(folder) if os.path.splitext(
-      os.path.basename(p))[0] == spec] if os.path.isdir(folder) else []
+  matches = (
+    [p for p in find_textures(folder) if os.path.splitext(os.path.basename(p))[0] == spec]
+    if os.path.isdir(folder)
+    else []
+  )
   return matches[0] if matches else None
 
 
@@ -1388,15 +1764,18 @@ def run_style(args, settings: dict) -> int:
   """
   path = find_style_image(args.style, args.style_dir)
   if path is None:
-    print(f"Skipping: no style image {args.style!r} (looked in "
-          f"{os.path.abspath(args.style_dir)}).")
+    print(
+      f"Skipping: no style image {args.style!r} (looked in "
+      f"{os.path.abspath(args.style_dir)})."
+    )
     return 0
   name = os.path.splitext(os.path.basename(path))[0]
   recipe = settings["recipes"][0]
   settings = recipe_settings(settings, recipe)
   # INNg keeps the folder name of the INNg-only version of this script.
-  workdir = os.path.join(args.out, f"style_{name}" if recipe == "inng"
-                         else f"style_{recipe}_{name}")
+  workdir = os.path.join(
+    args.out, f"style_{name}" if recipe == "inng" else f"style_{recipe}_{name}"
+  )
   config = make_config(settings, os.path.abspath(path))
   config.style.content = args.content
   config.style.max_size = int(args.content_size)
@@ -1414,20 +1793,29 @@ def run_style(args, settings: dict) -> int:
   strip = []
   for panel in panels:
     column = np.full((height, panel.shape[1] + 6, 3), 255, np.uint8)
-    column[:panel.shape[0], :panel.shape[1]] = panel
+    column[: panel.shape[0], : panel.shape[1]] = panel
     strip.append(column)
   strip = np.concatenate(strip, axis=1)[:, :-6]
   out = os.path.join(args.docs, "style_example.png")
   if not args.no_docs:
     os.makedirs(args.docs, exist_ok=True)
     Image.fromarray(strip).save(out, optimize=True)
-  record = {"style": name, "content": args.content, "settings": settings,
-            "train_seconds": timing["seconds"], "stages": timing["stages"],
-            "style_seconds": seconds, "content_hw": list(content.shape[:2]),
-            "gamma": float(config.style.gamma), "steps": int(config.style.steps),
-            "content_mse": stats["content_mse"], "mean_p_style": stats["mean_p_style"]}
-  with open(os.path.join(os.path.dirname(workdir),
-                         os.path.basename(workdir) + ".json"), "w") as f:
+  record = {
+    "style": name,
+    "content": args.content,
+    "settings": settings,
+    "train_seconds": timing["seconds"],
+    "stages": timing["stages"],
+    "style_seconds": seconds,
+    "content_hw": list(content.shape[:2]),
+    "gamma": float(config.style.gamma),
+    "steps": int(config.style.steps),
+    "content_mse": stats["content_mse"],
+    "mean_p_style": stats["mean_p_style"],
+  }
+  with open(
+    os.path.join(os.path.dirname(workdir), os.path.basename(workdir) + ".json"), "w"
+  ) as f:
     json.dump(record, f, indent=2)
   print(json.dumps(record, indent=2))
   if not args.no_docs:
@@ -1462,16 +1850,21 @@ def main(argv=None) -> int:
     cli.quiet_library_logs()
     return run_style(args, settings)
   if not os.path.isdir(args.textures_dir):
-    print(f"Skipping: no texture folder at {os.path.abspath(args.textures_dir)} "
-          "(pass --textures_dir).")
+    print(
+      f"Skipping: no texture folder at {os.path.abspath(args.textures_dir)} "
+      "(pass --textures_dir)."
+    )
     return 0
   paths = find_textures(args.textures_dir)
   if args.only:
     wanted = set(args.only)
     paths = [p for p in paths if os.path.splitext(os.path.basename(p))[0] in wanted]
   if not paths:
-    print(f"Skipping: no exemplar images in {os.path.abspath(args.textures_dir)}"
-          + (f" named {', '.join(args.only)}" if args.only else "") + ".")
+    print(
+      f"Skipping: no exemplar images in {os.path.abspath(args.textures_dir)}"
+      + (f" named {', '.join(args.only)}" if args.only else "")
+      + "."
+    )
     return 0
   names = [os.path.splitext(os.path.basename(p))[0] for p in paths]
   os.makedirs(args.out, exist_ok=True)
@@ -1492,27 +1885,34 @@ def main(argv=None) -> int:
       if done:
         # Trained models, samples and curves are reused where their own settings
         # match (run_recipe stops if a model was trained otherwise).
-        common.log(f"[{name}] settings changed since {args.out}/{name}.json; "
-                   "re-measuring")
+        common.log(
+          f"[{name}] settings changed since {args.out}/{name}.json; re-measuring"
+        )
       machine = common.machine_info()  # the load when this texture started
       record = run_texture(path, settings, args.out, machine)
       d = record["distances"]
-      common.log(f"[{name}] SWD_ref x1e3 / C2ST: " + ", ".join(
+      common.log(
+        f"[{name}] SWD_ref x1e3 / C2ST: "
+        + ", ".join(
           f"{method_title(m)} {d[m]['swd_ref']:.1f} / {d[m]['c2st']:.2f}"
-          for m in report_methods(settings)))
+          for m in report_methods(settings)
+        )
+      )
 
   records = load_records(args.out, names)
   if not records:
     print("No results yet.")
     return 0
   command = "python benchmarks/texture_quality.py " + " ".join(
-      shlex.quote(a) for a in run_flags(sys.argv[1:] if argv is None else argv))
+    shlex.quote(a) for a in run_flags(sys.argv[1:] if argv is None else argv)
+  )
   report = markdown_report(records, records[0]["settings"], machine, command.strip())
   print(report)
   common.write_json(args.json, {"machine": machine, "results": records})
   if not args.no_docs:
-    sheet = contact_sheet(records, args.out,
-                          os.path.join(args.docs, "texture_contact_sheet.png"))
+    sheet = contact_sheet(
+      records, args.out, os.path.join(args.docs, "texture_contact_sheet.png")
+    )
     plot = curve_plot(records, os.path.join(args.docs, "texture_quality_curve.png"))
     doc = update_doc(os.path.join(args.docs, "texture_quality.md"), report)
     common.log(f"wrote {doc}, {sheet}" + (f" and {plot}" if plot else ""))

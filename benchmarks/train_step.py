@@ -39,17 +39,38 @@ from innjax import models, synthesis, train
 def parse_args():
   """The command line (see the module docstring), with defaults filled in."""
   p = common.make_parser(__doc__, repeats=3)
-  p.add_argument("--sizes", type=common.parse_int_list, default=None,
-                 help="image sizes (default 32,64; quick 32)")
-  p.add_argument("--impls", type=common.parse_str_list, default=None,
-                 help="conv implementations (default auto,xla; quick auto)")
-  p.add_argument("--compare-sizes", type=common.parse_int_list, default=[32],
-                 help="sizes at which implementations other than auto run")
-  p.add_argument("--updates", type=int, default=None,
-                 help="SGD updates per jitted chunk (default 10, quick 4)")
+  p.add_argument(
+    "--sizes",
+    type=common.parse_int_list,
+    default=None,
+    help="image sizes (default 32,64; quick 32)",
+  )
+  p.add_argument(
+    "--impls",
+    type=common.parse_str_list,
+    default=None,
+    help="conv implementations (default auto,xla; quick auto)",
+  )
+  p.add_argument(
+    "--compare-sizes",
+    type=common.parse_int_list,
+    default=[32],
+    help="sizes at which implementations other than auto run",
+  )
+  p.add_argument(
+    "--updates",
+    type=int,
+    default=None,
+    help="SGD updates per jitted chunk (default 10, quick 4)",
+  )
   args = p.parse_args()
-  common.fill_defaults(args, sizes=([32, 64], [32]), impls=(["auto", "xla"], ["auto"]),
-                       updates=(10, 4), cell_budget=(30.0, 5.0))
+  common.fill_defaults(
+    args,
+    sizes=([32, 64], [32]),
+    impls=(["auto", "xla"], ["auto"]),
+    updates=(10, 4),
+    cell_budget=(30.0, 5.0),
+  )
   for impl in args.impls:
     if impl not in models.CONV_IMPLS:
       p.error(f"unknown conv impl {impl!r}; choose from {models.CONV_IMPLS}")
@@ -70,14 +91,15 @@ def measure(args, bench, size, impl, key):
   chunk = train.make_train_chunk(model, config, tx)
   common.log(f"  {size}x{size} {impl}: compiling ...")
   compiled, cinfo = common.compile_jitted(
-      chunk, state.params, state.batch_stats, state.opt_state, state.pool, positives,
-      k_run)
+    chunk, state.params, state.batch_stats, state.opt_state, state.pool, positives, k_run
+  )
   holder = {"vars": (state.params, state.batch_stats, state.opt_state), "i": 0}
 
   def call():
     holder["i"] += 1
-    params, stats, opt, metrics = compiled(*holder["vars"], state.pool, positives,
-                                           jax.random.fold_in(k_run, holder["i"]))
+    params, stats, opt, metrics = compiled(
+      *holder["vars"], state.pool, positives, jax.random.fold_in(k_run, holder["i"])
+    )
     holder["vars"] = (params, stats, opt)
     return params, metrics
 
@@ -86,12 +108,18 @@ def measure(args, bench, size, impl, key):
   batch = int(config.train.pos_batch) + int(config.train.neg_batch)
   flops = common.train_step_flops(model, size, size, batch)
   row = {
-      "size": size, "impl": impl, "resolved": models.resolve_conv_impl(impl),
-      "batch": batch, "updates_per_chunk": args.updates, **cinfo,
-      "chunk_median_s": timing["median_s"], "chunk_times_s": timing["times_s"],
-      "repeats": timing["repeats"], "per_update_s": per_update,
-      **common.rate_fields(flops, per_update, batch, bench.peak_gflops),
-      **common.memory_fields(cinfo),
+    "size": size,
+    "impl": impl,
+    "resolved": models.resolve_conv_impl(impl),
+    "batch": batch,
+    "updates_per_chunk": args.updates,
+    **cinfo,
+    "chunk_median_s": timing["median_s"],
+    "chunk_times_s": timing["times_s"],
+    "repeats": timing["repeats"],
+    "per_update_s": per_update,
+    **common.rate_fields(flops, per_update, batch, bench.peak_gflops),
+    **common.memory_fields(cinfo),
   }
   common.log(f"    {per_update * 1e3:8.1f} ms/update  {row['gflops']:6.1f} GFLOP/s")
   return row
@@ -107,21 +135,47 @@ def main():
       if impl != "auto" and size not in args.compare_sizes:
         continue
       rows.append(measure(args, bench, size, impl, jax.random.fold_in(key, size)))
-  bench.header("innjax classifier training step",
-               "train.make_train_chunk, paper network (configs/svhn.py), 50 positives "
-               "+ 50 pool negatives per update, SGD lr 0.01")
-  headers = ["size", "conv impl", "batch", "compile s", "compile CPU s", "ms/update",
-             "images/s", "GFLOP/s", "% peak", "XLA temp MB", "n"]
-  table = [[f"{r['size']}x{r['size']}", f"{r['impl']} ({r['resolved']})", r["batch"],
-            common.fmt(r["total_compile_s"]), common.fmt(r["compile_cpu_s"]),
-            common.fmt(r["per_update_s"] * 1e3), common.fmt(r["items_per_s"]),
-            common.fmt(r["gflops"]), common.fmt(r["pct_peak"], 0),
-            common.fmt(r["xla_temp_mb"], 0), r["repeats"]] for r in rows]
+  bench.header(
+    "innjax classifier training step",
+    "train.make_train_chunk, paper network (configs/svhn.py), 50 positives "
+    "+ 50 pool negatives per update, SGD lr 0.01",
+  )
+  headers = [
+    "size",
+    "conv impl",
+    "batch",
+    "compile s",
+    "compile CPU s",
+    "ms/update",
+    "images/s",
+    "GFLOP/s",
+    "% peak",
+    "XLA temp MB",
+    "n",
+  ]
+  table = [
+    [
+      f"{r['size']}x{r['size']}",
+      f"{r['impl']} ({r['resolved']})",
+      r["batch"],
+      common.fmt(r["total_compile_s"]),
+      common.fmt(r["compile_cpu_s"]),
+      common.fmt(r["per_update_s"] * 1e3),
+      common.fmt(r["items_per_s"]),
+      common.fmt(r["gflops"]),
+      common.fmt(r["pct_peak"], 0),
+      common.fmt(r["xla_temp_mb"], 0),
+      r["repeats"],
+    ]
+    for r in rows
+  ]
   print(common.markdown_table(headers, table, align="llr" + "r" * 8))
-  print(f"\nMedian over n chunks of {args.updates} updates (per update = chunk / "
-        "updates) after one warm-up chunk. FLOPs per update = (3 x forward - first "
-        "conv) x batch; GFLOP/s = counted FLOPs / median time; '% peak' relative to "
-        "the measured float32 matmul.")
+  print(
+    f"\nMedian over n chunks of {args.updates} updates (per update = chunk / "
+    "updates) after one warm-up chunk. FLOPs per update = (3 x forward - first "
+    "conv) x batch; GFLOP/s = counted FLOPs / median time; '% peak' relative to "
+    "the measured float32 matmul."
+  )
   bench.finish(rows=rows)
 
 

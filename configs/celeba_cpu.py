@@ -19,14 +19,14 @@ from configs import default
 
 def get_config():
   """WINN critics on 32x32 face crops, CPU-sized."""
-  config = default.get_config()   # WINN's critic, Adam 0.01 synthesis (see default.py)
+  config = default.get_config()  # WINN's critic, Adam 0.01 synthesis (see default.py)
   config.num_stages = 16
   config.model.features = (64, 128, 256)
-  config.patch.size = 0               # whole images
+  config.patch.size = 0  # whole images
   config.data.source = "folder"
   config.data.path = "../shared/data/celeba_subset"
   config.data.image_size = 32
-  config.data.crop_size = 64          # the paper's central 64x64 of the aligned face
+  config.data.crop_size = 64  # the paper's central 64x64 of the aligned face
   config.data.channels = 3
   config.train.pos_batch = 50
   config.train.neg_batch = 50

@@ -39,30 +39,30 @@ def get_config() -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict()
   config.model.features = (32, 64, 128)
   config.model.kernel_size = 5
-  config.model.conv_impl = "auto"   # "auto" | "xla" | "im2col"
-  config.model.dtype = "float32"    # "bfloat16" for mixed precision on GPU/TPU
+  config.model.conv_impl = "auto"  # "auto" | "xla" | "im2col"
+  config.model.dtype = "float32"  # "bfloat16" for mixed precision on GPU/TPU
   # WINN's critic: LayerNorm, swish, mean pooling. The paper's DCGAN discriminator:
   # "batch", "leaky_relu", "flatten"; EBM practice: "none" and spectral_norm=True.
-  config.model.norm = "layer"       # "batch" | "layer" | "none"
+  config.model.norm = "layer"  # "batch" | "layer" | "none"
   config.model.activation = "swish"  # | "leaky_relu"
-  config.model.pool = "mean"        # | "flatten"
+  config.model.pool = "mean"  # | "flatten"
   config.model.spectral_norm = False
 
   config.data = ml_collections.ConfigDict()
-  config.data.source = "image"      # "tfds" | "folder" | "npz" | "skimage" | "image"
+  config.data.source = "image"  # "tfds" | "folder" | "npz" | "skimage" | "image"
   config.data.name = "brick"
   config.data.split = "train"
   config.data.data_dir = ml_collections.FieldReference(None, field_type=str)
   config.data.path = ""
-  config.data.image = "brick"       # source "image": exemplar path or bundled skimage name
+  config.data.image = "brick"  # source "image": exemplar path or bundled skimage name
   config.data.image_size = 128
   config.data.channels = 1
-  config.data.max_examples = 0      # 0 = all
+  config.data.max_examples = 0  # 0 = all
   config.data.num_crops = 2000
   config.data.crop_scale = 0.25
   config.data.seed = 0
   config.data.allow_upscale = False
-  config.data.crop_size = 0         # folder: central square crop before resizing; 0 = largest
+  config.data.crop_size = 0  # folder: central square crop before resizing; 0 = largest
   config.data.download = True
   # Resuming a workdir on images other than those its checkpoint was trained on is
   # refused (a content fingerprint is saved with each checkpoint; a moved file keeps
@@ -74,7 +74,7 @@ def get_config() -> ml_collections.ConfigDict:
   # classifier sees whole data.image_size images (SVHN, faces).
   config.patch = ml_collections.ConfigDict()
   config.patch.size = 32
-  config.patch.patches_per_image = 0   # per synthesis step; 0 = the paper's density
+  config.patch.patches_per_image = 0  # per synthesis step; 0 = the paper's density
   config.patch.average_overlaps = True  # a pixel in k patches gets their mean gradient
 
   # Classification step (paper 3.2.1): positives vs the pseudo-negative pool.
@@ -84,20 +84,20 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.steps_per_stage = 100
   config.train.learning_rate = 1e-3  # the paper's SGD: 0.01; WINN's Adam: 1e-4
   config.train.momentum = 0.0
-  config.train.log_every = 50        # classifier updates per jitted chunk
+  config.train.log_every = 50  # classifier updates per jitted chunk
   config.train.early_stop_loss = 0.0  # stop a stage's training below this loss; 0 = off
-  config.train.optimizer = "adam"     # | "sgd" (the paper); Adam's betas below are WINN's
+  config.train.optimizer = "adam"  # | "sgd" (the paper); Adam's betas below are WINN's
   config.train.beta1 = 0.0
   config.train.beta2 = 0.9
-  config.train.lr_decay = 1.0          # learning rate x this after every stage; 1 = constant
+  config.train.lr_decay = 1.0  # learning rate x this after every stage; 1 = constant
   config.train.gradient_penalty = 10.0  # WGAN-GP weight on random interpolates (WINN)
-  config.train.logit_l2 = 0.0          # weight of mean(logit^2) (IGEBM's regulariser)
+  config.train.logit_l2 = 0.0  # weight of mean(logit^2) (IGEBM's regulariser)
 
   # The pseudo-negative pool (paper 3.2.1): every stage's negatives, recent ones
   # drawn more often (age weight age_decay ** age; 1.0 = uniform).
   config.pool = ml_collections.ConfigDict()
   config.pool.negatives_per_stage = 40
-  config.pool.capacity = 5 * 40       # age weights 0.5 ** age: older stages are rarely drawn
+  config.pool.capacity = 5 * 40  # age weights 0.5 ** age: older stages are rarely drawn
   config.pool.age_decay = 0.5
   config.pool.init_std = 0.3
   # The first negatives (and the noise sampling starts from): "gaussian" per pixel
@@ -116,7 +116,9 @@ def get_config() -> ml_collections.ConfigDict:
   # for textures (configs/texture_paper.py), 0.02 for SVHN/faces; with 32x32 patches
   # Adam at 0.1 stalled below the boundary and left high-frequency noise.
   config.synthesis.step_size = 0.01
-  config.synthesis.optimizer = "adam"  # | "sgd" (plain gradient ascent; Langevin with noise)
+  config.synthesis.optimizer = (
+    "adam"  # | "sgd" (plain gradient ascent; Langevin with noise)
+  )
   config.synthesis.beta1 = 0.5
   config.synthesis.beta2 = 0.999
   config.synthesis.max_steps = 100
@@ -128,7 +130,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.synthesis.stop_on = "newest"
   config.synthesis.noise_scale = 0.0
   config.synthesis.noise_schedule = "linear"
-  config.synthesis.grad_clip = 0.0   # clip each pixel's gradient to +-this; 0 = off
+  config.synthesis.grad_clip = 0.0  # clip each pixel's gradient to +-this; 0 = off
   # Where a stage's synthesis starts: "previous" (INNg: the previous stage's output)
   # or "pool" (IGEBM/JEM's replay buffer: pool draws, each replaced by fresh noise
   # with probability reinit_prob).
@@ -168,7 +170,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.style.gamma = 0.1
   config.style.steps = 300
   config.style.step_size = 0.02
-  config.style.max_size = 512         # longer side of the content image; 0 = as is
+  config.style.max_size = 512  # longer side of the content image; 0 = as is
 
   config.checkpoint = ml_collections.ConfigDict()
   config.checkpoint.max_to_keep = 3
@@ -187,8 +189,8 @@ def get_config() -> ml_collections.ConfigDict:
   # are global (each must divide by the device count); True: they are per device.
   config.mesh.batch_per_device = False
 
-  config.grid_size = 16              # negatives shown in each stage's PNG grid
-  config.grid_every_stages = 1       # write the PNG grid every k stages (and the last)
+  config.grid_size = 16  # negatives shown in each stage's PNG grid
+  config.grid_every_stages = 1  # write the PNG grid every k stages (and the last)
   config.evaluate = evaluate_config()
   return config
 
@@ -205,24 +207,24 @@ def evaluate_config() -> ml_collections.ConfigDict:
   # Evaluation (`--mode=evaluate`): the paper's unsupervised-feature protocol (4.5) and
   # sample-quality metrics; innjax/evaluate.py says how each key is used.
   config.evaluate = ml_collections.ConfigDict()
-  config.evaluate.stage = -1              # trained classifier used: -1 = the last one
-  config.evaluate.layers = (-3, -2, -1)   # conv blocks concatenated (paper: last three)
-  config.evaluate.num_labelled = 1000     # labelled examples per SVM (paper)
-  config.evaluate.val_size = 10000        # held out to choose C (paper)
-  config.evaluate.num_draws = 100         # SVMs the test error is averaged over (paper)
-  config.evaluate.select_draws = 3        # draws C is chosen with (val. error averaged)
+  config.evaluate.stage = -1  # trained classifier used: -1 = the last one
+  config.evaluate.layers = (-3, -2, -1)  # conv blocks concatenated (paper: last three)
+  config.evaluate.num_labelled = 1000  # labelled examples per SVM (paper)
+  config.evaluate.val_size = 10000  # held out to choose C (paper)
+  config.evaluate.num_draws = 100  # SVMs the test error is averaged over (paper)
+  config.evaluate.select_draws = 3  # draws C is chosen with (val. error averaged)
   # The SVM's C grid (svm_protocol.DEFAULT_CS says why these values).
   config.evaluate.Cs = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
-  config.evaluate.batch_size = 500        # images per feature-extraction batch
-  config.evaluate.num_samples = 1000      # generated images for Frechet/KID/SWD; 0 = skip
-  config.evaluate.train_split = "train"   # labelled splits of config.data
-  config.evaluate.test_split = "test"     # tfds; npz/folder: "{split}" in the path
-  config.evaluate.train_path = ""         # npz/folder: file used instead of data.path
-  config.evaluate.test_path = ""          # npz/folder: test file instead of data.path
+  config.evaluate.batch_size = 500  # images per feature-extraction batch
+  config.evaluate.num_samples = 1000  # generated images for Frechet/KID/SWD; 0 = skip
+  config.evaluate.train_split = "train"  # labelled splits of config.data
+  config.evaluate.test_split = "test"  # tfds; npz/folder: "{split}" in the path
+  config.evaluate.train_path = ""  # npz/folder: file used instead of data.path
+  config.evaluate.test_path = ""  # npz/folder: test file instead of data.path
   # Frechet/KID feature space: a small CNN trained with labels on the training split.
   config.evaluate.metric_net_steps = 1000  # Adam updates; 0 = skip the supervised net
   config.evaluate.metric_net_features = (32, 64, 128)  # conv widths; last = feature dim
-  config.evaluate.metric_net_batch_size = 128     # images per metric-net update
+  config.evaluate.metric_net_batch_size = 128  # images per metric-net update
   config.evaluate.metric_net_learning_rate = 1e-3  # its Adam step size
   # Seeds the SVM draws, the random classifier, generation, the metric net and metrics.
   config.evaluate.seed = 0

@@ -19,7 +19,7 @@ def get_config():
   family.paper_classifier(config)  # the paper's classifiers, not the texture default
   config.num_stages = 10
   config.model.features = (64, 128, 256, 512)
-  config.patch.size = 0                # whole 32x32 images, no patch head
+  config.patch.size = 0  # whole 32x32 images, no patch head
   config.data.source = "tfds"
   config.data.name = "svhn_cropped"
   config.data.split = "train+extra"
@@ -40,4 +40,3 @@ def get_config():
   config.sample.batch_size = 100
   config.grid_size = 64
   return config
-

@@ -28,11 +28,11 @@ def get_config():
   """The paper's texture settings; the exemplar comes from --config.data.image."""
   config = family.paper_classifier(default.get_config())
   config.num_stages = 20
-  config.model.features = (64, 128, 256, 512)   # DCGAN discriminator on 64x64 patches
+  config.model.features = (64, 128, 256, 512)  # DCGAN discriminator on 64x64 patches
 
   config.data.source = "image"
-  config.data.image = "brick"        # overridden by --config.data.image=path
-  config.data.image_size = 256       # the exemplar is center-cropped and resized to this
+  config.data.image = "brick"  # overridden by --config.data.image=path
+  config.data.image_size = 256  # the exemplar is center-cropped and resized to this
   config.data.channels = 3
 
   config.patch.size = 64
@@ -42,7 +42,7 @@ def get_config():
   config.train.log_every = 100
 
   config.pool.negatives_per_stage = 200  # the paper: 200 negatives of 320x320
-  config.pool.capacity = 5 * 200         # 0.5 ** age: older stages are rarely drawn
+  config.pool.capacity = 5 * 200  # 0.5 ** age: older stages are rarely drawn
   config.pool.age_decay = 0.5
 
   config.synthesis.mode = "sequential"

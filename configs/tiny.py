@@ -13,7 +13,7 @@ def get_config():
   config = family.paper_classifier(default.get_config())
   config.num_stages = 3
   config.model.features = (8, 16)
-  config.patch.size = 0                 # whole images: random crops of the texture
+  config.patch.size = 0  # whole images: random crops of the texture
   config.data.source = "skimage"
   config.data.name = "brick"
   config.data.image_size = 16
@@ -34,7 +34,7 @@ def get_config():
   config.sample.batch_size = 8
   config.sample.max_steps = 10
   config.grid_size = 16
-  config.evaluate.layers = (-2, -1)   # the tiny classifier has two conv layers
+  config.evaluate.layers = (-2, -1)  # the tiny classifier has two conv layers
   config.evaluate.num_labelled = 40
   config.evaluate.val_size = 60
   config.evaluate.num_draws = 3

@@ -29,14 +29,14 @@ _runtime.cpu_xla_flags()
 
 # Public name -> the module that defines it.
 _PUBLIC = {
-    "Classifier": "innjax.models",
-    "make_logit_fn": "innjax.models",
-    "make_patch_logit_fn": "innjax.patches",
-    "stack": "innjax.cascade",
-    "cascade_logits": "innjax.cascade",
-    "make_sampler": "innjax.sampler",
-    "single": "innjax.sampler",
-    "load": "innjax.export",
+  "Classifier": "innjax.models",
+  "make_logit_fn": "innjax.models",
+  "make_patch_logit_fn": "innjax.patches",
+  "stack": "innjax.cascade",
+  "cascade_logits": "innjax.cascade",
+  "make_sampler": "innjax.sampler",
+  "single": "innjax.sampler",
+  "load": "innjax.export",
 }
 
 __all__ = sorted(_PUBLIC)

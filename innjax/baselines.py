@@ -36,6 +36,7 @@ class PCAGaussian(NamedTuple):
     components: (k, H*W*C) orthonormal principal directions.
     stddevs: (k,) standard deviations along them.
   """
+
   mean: np.ndarray
   components: np.ndarray
   stddevs: np.ndarray
@@ -44,8 +45,9 @@ class PCAGaussian(NamedTuple):
 def _flat(images: Any, name: str) -> np.ndarray:
   x = np.asarray(images, np.float64)
   if x.ndim != 4 or x.shape[0] < 2:
-    raise ValueError(f"{name} must be NHWC images, at least 2 of them; got shape "
-                     f"{x.shape}.")
+    raise ValueError(
+      f"{name} must be NHWC images, at least 2 of them; got shape {x.shape}."
+    )
   if not np.all(np.isfinite(x)):
     raise errors.DataError(f"{name} contains NaN or infinite values.")
   return x.reshape(x.shape[0], -1)
@@ -74,8 +76,9 @@ def fit_pca_gaussian(images: Any, k: int = 64) -> PCAGaussian:
   return PCAGaussian(mean=mean.reshape(shape), components=vt[:k], stddevs=stddevs)
 
 
-def sample_pca_gaussian(model: PCAGaussian, num: int, rng: Any = 0,
-                        clip: tuple | None = (-1.0, 1.0)) -> np.ndarray:
+def sample_pca_gaussian(
+  model: PCAGaussian, num: int, rng: Any = 0, clip: tuple | None = (-1.0, 1.0)
+) -> np.ndarray:
   """`num` images mean + sum_i z_i * stddev_i * component_i, z ~ N(0, 1).
 
   Args:
@@ -105,6 +108,7 @@ class NearestNeighbours(NamedTuple):
       training image: a sample much closer than this to a training image is
       likely a copy of it.
   """
+
   distances: np.ndarray
   indices: np.ndarray
   typical: float
@@ -126,18 +130,22 @@ def nearest_neighbours(samples: Any, train: Any, chunk: int = 512) -> NearestNei
   Returns:
     A `NearestNeighbours`.
   """
-  s = _flat(samples, "samples") if np.asarray(samples).shape[0] > 1 else \
-      np.asarray(samples, np.float64).reshape(1, -1)
+  s = (
+    _flat(samples, "samples")
+    if np.asarray(samples).shape[0] > 1
+    else np.asarray(samples, np.float64).reshape(1, -1)
+  )
   t = _flat(train, "train")
   if s.shape[1] != t.shape[1]:
     raise errors.DataError(
-        f"samples and train images differ in shape: {np.asarray(samples).shape[1:]} "
-        f"and {np.asarray(train).shape[1:]}.")
+      f"samples and train images differ in shape: {np.asarray(samples).shape[1:]} "
+      f"and {np.asarray(train).shape[1:]}."
+    )
   best = np.full(s.shape[0], np.inf)
   index = np.zeros(s.shape[0], np.int64)
   own = np.full(t.shape[0], np.inf)
   for start in range(0, t.shape[0], chunk):
-    block = t[start:start + chunk]
+    block = t[start : start + chunk]
     d = _pairwise_sq(s, block)
     arg = d.argmin(axis=1)
     closer = d[np.arange(s.shape[0]), arg] < best
@@ -148,8 +156,9 @@ def nearest_neighbours(samples: Any, train: Any, chunk: int = 512) -> NearestNei
     rows = np.arange(start, start + block.shape[0])
     dt[rows, np.arange(block.shape[0])] = np.inf
     own = np.minimum(own, dt.min(axis=1))
-  return NearestNeighbours(distances=np.sqrt(best), indices=index,
-                           typical=float(np.median(np.sqrt(own))))
+  return NearestNeighbours(
+    distances=np.sqrt(best), indices=index, typical=float(np.median(np.sqrt(own)))
+  )
 
 
 def _periodic_component(u: np.ndarray) -> np.ndarray:
@@ -186,11 +195,11 @@ def _taper(n: int, width: int) -> np.ndarray:
 
 
 def random_phase_noise(
-    exemplar: Any,
-    shape: Sequence[int],
-    rng: Any = 0,
-    num_samples: int | None = None,
-    periodic: bool = True,
+  exemplar: Any,
+  shape: Sequence[int],
+  rng: Any = 0,
+  num_samples: int | None = None,
+  periodic: bool = True,
 ) -> np.ndarray:
   """Random-phase-noise texture (Galerne, Gousseau and Morel, 2011).
 
@@ -230,7 +239,9 @@ def random_phase_noise(
       ``num_samples`` not positive integers.
   """
   if np.ndim(exemplar) != 3:
-    raise ValueError(f"exemplar must be a single HWC image (rank 3), got shape {np.shape(exemplar)}")
+    raise ValueError(
+      f"exemplar must be a single HWC image (rank 3), got shape {np.shape(exemplar)}"
+    )
   u = metrics.as_images(exemplar, "exemplar")[0]
   if len(tuple(shape)) != 2:
     raise ValueError(f"shape must be (height, width), got {shape!r}")
@@ -243,7 +254,7 @@ def random_phase_noise(
     u = _periodic_component(u)
   mean = u.mean(axis=(0, 1))
   v = u - mean
-  target_var = np.mean(v ** 2, axis=(0, 1))  # per channel
+  target_var = np.mean(v**2, axis=(0, 1))  # per channel
 
   ch, cw = max(out_h, h), max(out_w, w)
   if (ch, cw) != (h, w):
@@ -257,7 +268,9 @@ def random_phase_noise(
   spot_hat[0, 0] = 0.0
   # Parseval: the output's mean square is sum|F|^2 / (HW)^2 for any phase.
   energy = np.sum(np.abs(spot_hat) ** 2, axis=(0, 1)) / (ch * cw) ** 2
-  scale = np.sqrt(np.where(energy > 0, target_var / np.where(energy > 0, energy, 1.0), 0.0))
+  scale = np.sqrt(
+    np.where(energy > 0, target_var / np.where(energy > 0, energy, 1.0), 0.0)
+  )
   spot_hat *= scale
 
   samples = []

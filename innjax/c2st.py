@@ -39,6 +39,7 @@ class C2STResult(NamedTuple):
       cannot even fit its training crops makes a weak test).
     num_test: held-out crops per set.
   """
+
   accuracy: float
   train_accuracy: float
   num_test: int
@@ -52,13 +53,19 @@ class Critic(nn.Module):
   rather than the DCGAN's N(0, 0.02^2): with those the critic needed many more steps
   to see a change of contrast.
   """
+
   features: tuple = (32, 64, 128)
 
   @nn.compact
   def __call__(self, x):
     for i, width in enumerate(self.features):
-      conv = models.Conv(width, kernel_size=3, stride=2, name=f"conv{i}",
-                         kernel_init=nn.initializers.lecun_normal())
+      conv = models.Conv(
+        width,
+        kernel_size=3,
+        stride=2,
+        name=f"conv{i}",
+        kernel_init=nn.initializers.lecun_normal(),
+      )
       x = nn.swish(conv(x))
     return nn.Dense(1)(jnp.mean(x, axis=(1, 2)))[:, 0]
 
@@ -68,15 +75,17 @@ def _as_nhwc(x: Any, name: str) -> np.ndarray:
   if arr.ndim == 3:
     arr = arr[None]
   if arr.ndim != 4 or arr.size == 0:
-    raise ValueError(f"{name} must be NHWC images or one HWC image, got shape "
-                     f"{arr.shape}.")
+    raise ValueError(
+      f"{name} must be NHWC images or one HWC image, got shape {arr.shape}."
+    )
   if not np.all(np.isfinite(arr)):
     raise errors.DataError(f"{name} contains NaN or infinite values.")
   return arr
 
 
-def random_crops(rng: np.random.Generator, images: np.ndarray, crop: int, num: int,
-                 parity: int) -> np.ndarray:
+def random_crops(
+  rng: np.random.Generator, images: np.ndarray, crop: int, num: int, parity: int
+) -> np.ndarray:
   """`num` crops of `crop` x `crop` from the cells of one colour of a checkerboard.
 
   Each image is tiled into square cells of side 2 * crop; a crop lies inside one cell
@@ -91,9 +100,10 @@ def random_crops(rng: np.random.Generator, images: np.ndarray, crop: int, num: i
   cells = [(r, c) for r in range(rows) for c in range(cols) if (r + c) % 2 == parity]
   if not cells:
     raise errors.DataError(
-        f"images of {h}x{w} are too small for {crop}x{crop} crops from two disjoint "
-        f"sets of {cell}x{cell} cells: they need a side >= {2 * cell} along one axis "
-        f"and >= {cell} along the other; use a smaller crop.")
+      f"images of {h}x{w} are too small for {crop}x{crop} crops from two disjoint "
+      f"sets of {cell}x{cell} cells: they need a side >= {2 * cell} along one axis "
+      f"and >= {cell} along the other; use a smaller crop."
+    )
   idx = np.arange(num) % n
   which = rng.integers(0, len(cells), num)
   ys = rng.integers(0, cell - crop + 1, num)
@@ -101,14 +111,22 @@ def random_crops(rng: np.random.Generator, images: np.ndarray, crop: int, num: i
   out = []
   for i, k, y, x in zip(idx, which, ys, xs):
     top, left = cells[k][0] * cell + y, cells[k][1] * cell + x
-    out.append(images[i, top:top + crop, left:left + crop])
+    out.append(images[i, top : top + crop, left : left + crop])
   return np.stack(out)
 
 
-def c2st(reference: Any, images: Any, crop: int = 32, num_train: int = 1024,
-         num_test: int = 512, steps: int = 400, batch_size: int = 64,
-         learning_rate: float = 1e-3, seed: int = 0,
-         features: tuple = (32, 64, 128)) -> C2STResult:
+def c2st(
+  reference: Any,
+  images: Any,
+  crop: int = 32,
+  num_train: int = 1024,
+  num_test: int = 512,
+  steps: int = 400,
+  batch_size: int = 64,
+  learning_rate: float = 1e-3,
+  seed: int = 0,
+  features: tuple = (32, 64, 128),
+) -> C2STResult:
   """The held-out accuracy of a fresh critic separating `reference` from `images`.
 
   Args:
@@ -130,30 +148,61 @@ def c2st(reference: Any, images: Any, crop: int = 32, num_train: int = 1024,
   ref = _as_nhwc(reference, "reference")
   other = _as_nhwc(images, "images")
   if ref.shape[-1] != other.shape[-1]:
-    raise ValueError(f"reference and images must have the same channels, got "
-                     f"{ref.shape[-1]} and {other.shape[-1]}.")
-  for name, value in (("crop", crop), ("num_train", num_train), ("num_test", num_test),
-                      ("steps", steps), ("batch_size", batch_size)):
+    raise ValueError(
+      f"reference and images must have the same channels, got "
+      f"{ref.shape[-1]} and {other.shape[-1]}."
+    )
+  for name, value in (
+    ("crop", crop),
+    ("num_train", num_train),
+    ("num_test", num_test),
+    ("steps", steps),
+    ("batch_size", batch_size),
+  ):
     if not isinstance(value, (int, np.integer)) or value < 1:
       raise ValueError(f"{name} must be a positive integer, got {value!r}.")
   rng = np.random.default_rng(seed)
-  x_train = np.concatenate([random_crops(rng, ref, crop, num_train, 0),
-                            random_crops(rng, other, crop, num_train, 0)])
+  x_train = np.concatenate(
+    [
+      random_crops(rng, ref, crop, num_train, 0),
+      random_crops(rng, other, crop, num_train, 0),
+    ]
+  )
   y_train = np.concatenate([np.ones(num_train), np.zeros(num_train)]).astype(np.float32)
-  x_test = np.concatenate([random_crops(rng, ref, crop, num_test, 1),
-                           random_crops(rng, other, crop, num_test, 1)])
+  x_test = np.concatenate(
+    [
+      random_crops(rng, ref, crop, num_test, 1),
+      random_crops(rng, other, crop, num_test, 1),
+    ]
+  )
   y_test = np.concatenate([np.ones(num_test), np.zeros(num_test)]).astype(np.float32)
-  accuracy, train_accuracy = jax.device_get(_train_and_test(
-      jnp.asarray(x_train), jnp.asarray(y_train), jnp.asarray(x_test),
-      jnp.asarray(y_test), jax.random.key(seed), int(steps), int(batch_size),
-      float(learning_rate), tuple(int(f) for f in features)))
-  return C2STResult(accuracy=float(accuracy), train_accuracy=float(train_accuracy),
-                    num_test=num_test)
+  accuracy, train_accuracy = jax.device_get(
+    _train_and_test(
+      jnp.asarray(x_train),
+      jnp.asarray(y_train),
+      jnp.asarray(x_test),
+      jnp.asarray(y_test),
+      jax.random.key(seed),
+      int(steps),
+      int(batch_size),
+      float(learning_rate),
+      tuple(int(f) for f in features),
+    )
+  )
+  return C2STResult(
+    accuracy=float(accuracy), train_accuracy=float(train_accuracy), num_test=num_test
+  )
 
 
-def c2st_sets(reference: Any, images: Any, steps: int = 400, batch_size: int = 64,
-              learning_rate: float = 1e-3, seed: int = 0,
-              features: tuple = (32, 64, 128)) -> C2STResult:
+def c2st_sets(
+  reference: Any,
+  images: Any,
+  steps: int = 400,
+  batch_size: int = 64,
+  learning_rate: float = 1e-3,
+  seed: int = 0,
+  features: tuple = (32, 64, 128),
+) -> C2STResult:
   """C2ST on sets of whole images (faces, digits): one image, one example.
 
   The critic trains on the first half of each set and is tested on the second half,
@@ -171,28 +220,42 @@ def c2st_sets(reference: Any, images: Any, steps: int = 400, batch_size: int = 6
   ref = _as_nhwc(reference, "reference")
   other = _as_nhwc(images, "images")
   if ref.shape[1:] != other.shape[1:]:
-    raise errors.DataError(f"reference and images must have the same image shape, got "
-                           f"{ref.shape[1:]} and {other.shape[1:]}.")
+    raise errors.DataError(
+      f"reference and images must have the same image shape, got "
+      f"{ref.shape[1:]} and {other.shape[1:]}."
+    )
   if min(ref.shape[0], other.shape[0]) < 4:
-    raise errors.DataError("c2st_sets needs at least 4 images in each set (half to "
-                           "train on, half to test on).")
+    raise errors.DataError(
+      "c2st_sets needs at least 4 images in each set (half to train on, half to test on)."
+    )
   n = min(ref.shape[0], other.shape[0]) // 2
   rng = np.random.default_rng(seed)
   ref, other = rng.permutation(ref), rng.permutation(other)
   x_train = np.concatenate([ref[:n], other[:n]])
   y_train = np.concatenate([np.ones(n), np.zeros(n)]).astype(np.float32)
-  x_test = np.concatenate([ref[n:2 * n], other[n:2 * n]])
-  accuracy, train_accuracy = jax.device_get(_train_and_test(
-      jnp.asarray(x_train), jnp.asarray(y_train), jnp.asarray(x_test),
-      jnp.asarray(y_train), jax.random.key(seed), int(steps), int(batch_size),
-      float(learning_rate), tuple(int(f) for f in features)))
-  return C2STResult(accuracy=float(accuracy), train_accuracy=float(train_accuracy),
-                    num_test=n)
+  x_test = np.concatenate([ref[n : 2 * n], other[n : 2 * n]])
+  accuracy, train_accuracy = jax.device_get(
+    _train_and_test(
+      jnp.asarray(x_train),
+      jnp.asarray(y_train),
+      jnp.asarray(x_test),
+      jnp.asarray(y_train),
+      jax.random.key(seed),
+      int(steps),
+      int(batch_size),
+      float(learning_rate),
+      tuple(int(f) for f in features),
+    )
+  )
+  return C2STResult(
+    accuracy=float(accuracy), train_accuracy=float(train_accuracy), num_test=n
+  )
 
 
 @functools.partial(jax.jit, static_argnums=(5, 6, 7, 8))
-def _train_and_test(x_train, y_train, x_test, y_test, key, steps, batch_size,
-                    learning_rate, features):
+def _train_and_test(
+  x_train, y_train, x_test, y_test, key, steps, batch_size, learning_rate, features
+):
   """Trains the critic with balanced batches; returns (test acc, last train acc).
 
   Jitted at module level with the crops as arguments, so repeated tests of the same
@@ -212,16 +275,21 @@ def _train_and_test(x_train, y_train, x_test, y_test, key, steps, batch_size,
   def update(carry, key):
     params, opt_state = carry
     pos_key, neg_key = jax.random.split(key)
-    idx = jnp.concatenate([jax.random.randint(pos_key, (half,), 0, num),
-                           num + jax.random.randint(neg_key, (half,), 0, num)])
+    idx = jnp.concatenate(
+      [
+        jax.random.randint(pos_key, (half,), 0, num),
+        num + jax.random.randint(neg_key, (half,), 0, num),
+      ]
+    )
     x, y = x_train[idx], y_train[idx]
     (_, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, x, y)
     updates, opt_state = tx.update(grads, opt_state, params)
     acc = jnp.mean((logits > 0) == (y > 0.5))
     return (optax.apply_updates(params, updates), opt_state), acc
 
-  (params, _), accs = jax.lax.scan(update, (params, tx.init(params)),
-                                   jax.random.split(batch_key, steps))
+  (params, _), accs = jax.lax.scan(
+    update, (params, tx.init(params)), jax.random.split(batch_key, steps)
+  )
   test_logits = critic.apply(params, x_test)
   test_acc = jnp.mean((test_logits > 0) == (y_test > 0.5))
-  return test_acc, jnp.mean(accs[-min(steps, 20):])
+  return test_acc, jnp.mean(accs[-min(steps, 20) :])

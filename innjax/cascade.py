@@ -45,15 +45,18 @@ def num_stages(stacked: Pytree) -> int:
   sizes = {jnp.shape(leaf)[0] if jnp.ndim(leaf) else None for leaf in leaves}
   if None in sizes:
     raise ValueError(
-        "A leaf of the stacked cascade is a scalar; every leaf needs a leading "
-        "stage axis (build it with innjax.cascade.stack).")
+      "A leaf of the stacked cascade is a scalar; every leaf needs a leading "
+      "stage axis (build it with innjax.cascade.stack)."
+    )
   if len(sizes) != 1:
     paths = [
-        (jax.tree_util.keystr(path), jnp.shape(leaf)[0])
-        for path, leaf in jax.tree_util.tree_leaves_with_path(stacked)]
+      (jax.tree_util.keystr(path), jnp.shape(leaf)[0])
+      for path, leaf in jax.tree_util.tree_leaves_with_path(stacked)
+    ]
     raise ValueError(
-        "The leaves of the stacked cascade disagree on the stage axis: "
-        f"sizes {sorted(sizes)}; e.g. {paths[:4]}.")
+      "The leaves of the stacked cascade disagree on the stage axis: "
+      f"sizes {sorted(sizes)}; e.g. {paths[:4]}."
+    )
   return sizes.pop()
 
 
@@ -73,8 +76,9 @@ def stack(stages: Sequence[Pytree]) -> Pytree:
   for i, stage in enumerate(stages[1:], start=1):
     if jax.tree_util.tree_structure(stage) != first:
       raise ValueError(
-          f"Stage {i} has a different pytree structure from stage 0; all stages "
-          "must come from the same classifier architecture.")
+        f"Stage {i} has a different pytree structure from stage 0; all stages "
+        "must come from the same classifier architecture."
+      )
   return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *stages)
 
 
@@ -85,17 +89,19 @@ def append(stacked: Optional[Pytree], stage: Pytree) -> Pytree:
   num_stages(stacked)
   try:
     return jax.tree_util.tree_map(
-        lambda s, x: jnp.concatenate([s, jnp.asarray(x)[None]]), stacked, stage)
+      lambda s, x: jnp.concatenate([s, jnp.asarray(x)[None]]), stacked, stage
+    )
   except ValueError as err:
     raise ValueError(
-        f"Cannot append a stage whose structure or shapes differ from the "
-        f"cascade's: {err}") from err
+      f"Cannot append a stage whose structure or shapes differ from the cascade's: {err}"
+    ) from err
 
 
 def get_stage(stacked: Pytree, index) -> Pytree:
   """Returns the variables of one stage (index may be traced)."""
   return jax.tree_util.tree_map(
-      lambda leaf: lax.dynamic_index_in_dim(leaf, index, keepdims=False), stacked)
+    lambda leaf: lax.dynamic_index_in_dim(leaf, index, keepdims=False), stacked
+  )
 
 
 def unstack(stacked: Pytree) -> list:
@@ -138,9 +144,13 @@ def keep_last(stacked: Pytree) -> Pytree:
   return select(stacked, [total - 1])
 
 
-def stage_logits(logit_fn: Callable, stacked: Pytree, x: jax.Array,
-                 strategy: str = DEFAULT_STRATEGY,
-                 mask: Optional[jax.Array] = None) -> jax.Array:
+def stage_logits(
+  logit_fn: Callable,
+  stacked: Pytree,
+  x: jax.Array,
+  strategy: str = DEFAULT_STRATEGY,
+  mask: Optional[jax.Array] = None,
+) -> jax.Array:
   """Evaluates every stage on `x`.
 
   Args:
@@ -164,8 +174,11 @@ def stage_logits(logit_fn: Callable, stacked: Pytree, x: jax.Array,
     def body(carry, inputs):
       stage, is_active = inputs
       return carry, lax.cond(
-          is_active, lambda s: logit_fn(s, x).astype(jnp.float32),
-          lambda s: jnp.zeros(shape, jnp.float32), stage)
+        is_active,
+        lambda s: logit_fn(s, x).astype(jnp.float32),
+        lambda s: jnp.zeros(shape, jnp.float32),
+        stage,
+      )
 
     _, out = lax.scan(body, None, (stacked, mask))
     return out
@@ -181,9 +194,13 @@ def stage_logits(logit_fn: Callable, stacked: Pytree, x: jax.Array,
   return jnp.where(mask, out.astype(jnp.float32), 0.0)
 
 
-def cascade_logits(logit_fn: Callable, stacked: Pytree, x: jax.Array,
-                   strategy: str = DEFAULT_STRATEGY,
-                   mask: Optional[jax.Array] = None) -> jax.Array:
+def cascade_logits(
+  logit_fn: Callable,
+  stacked: Pytree,
+  x: jax.Array,
+  strategy: str = DEFAULT_STRATEGY,
+  mask: Optional[jax.Array] = None,
+) -> jax.Array:
   """The cascade energy: the sum of all (active) stages' logits per example.
 
   This is ln prod_a g_a(x) of paper eq. 12, the quantity the synthesis step ascends.
@@ -208,6 +225,7 @@ def cascade_logits(logit_fn: Callable, stacked: Pytree, x: jax.Array,
     batch = jax.eval_shape(lambda: logit_fn(get_stage(stacked, 0), x))
     acc0 = jnp.zeros(batch.shape, jnp.float32)
     if mask is None:
+
       def body(acc, inputs):
         stage, _ = inputs
         return acc + logit_fn(stage, x).astype(jnp.float32), None
@@ -217,9 +235,13 @@ def cascade_logits(logit_fn: Callable, stacked: Pytree, x: jax.Array,
       def body(acc, inputs):
         stage, is_active = inputs
         logits = lax.cond(
-            is_active, lambda s: logit_fn(s, x).astype(jnp.float32),
-            lambda s: jnp.zeros(batch.shape, jnp.float32), stage)
+          is_active,
+          lambda s: logit_fn(s, x).astype(jnp.float32),
+          lambda s: jnp.zeros(batch.shape, jnp.float32),
+          stage,
+        )
         return acc + logits, None
+
     active = jnp.ones((total,), bool) if mask is None else mask
     out, _ = lax.scan(body, acc0, (stacked, active))
     return out
@@ -234,11 +256,11 @@ def check_mask(mask: Optional[jax.Array], total: int) -> Optional[jax.Array]:
   mask = jnp.asarray(mask, bool)
   if mask.shape != (total,):
     raise ValueError(
-        f"mask must have shape ({total},) to match the cascade, got {mask.shape}.")
+      f"mask must have shape ({total},) to match the cascade, got {mask.shape}."
+    )
   return mask
 
 
 def _check_strategy(strategy: str) -> None:
   if strategy not in STRATEGIES:
-    raise ValueError(
-        f"strategy must be one of {STRATEGIES}, got {strategy!r}.")
+    raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}.")

@@ -25,6 +25,7 @@ training run also saves a fingerprint of its training images with each step
 (`innjax.data.fingerprint`), and resuming on other images is refused unless
 `data.allow_new_data` is set; the fingerprint depends on the pixels, not the path.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -45,9 +46,16 @@ from innjax import outputs
 
 # Config entries that determine the shapes of the saved state.
 STRUCTURAL_KEYS = (
-    "variant", "num_stages", "keep_every", "model.features", "model.kernel_size",
-    "data.image_size", "data.channels", "pool.capacity", "pool.negatives_per_stage",
-    "patch.size",
+  "variant",
+  "num_stages",
+  "keep_every",
+  "model.features",
+  "model.kernel_size",
+  "data.image_size",
+  "data.channels",
+  "pool.capacity",
+  "pool.negatives_per_stage",
+  "patch.size",
 )
 
 
@@ -78,8 +86,12 @@ class CheckpointSaveError(errors.CheckpointError, OSError):
 
 # Substrings of the errors that TensorStore (which writes the arrays) reports for
 # OS-level write failures; it does not raise OSError itself.
-_IO_FAILURES = ("No space left on device", "Disk quota exceeded",
-                "Read-only file system", "Permission denied")
+_IO_FAILURES = (
+  "No space left on device",
+  "Disk quota exceeded",
+  "Read-only file system",
+  "Permission denied",
+)
 
 
 def _io_failure(err: BaseException) -> tuple[bool, int | None]:
@@ -138,8 +150,11 @@ def structural_differences(saved: dict, current: dict) -> list[str]:
   """
   diffs = []
   for key in STRUCTURAL_KEYS:
-    if key == "keep_every" and current.get("variant") != "inng_compressed" \
-        and saved.get("variant") != "inng_compressed":
+    if (
+      key == "keep_every"
+      and current.get("variant") != "inng_compressed"
+      and saved.get("variant") != "inng_compressed"
+    ):
       continue
     if key == "num_stages" and extends(saved, current):
       continue
@@ -161,16 +176,19 @@ def _items(state) -> dict:
   sampling needs; "state" holds every other field, with typed PRNG keys as their raw
   uint32 data (a `group_start` that the variant does not keep is left out).
   """
-  fields = {field.name: getattr(state, field.name)
-            for field in dataclasses.fields(state)
-            if field.metadata.get("pytree_node", True)}
+  fields = {
+    field.name: getattr(state, field.name)
+    for field in dataclasses.fields(state)
+    if field.metadata.get("pytree_node", True)
+  }
   cascade = fields.pop("cascade")
   if fields.get("group_start") is None:
     fields.pop("group_start", None)
   if isinstance(fields["stage"], jax.ShapeDtypeStruct):
     slots = jax.tree_util.tree_leaves(cascade)[0].shape[0]
-    active = jax.ShapeDtypeStruct((slots,), jnp.bool_,
-                                  sharding=getattr(fields["stage"], "sharding", None))
+    active = jax.ShapeDtypeStruct(
+      (slots,), jnp.bool_, sharding=getattr(fields["stage"], "sharding", None)
+    )
     key = jax.eval_shape(jax.random.key_data, fields["key"])
     # The key keeps its own sharding (a template from innjax.sharding.with_shardings).
     sharding = getattr(fields["key"], "sharding", None)
@@ -191,8 +209,13 @@ def _restore_target(items: dict) -> dict:
   """
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   return jax.tree_util.tree_map(
-      lambda a: a if getattr(a, "sharding", None) is not None else
-      jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), items)
+    lambda a: (
+      a
+      if getattr(a, "sharding", None) is not None
+      else jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device)
+    ),
+    items,
+  )
 
 
 def _state(items: dict, template):
@@ -205,16 +228,26 @@ def _state(items: dict, template):
 def _slots(config: dict) -> int:
   """The cascade slots of a run with the saved `config` (a dict)."""
   from innjax import train  # pylint: disable=g-import-not-at-top  (train imports us)
-  return train.num_slots(ml_collections.ConfigDict({
-      "variant": config["variant"], "num_stages": int(config["num_stages"]),
-      "keep_every": int(config.get("keep_every") or 1)}))
+
+  return train.num_slots(
+    ml_collections.ConfigDict(
+      {
+        "variant": config["variant"],
+        "num_stages": int(config["num_stages"]),
+        "keep_every": int(config.get("keep_every") or 1),
+      }
+    )
+  )
 
 
 def _resize_cascade(target: dict, slots: int) -> dict:
   """Restore `target` (abstract items) with `slots` cascade slots instead of its own."""
+
   def resize(leaf):
-    return jax.ShapeDtypeStruct((slots, *leaf.shape[1:]), leaf.dtype,
-                                sharding=getattr(leaf, "sharding", None))
+    return jax.ShapeDtypeStruct(
+      (slots, *leaf.shape[1:]), leaf.dtype, sharding=getattr(leaf, "sharding", None)
+    )
+
   return dict(target, cascade=jax.tree_util.tree_map(resize, target["cascade"]))
 
 
@@ -229,11 +262,13 @@ def grow_cascade(cascade: dict, like: dict) -> dict:
     cascade: a restored {"variables", "active"} item with fewer slots.
     like: the abstract item of the longer run (shapes, shardings).
   """
+
   def grow(leaf, target):
     pad = [(0, target.shape[0] - leaf.shape[0])] + [(0, 0)] * (leaf.ndim - 1)
     grown = jnp.pad(leaf, pad)
     sharding = getattr(target, "sharding", None)
     return grown if sharding is None else jax.device_put(grown, sharding)
+
   return jax.tree_util.tree_map(grow, cascade, like)
 
 
@@ -250,29 +285,38 @@ class Manager:
       unless `config.data.allow_new_data` is set.
   """
 
-  def __init__(self, workdir: str, config: ml_collections.ConfigDict,
-               read_only: bool = False, data: dict | None = None):
+  def __init__(
+    self,
+    workdir: str,
+    config: ml_collections.ConfigDict,
+    read_only: bool = False,
+    data: dict | None = None,
+  ):
     checkpoints = os.path.join(workdir, "checkpoints")
     # Orbax reaches gs:// and other storage through etils.epath: only a local path is
     # made absolute ("gs://b" would become "$PWD/gs:/b").
-    self.directory = (checkpoints if outputs.is_uri(checkpoints)
-                      else os.path.abspath(checkpoints))
+    self.directory = (
+      checkpoints if outputs.is_uri(checkpoints) else os.path.abspath(checkpoints)
+    )
     self.config = config
     self.read_only = read_only
     self.data = data
     if read_only:
       options = ocp.CheckpointManagerOptions(
-          create=False, enable_async_checkpointing=False)
+        create=False, enable_async_checkpointing=False
+      )
     else:
       options = ocp.CheckpointManagerOptions(
-          max_to_keep=int(config.checkpoint.max_to_keep) or None,
-          enable_async_checkpointing=bool(config.checkpoint.async_save),
-          # Folders of saves that a kill interrupted are never loaded; removing them
-          # keeps repeated preemptions from filling the disk.
-          cleanup_tmp_directories=True,
-          create=True)
+        max_to_keep=int(config.checkpoint.max_to_keep) or None,
+        enable_async_checkpointing=bool(config.checkpoint.async_save),
+        # Folders of saves that a kill interrupted are never loaded; removing them
+        # keeps repeated preemptions from filling the disk.
+        cleanup_tmp_directories=True,
+        create=True,
+      )
     self._manager = ocp.CheckpointManager(
-        self.directory, options=options, item_names=ITEMS)
+      self.directory, options=options, item_names=ITEMS
+    )
     self._unconfirmed_step = None  # an asynchronous save not yet known to be committed
     self._reported = (None, None)  # (Orbax's error, our CheckpointSaveError for it)
 
@@ -286,8 +330,9 @@ class Manager:
     step = self.latest_step() if step is None else step
     if step is None:
       return None
-    restored = self._manager.restore(step, args=ocp.args.Composite(
-        meta=ocp.args.JsonRestore()))
+    restored = self._manager.restore(
+      step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())
+    )
     return restored["meta"]
 
   def saved_config(self, step=None) -> dict | None:
@@ -307,10 +352,12 @@ class Manager:
     diffs = structural_differences(meta["config"], config_to_dict(self.config))
     if diffs:
       raise IncompatibleCheckpointError(
-          f"The checkpoint in {self.directory} was trained with a different "
-          "configuration:\n  " + "\n  ".join(diffs) +
-          "\nUse a new --workdir for this config, or run with the original settings "
-          "to resume. Nothing was changed on disk.")
+        f"The checkpoint in {self.directory} was trained with a different "
+        "configuration:\n  "
+        + "\n  ".join(diffs)
+        + "\nUse a new --workdir for this config, or run with the original settings "
+        "to resume. Nothing was changed on disk."
+      )
     self._check_same_data(meta.get("data"))
 
   def _check_same_data(self, saved: dict | None) -> None:
@@ -321,11 +368,12 @@ class Manager:
     if change is None or self.config.data.get("allow_new_data", False):
       return
     raise IncompatibleCheckpointError(
-        f"The checkpoint in {self.directory} was trained on other data ({change}); "
-        "resuming would train the rest of the cascade on these images. Point the "
-        "config back at the original data (its path may change), use a new "
-        "--workdir, or set --config.data.allow_new_data=True to go on with the new "
-        "data. Nothing was changed on disk.")
+      f"The checkpoint in {self.directory} was trained on other data ({change}); "
+      "resuming would train the rest of the cascade on these images. Point the "
+      "config back at the original data (its path may change), use a new "
+      "--workdir, or set --config.data.allow_new_data=True to go on with the new "
+      "data. Nothing was changed on disk."
+    )
 
   def _format(self, step: int) -> int:
     """The layout of `step` (see FORMAT); 1 when its meta cannot be read."""
@@ -337,8 +385,10 @@ class Manager:
   def _missing_parts(self, step: int) -> list[str]:
     """What a committed Orbax step has but `step`'s folder lacks."""
     path = os.path.join(self.directory, str(step))
-    parts = ("_CHECKPOINT_METADATA", *(ITEMS if self._format(step) >= 2 else
-                                       ("state", "meta")))
+    parts = (
+      "_CHECKPOINT_METADATA",
+      *(ITEMS if self._format(step) >= 2 else ("state", "meta")),
+    )
     return [name for name in parts if not outputs.exists(os.path.join(path, name))]
 
   def _damaged(self, step: int, err: BaseException) -> CorruptCheckpointError:
@@ -347,16 +397,21 @@ class Manager:
     why = f"missing {', '.join(missing)}" if missing else _first_line(err)
     earlier = [s for s in self._manager.all_steps() if s < step]
     if earlier:
-      fix = (f"To resume from step {max(earlier)}, the newest complete one, move the "
-             f"damaged step aside (`mv {path} {path}.damaged`) and rerun.")
+      fix = (
+        f"To resume from step {max(earlier)}, the newest complete one, move the "
+        f"damaged step aside (`mv {path} {path}.damaged`) and rerun."
+      )
     else:
-      fix = (f"There is no earlier step: move {path} aside to start over, or use a "
-             "new --workdir.")
+      fix = (
+        f"There is no earlier step: move {path} aside to start over, or use a "
+        "new --workdir."
+      )
     return CorruptCheckpointError(
-        f"Checkpoint step {step} in {self.directory} is incomplete or damaged and "
-        f"cannot be read ({why}); it was not written by a completed save (a copy "
-        f"cut short, or storage without atomic renames). {fix} Nothing was changed "
-        "on disk.")
+      f"Checkpoint step {step} in {self.directory} is incomplete or damaged and "
+      f"cannot be read ({why}); it was not written by a completed save (a copy "
+      f"cut short, or storage without atomic renames). {fix} Nothing was changed "
+      "on disk."
+    )
 
   def _read(self, step: int, target: dict, names: tuple[str, ...]) -> dict:
     """Restores the items `names` of `step` into `target` (abstract items).
@@ -366,32 +421,39 @@ class Manager:
     is then read by a partial restore, which leaves the pool and negatives unread.
     """
     if self._format(step) >= 2:
-      restored = self._manager.restore(step, args=ocp.args.Composite(**{
-          name: ocp.args.StandardRestore(target[name]) for name in names}))
+      restored = self._manager.restore(
+        step,
+        args=ocp.args.Composite(
+          **{name: ocp.args.StandardRestore(target[name]) for name in names}
+        ),
+      )
       return {name: restored[name] for name in names}
     cascade = target["cascade"]
     legacy = {"cascade": cascade["variables"], "active": cascade["active"]}
     if "state" not in names:
       with ocp.Checkpointer(ocp.PyTreeCheckpointHandler()) as checkpointer:
         restored = checkpointer.restore(
-            os.path.join(self.directory, str(step), "state"),
-            args=ocp.args.PyTreeRestore(
-                item=legacy, partial_restore=True,
-                restore_args=ocp.checkpoint_utils.construct_restore_args(legacy)))
-      return {"cascade": {"variables": restored["cascade"],
-                          "active": restored["active"]}}
+          os.path.join(self.directory, str(step), "state"),
+          args=ocp.args.PyTreeRestore(
+            item=legacy,
+            partial_restore=True,
+            restore_args=ocp.checkpoint_utils.construct_restore_args(legacy),
+          ),
+        )
+      return {"cascade": {"variables": restored["cascade"], "active": restored["active"]}}
     fields = target["state"]
     # Format 1 kept `group_start` in every variant: read it, and keep it only where
     # the variant uses it.
     legacy.update(fields, group_start=fields.get("group_start", fields["negatives"]))
-    restored = self._manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(legacy)))["state"]
-    return {"state": {name: restored[name] for name in fields},
-            "cascade": {"variables": restored["cascade"],
-                        "active": restored["active"]}}
+    restored = self._manager.restore(
+      step, args=ocp.args.Composite(state=ocp.args.StandardRestore(legacy))
+    )["state"]
+    return {
+      "state": {name: restored[name] for name in fields},
+      "cascade": {"variables": restored["cascade"], "active": restored["active"]},
+    }
 
-  def _previous_step_loads(self, step: int, target: dict,
-                           names: tuple[str, ...]) -> bool:
+  def _previous_step_loads(self, step: int, target: dict, names: tuple[str, ...]) -> bool:
     """Whether the newest step before `step` restores into `target`."""
     earlier = [s for s in self._manager.all_steps() if s < step]
     if not earlier:
@@ -426,8 +488,7 @@ class Manager:
     saved_config = meta["config"]
     full_target = _restore_target(_items(template))
     grown = extends(saved_config, config_to_dict(self.config))
-    target = (_resize_cascade(full_target, _slots(saved_config)) if grown
-              else full_target)
+    target = _resize_cascade(full_target, _slots(saved_config)) if grown else full_target
     try:
       restored = self._read(step, target, names)
     except (ValueError, KeyError, TypeError) as err:
@@ -435,18 +496,22 @@ class Manager:
         # The same config and code read the step before it: this one is damaged.
         raise self._damaged(step, err) from err
       raise IncompatibleCheckpointError(
-          f"Checkpoint step {step} in {self.directory} does not match this config's "
-          f"state ({_first_line(err)}); it was written by another architecture or "
-          "another version of innjax, or its files are damaged. Use a new --workdir. "
-          "Nothing was changed on disk.") from err
+        f"Checkpoint step {step} in {self.directory} does not match this config's "
+        f"state ({_first_line(err)}); it was written by another architecture or "
+        "another version of innjax, or its files are damaged. Use a new --workdir. "
+        "Nothing was changed on disk."
+      ) from err
     except Exception as err:  # pylint: disable=broad-except
       # TensorStore reports unreadable array files (truncated, missing chunks) as a
       # bare Exception; with a matching config that can only mean damaged files.
       raise self._damaged(step, err) from err
     if grown:
       if not self.read_only:
-        logging.info("Extending the run from %d to %d stages.",
-                     int(saved_config["num_stages"]), int(self.config.num_stages))
+        logging.info(
+          "Extending the run from %d to %d stages.",
+          int(saved_config["num_stages"]),
+          int(self.config.num_stages),
+        )
       restored["cascade"] = grow_cascade(restored["cascade"], full_target["cascade"])
     return step, restored
 
@@ -505,18 +570,26 @@ class Manager:
       return err
     failed = self._unconfirmed_step if self._unconfirmed_step is not None else step
     self._unconfirmed_step = None
-    complete = [s for s in self._manager.all_steps(read=True)
-                if failed is None or s < failed]
-    kept = (f"step {max(complete)} is the newest complete checkpoint and is intact"
-            if complete else "no earlier checkpoint exists")
-    cause = ("the disk is full; free space" if code == errno.ENOSPC
-             else "check that the workdir's disk is writable and has space")
+    complete = [
+      s for s in self._manager.all_steps(read=True) if failed is None or s < failed
+    ]
+    kept = (
+      f"step {max(complete)} is the newest complete checkpoint and is intact"
+      if complete
+      else "no earlier checkpoint exists"
+    )
+    cause = (
+      "the disk is full; free space"
+      if code == errno.ENOSPC
+      else "check that the workdir's disk is writable and has space"
+    )
     what = f"the checkpoint of stage {failed}" if failed is not None else "a checkpoint"
     error = CheckpointSaveError(
-        f"Saving {what} to {self.directory} failed "
-        f"({_first_line(err)}): {cause}, then rerun the same command to resume. "
-        f"Nothing else was lost: {kept} (unfinished temporary folders are removed "
-        "on the next start).")
+      f"Saving {what} to {self.directory} failed "
+      f"({_first_line(err)}): {cause}, then rerun the same command to resume. "
+      f"Nothing else was lost: {kept} (unfinished temporary folders are removed "
+      "on the next start)."
+    )
     error.errno = code
     self._reported = (err, error)
     return error
@@ -528,16 +601,19 @@ class Manager:
       CheckpointSaveError: this save, or the previous asynchronous one, could not be
         written; the steps committed before it are untouched.
     """
-    meta = {"config": config_to_dict(self.config), "stage": int(step),
-            "format": FORMAT}
+    meta = {"config": config_to_dict(self.config), "stage": int(step), "format": FORMAT}
     if self.data is not None:
       meta["data"] = self.data
     items = _items(state)
     try:
-      self._manager.save(step, args=ocp.args.Composite(
+      self._manager.save(
+        step,
+        args=ocp.args.Composite(
           state=ocp.args.StandardSave(items["state"]),
           cascade=ocp.args.StandardSave(items["cascade"]),
-          meta=ocp.args.JsonSave(meta)))
+          meta=ocp.args.JsonSave(meta),
+        ),
+      )
     except Exception as err:  # pylint: disable=broad-except
       translated = self._save_failed(step, err)
       if translated is err:

@@ -37,8 +37,11 @@ class _QuietLibraries(py_logging.Filter):
   out (JAX's is the failed probe for a TPU, `libtpu.so`, on every other machine)."""
 
   def filter(self, record):
-    noisy = ("orbax" in record.pathname or "tensorflow" in record.pathname
-             or record.name.startswith("jax."))
+    noisy = (
+      "orbax" in record.pathname
+      or "tensorflow" in record.pathname
+      or record.name.startswith("jax.")
+    )
     return record.levelno >= py_logging.WARNING or not noisy
 
 
@@ -51,14 +54,16 @@ def quiet_library_logs() -> None:
   """
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
   from innjax import console  # pylint: disable=g-import-not-at-top
+
   console.quiet_tensorflow_import()  # its load-time notices ignore that variable
   py_logging.getLogger("absl").addFilter(_QuietLibraries())
   for handler in py_logging.getLogger().handlers:
     handler.addFilter(_QuietLibraries())
 
 
-def with_overrides(config: ml_collections.ConfigDict,
-                   overrides: dict) -> ml_collections.ConfigDict:
+def with_overrides(
+  config: ml_collections.ConfigDict, overrides: dict
+) -> ml_collections.ConfigDict:
   """Sets dotted fields, e.g. {"train.learning_rate": 0.001}, as --config.X=Y would.
 
   For scripts, tests and notebooks that build a config in Python; an unknown field
@@ -96,19 +101,19 @@ def resume_command() -> str:
 
 # What a Ctrl-C in each mode leaves behind, and what to do next.
 _INTERRUPTED = {
-    "train": "Checkpoints are committed atomically, so the last completed one is "
-             "intact; rerun the same command to go on",
-    "sample": "--mode=sample stopped. Sample files are complete under their final "
-              "name or absent, never half-written, and earlier ones are never "
-              "replaced; rerun the same command to sample again",
-    "style": "--mode=style stopped. Its images are complete under their final name "
-             "or absent, never half-written, and earlier ones are never replaced; "
-             "rerun the same command to render again",
-    "evaluate": "--mode=evaluate stopped. Its reports are complete under their final "
-                "name or absent, never half-written, and earlier ones are never "
-                "replaced; rerun the same command to evaluate again",
-    "export": "--mode=export stopped. The export file is complete under its final "
-              "name or absent; rerun the same command to export again",
+  "train": "Checkpoints are committed atomically, so the last completed one is "
+  "intact; rerun the same command to go on",
+  "sample": "--mode=sample stopped. Sample files are complete under their final "
+  "name or absent, never half-written, and earlier ones are never "
+  "replaced; rerun the same command to sample again",
+  "style": "--mode=style stopped. Its images are complete under their final name "
+  "or absent, never half-written, and earlier ones are never replaced; "
+  "rerun the same command to render again",
+  "evaluate": "--mode=evaluate stopped. Its reports are complete under their final "
+  "name or absent, never half-written, and earlier ones are never "
+  "replaced; rerun the same command to evaluate again",
+  "export": "--mode=export stopped. The export file is complete under its final "
+  "name or absent; rerun the same command to export again",
 }
 
 
@@ -121,14 +126,17 @@ def _version(package: str) -> str:
 
 def bug_report_request() -> str:
   """The line printed after the traceback of an unexpected error: what to report."""
-  versions = ", ".join(f"{name} {_version(name)}"
-                       for name in ("innjax", "jax", "flax", "optax", "orbax-checkpoint"))
+  versions = ", ".join(
+    f"{name} {_version(name)}"
+    for name in ("innjax", "jax", "flax", "optax", "orbax-checkpoint")
+  )
   return (
-      "innjax: unexpected error (traceback above). Unless it is about this machine "
-      "(a full disk, missing permissions), it is a bug in innjax: please report it "
-      "on the innjax issue tracker with the command line, the config file and "
-      "overrides, this whole output and the versions: "
-      f"{versions}, Python {platform.python_version()} on {platform.platform()}.")
+    "innjax: unexpected error (traceback above). Unless it is about this machine "
+    "(a full disk, missing permissions), it is a bug in innjax: please report it "
+    "on the innjax issue tracker with the command line, the config file and "
+    "overrides, this whole output and the versions: "
+    f"{versions}, Python {platform.python_version()} on {platform.platform()}."
+  )
 
 
 def _print_written(paths) -> None:
@@ -152,14 +160,17 @@ def run(mode: str, config, workdir: str, output_dir: str | None = None) -> int:
   # Imported here so `main.py --help` answers without loading JAX and TensorFlow.
   from innjax import evaluate, generate, preemption, style, synthesis, train
   from innjax import console
+
   problem = console.backend_problem()
   if problem:
     print(f"innjax: error: {problem}", file=sys.stderr)
     return 2
   try:
     if output_dir and mode == "train":
-      raise errors.ConfigError("--output_dir is for --mode=sample, style, evaluate and "
-                               "export; training writes everything in --workdir.")
+      raise errors.ConfigError(
+        "--output_dir is for --mode=sample, style, evaluate and "
+        "export; training writes everything in --workdir."
+      )
     check_config_type(config)
     config = synthesis.upgrade_config(config)  # e.g. synthesis.energy, now .mode
     reference = _reference_config()
@@ -168,14 +179,19 @@ def run(mode: str, config, workdir: str, output_dir: str | None = None) -> int:
         logging.warning("%s.", note)
     if mode == "train":
       import jax  # pylint: disable=g-import-not-at-top  (loaded by train already)
+
       # Hosts must agree where to stop: with several, SIGTERM stays with JAX's
       # preemption service and the loop asks Orbax at stage boundaries instead.
-      signals = ((signal.SIGTERM, signal.SIGINT) if jax.process_count() == 1 else ())
+      signals = (signal.SIGTERM, signal.SIGINT) if jax.process_count() == 1 else ()
       with preemption.SignalGuard(signals) as stop:
         state = train.train(config, workdir, should_stop=stop)
-      logging.info("Training finished after %d stages; checkpoints in %s. Sample with "
-                   "`python main.py --config=... --workdir=%s --mode=sample`.",
-                   int(state.stage), workdir, workdir)
+      logging.info(
+        "Training finished after %d stages; checkpoints in %s. Sample with "
+        "`python main.py --config=... --workdir=%s --mode=sample`.",
+        int(state.stage),
+        workdir,
+        workdir,
+      )
     elif mode == "sample":
       _, stats = generate.generate(config, workdir, output_dir=output_dir)
       _print_written([stats["png"], stats["npz"]])
@@ -188,21 +204,31 @@ def run(mode: str, config, workdir: str, output_dir: str | None = None) -> int:
       _print_written([stats["png"], stats["side_by_side"]])
     elif mode == "export":
       from innjax import export  # pylint: disable=g-import-not-at-top
+
       _print_written([export.export(config, workdir, output_dir=output_dir)])
     else:
       raise errors.ConfigError(f"Unknown --mode={mode!r}; choose one of {MODES}.")
   except preemption.TrainingInterrupted as stop:
     done = stop.completed_stages or 0
-    saved = (f"the checkpoint of stage {done} is committed in {workdir}/checkpoints"
-             if done else "no stage had been completed, so there is nothing to keep")
-    print(f"innjax: {stop.reason} received: stopped cleanly during stage {done + 1} "
-          f"of {int(config.num_stages)}; {saved}. Rerun the same command to resume "
-          f"after stage {done} (the dropped stage is redone exactly):\n"
-          f"  {resume_command()}", file=sys.stderr)
+    saved = (
+      f"the checkpoint of stage {done} is committed in {workdir}/checkpoints"
+      if done
+      else "no stage had been completed, so there is nothing to keep"
+    )
+    print(
+      f"innjax: {stop.reason} received: stopped cleanly during stage {done + 1} "
+      f"of {int(config.num_stages)}; {saved}. Rerun the same command to resume "
+      f"after stage {done} (the dropped stage is redone exactly):\n"
+      f"  {resume_command()}",
+      file=sys.stderr,
+    )
     return 0
   except KeyboardInterrupt:
-    print(f"innjax: interrupted. {_INTERRUPTED.get(mode, _INTERRUPTED['train'])}:\n"
-          f"  {resume_command()}", file=sys.stderr)
+    print(
+      f"innjax: interrupted. {_INTERRUPTED.get(mode, _INTERRUPTED['train'])}:\n"
+      f"  {resume_command()}",
+      file=sys.stderr,
+    )
     return 130
   except errors.InnjaxError as err:
     print(f"innjax: error: {err}", file=sys.stderr)

@@ -47,14 +47,16 @@ def upgrade_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
     for old, new in RENAMED_FIELDS.items():
       flag = f"--config.{old}"
       if arg == flag or arg.startswith(flag + "="):
-        arg = f"--config.{new}" + arg[len(flag):]
+        arg = f"--config.{new}" + arg[len(flag) :]
         notes.append(f"--config.{old} is now --config.{new}; using that")
     upgraded.append(arg)
   return upgraded, notes
 
 
-_START_FROM_DEFAULT = ("Start it from configs/default.py: `config = "
-                       "default.get_config()`, change fields, then `return config`.")
+_START_FROM_DEFAULT = (
+  "Start it from configs/default.py: `config = "
+  "default.get_config()`, change fields, then `return config`."
+)
 
 
 def config_fields(config: ml_collections.ConfigDict, prefix: str = "") -> set[str]:
@@ -86,17 +88,21 @@ def check_config_type(config) -> None:
   except AttributeError:  # None and the like: refused below
     pass
   if config is None:
-    raise errors.ConfigError("Bad config: the config file's get_config() returned None "
-                             f"(is its `return config` missing?). {_START_FROM_DEFAULT}")
+    raise errors.ConfigError(
+      "Bad config: the config file's get_config() returned None "
+      f"(is its `return config` missing?). {_START_FROM_DEFAULT}"
+    )
   if isinstance(config, collections.abc.Mapping):
     raise errors.ConfigError(
-        f"Bad config: the config file's get_config() returned a "
-        f"{type(config).__name__}, not an ml_collections.ConfigDict. "
-        f"{_START_FROM_DEFAULT}")
+      f"Bad config: the config file's get_config() returned a "
+      f"{type(config).__name__}, not an ml_collections.ConfigDict. "
+      f"{_START_FROM_DEFAULT}"
+    )
 
 
-def check_config_fields(config: ml_collections.ConfigDict,
-                        reference: ml_collections.ConfigDict) -> list[str]:
+def check_config_fields(
+  config: ml_collections.ConfigDict, reference: ml_collections.ConfigDict
+) -> list[str]:
   """Compares a config's fields with the reference (configs/default.py).
 
   Without this, a deleted field fails deep inside training with an AttributeError
@@ -116,25 +122,29 @@ def check_config_fields(config: ml_collections.ConfigDict,
     siblings = [w.rpartition(".")[2] for w in want if w.rpartition(".")[0] == section]
     close = difflib.get_close_matches(leaf, siblings, n=1)
     if close:
-      problems.append(f"{name} is not a config field (did you mean "
-                      f"{section + '.' if section else ''}{close[0]}?)")
+      problems.append(
+        f"{name} is not a config field (did you mean "
+        f"{section + '.' if section else ''}{close[0]}?)"
+      )
     else:
       notes.append(f"config field {name} is not used by innjax and is ignored")
   missing = sorted(want - have)
   if missing:
-    listed = ", ".join(missing[:12]) + (f" and {len(missing) - 12} more"
-                                         if len(missing) > 12 else "")
+    listed = ", ".join(missing[:12]) + (
+      f" and {len(missing) - 12} more" if len(missing) > 12 else ""
+    )
     problems.append(f"the config lacks field(s) {listed}")
   if problems:
     raise errors.ConfigError(
-        "Bad config: " + "; ".join(problems) + ". Start a config file from "
-        "configs/default.py (`config = default.get_config()`, then change fields), "
-        "so that every field exists; see configs/tiny.py for an example.")
+      "Bad config: " + "; ".join(problems) + ". Start a config file from "
+      "configs/default.py (`config = default.get_config()`, then change fields), "
+      "so that every field exists; see configs/tiny.py for an example."
+    )
   return notes
 
 
 def _non_finite_fields(config: ml_collections.ConfigDict, prefix: str = "") -> list:
-  """"field=value" for every float of `config` (or in a tuple of it) that is NaN or inf."""
+  """ "field=value" for every float of `config` (or in a tuple of it) that is NaN or inf."""
   found = []
   for key, value in config.items():
     if isinstance(value, ml_collections.ConfigDict):
@@ -153,15 +163,21 @@ def _is_count(value) -> bool:
 
 def _is_widths(value) -> bool:
   """A non-empty list of positive integer layer widths."""
-  return (isinstance(value, (tuple, list)) and len(value) >= 1
-          and all(_is_count(v) and v > 0 for v in value))
+  return (
+    isinstance(value, (tuple, list))
+    and len(value) >= 1
+    and all(_is_count(v) and v > 0 for v in value)
+  )
 
 
 def _is_image_size(value) -> bool:
   """sample.size: one int or (height, width); all 0 (the training size) or all > 0."""
   values = tuple(value) if isinstance(value, (tuple, list)) else (value,)
-  return (len(values) in (1, 2) and all(_is_count(v) for v in values)
-          and (all(v == 0 for v in values) or all(v > 0 for v in values)))
+  return (
+    len(values) in (1, 2)
+    and all(_is_count(v) for v in values)
+    and (all(v == 0 for v in values) or all(v > 0 for v in values))
+  )
 
 
 def _require(ok: bool, message: str) -> None:
@@ -178,8 +194,9 @@ def _field(section, key: str, default):
 def _data_choice(data_config, key: str, default: str, choices) -> str:
   """`data_config.<key>` (or the default), refused unless one of `choices`."""
   value = str(_field(data_config, key, default))
-  _require(value in choices,
-           f"data_config.{key} must be one of {choices}, got {value!r}.")
+  _require(
+    value in choices, f"data_config.{key} must be one of {choices}, got {value!r}."
+  )
   return value
 
 
@@ -191,28 +208,36 @@ def check_data_config(data_config) -> None:
     ConfigError: a value out of range or unknown, naming the field.
   """
   from innjax import data  # pylint: disable=g-import-not-at-top  (PIL; see above)
+
   source = _data_choice(data_config, "source", "", data.SOURCES)
   channels = int(_field(data_config, "channels", 3))
   _require(channels in (1, 3), f"data_config.channels must be 1 or 3, got {channels}.")
-  _require(int(_field(data_config, "image_size", 0)) >= 1,
-           "data_config.image_size must be a positive int.")
+  _require(
+    int(_field(data_config, "image_size", 0)) >= 1,
+    "data_config.image_size must be a positive int.",
+  )
   if source in ("folder", "npz"):
-    _require(bool(_field(data_config, "path", "")),
-             f"source {source!r} needs data_config.path.")
+    _require(
+      bool(_field(data_config, "path", "")), f"source {source!r} needs data_config.path."
+    )
   if source == "npz":
     _data_choice(data_config, "value_range", "auto", data.VALUE_RANGES)
   if source == "tfds":
     _data_choice(data_config, "reader", "auto", data.TFDS_READERS)
   if source == "skimage":
     name = str(_field(data_config, "name", "brick"))
-    _require(name in data.SKIMAGE_IMAGES,
-             f"unknown skimage image {name!r}; bundled images (no download needed): "
-             f"{', '.join(data.SKIMAGE_IMAGES)}.")
+    _require(
+      name in data.SKIMAGE_IMAGES,
+      f"unknown skimage image {name!r}; bundled images (no download needed): "
+      f"{', '.join(data.SKIMAGE_IMAGES)}.",
+    )
     num_crops = int(_field(data_config, "num_crops", 1000))
     crop_scale = float(_field(data_config, "crop_scale", 1.0))
-    _require(num_crops >= 1 and 0 < crop_scale <= 1,
-             "need data_config.num_crops >= 1 and 0 < data_config.crop_scale <= 1, "
-             f"got {num_crops}, {crop_scale}.")
+    _require(
+      num_crops >= 1 and 0 < crop_scale <= 1,
+      "need data_config.num_crops >= 1 and 0 < data_config.crop_scale <= 1, "
+      f"got {num_crops}, {crop_scale}.",
+    )
 
 
 # `model.dtype` names and the `style.content_unit` choices.
@@ -222,14 +247,19 @@ CONTENT_UNITS = ("pixel", "patch")
 
 def _check_style(style: ml_collections.ConfigDict) -> None:
   """`config.style` (--mode=style): the content weight, its unit, the step budget."""
-  _require(0.0 <= float(style.gamma) <= 1.0,
-           f"style.gamma must be in [0, 1], got {style.gamma}.")
-  _require(style.get("content_unit", "pixel") in CONTENT_UNITS,
-           f"style.content_unit must be one of {CONTENT_UNITS}, got "
-           f"{style.get('content_unit')!r}.")
-  _require(int(style.steps) >= 1 and float(style.step_size) > 0,
-           "style.steps must be >= 1 and style.step_size > 0, got "
-           f"{style.steps} and {style.step_size}.")
+  _require(
+    0.0 <= float(style.gamma) <= 1.0, f"style.gamma must be in [0, 1], got {style.gamma}."
+  )
+  _require(
+    style.get("content_unit", "pixel") in CONTENT_UNITS,
+    f"style.content_unit must be one of {CONTENT_UNITS}, got "
+    f"{style.get('content_unit')!r}.",
+  )
+  _require(
+    int(style.steps) >= 1 and float(style.step_size) > 0,
+    "style.steps must be >= 1 and style.step_size > 0, got "
+    f"{style.steps} and {style.step_size}.",
+  )
 
 
 def check_evaluate(ev: ml_collections.ConfigDict) -> None:
@@ -241,22 +271,29 @@ def check_evaluate(ev: ml_collections.ConfigDict) -> None:
   for key in ("num_draws", "select_draws", "batch_size"):
     _require(int(ev[key]) >= 1, f"evaluate.{key} must be >= 1, got {ev[key]}.")
   # The SVM needs two labelled examples at least, and a validation split to choose C.
-  _require(int(ev.num_labelled) >= 2,
-           f"evaluate.num_labelled must be >= 2, got {ev.num_labelled}.")
+  _require(
+    int(ev.num_labelled) >= 2,
+    f"evaluate.num_labelled must be >= 2, got {ev.num_labelled}.",
+  )
   Cs = tuple(ev.Cs) if isinstance(ev.Cs, (tuple, list)) else (ev.Cs,)
-  _require(len(Cs) >= 1 and all(float(c) > 0 for c in Cs),
-           f"evaluate.Cs must be positive numbers, at least one, got {ev.Cs}.")
-  _require(int(ev.val_size) > 0 or len(Cs) == 1,
-           f"evaluate.val_size=0 leaves no validation split to choose among the "
-           f"{len(Cs)} values of evaluate.Cs; give a single C or a positive val_size.")
+  _require(
+    len(Cs) >= 1 and all(float(c) > 0 for c in Cs),
+    f"evaluate.Cs must be positive numbers, at least one, got {ev.Cs}.",
+  )
+  _require(
+    int(ev.val_size) > 0 or len(Cs) == 1,
+    f"evaluate.val_size=0 leaves no validation split to choose among the "
+    f"{len(Cs)} values of evaluate.Cs; give a single C or a positive val_size.",
+  )
   for key in ("val_size", "num_samples", "metric_net_steps"):
     _require(int(ev[key]) >= 0, f"evaluate.{key} must be >= 0, got {ev[key]}.")
   _require(len(ev.layers) >= 1, "evaluate.layers must name at least one conv layer.")
   if int(ev.metric_net_steps) > 0:
-    _require(int(ev.metric_net_batch_size) >= 1
-             and float(ev.metric_net_learning_rate) > 0,
-             "evaluate.metric_net_batch_size must be >= 1 and metric_net_learning_rate "
-             f"> 0, got {ev.metric_net_batch_size} and {ev.metric_net_learning_rate}.")
+    _require(
+      int(ev.metric_net_batch_size) >= 1 and float(ev.metric_net_learning_rate) > 0,
+      "evaluate.metric_net_batch_size must be >= 1 and metric_net_learning_rate "
+      f"> 0, got {ev.metric_net_batch_size} and {ev.metric_net_learning_rate}.",
+    )
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -272,121 +309,198 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   from innjax import sampler as sampler_lib  # pylint: disable=g-import-not-at-top
   from innjax import synthesis  # pylint: disable=g-import-not-at-top
   from innjax import train  # pylint: disable=g-import-not-at-top
+
   config = synthesis.upgrade_config(config)  # e.g. synthesis.energy, now .mode
   require = _require
   non_finite = _non_finite_fields(config)
-  require(not non_finite, f"{', '.join(non_finite)}: config values must be finite "
-          "numbers (NaN and inf are never meaningful here).")
+  require(
+    not non_finite,
+    f"{', '.join(non_finite)}: config values must be finite "
+    "numbers (NaN and inf are never meaningful here).",
+  )
   for name in ("model.features", "evaluate.metric_net_features"):
     section, leaf = name.split(".")
     value = config[section][leaf]
-    require(_is_widths(value),
-            f"{name} must be positive integer widths, one per conv layer (e.g. "
-            f"--config.{name}=32,64,128), got {value!r}.")
-  require(_is_image_size(config.sample.size),
-          "sample.size must be HEIGHT,WIDTH in pixels (e.g. "
-          "--config.sample.size=256,256), one number for a square, or 0 for the "
-          f"training size; got {config.sample.size!r}.")
-  require(config.variant in train.VARIANTS,
-          f"variant must be one of {train.VARIANTS}, got {config.variant!r}.")
-  require(int(config.num_stages) >= 1, f"num_stages must be >= 1, got {config.num_stages}.")
-  for name, value in (("checkpoint.every_stages", config.checkpoint.every_stages),
-                      ("grid_every_stages", config.grid_every_stages)):
+    require(
+      _is_widths(value),
+      f"{name} must be positive integer widths, one per conv layer (e.g. "
+      f"--config.{name}=32,64,128), got {value!r}.",
+    )
+  require(
+    _is_image_size(config.sample.size),
+    "sample.size must be HEIGHT,WIDTH in pixels (e.g. "
+    "--config.sample.size=256,256), one number for a square, or 0 for the "
+    f"training size; got {config.sample.size!r}.",
+  )
+  require(
+    config.variant in train.VARIANTS,
+    f"variant must be one of {train.VARIANTS}, got {config.variant!r}.",
+  )
+  require(
+    int(config.num_stages) >= 1, f"num_stages must be >= 1, got {config.num_stages}."
+  )
+  for name, value in (
+    ("checkpoint.every_stages", config.checkpoint.every_stages),
+    ("grid_every_stages", config.grid_every_stages),
+  ):
     require(int(value) >= 1, f"{name} must be >= 1 (1 = every stage), got {value}.")
   if config.variant == "inng_compressed":
-    require(int(config.keep_every) >= 1,
-            f"keep_every must be >= 1, got {config.keep_every}.")
-  require(config.model.kernel_size >= 1,
-          f"model.kernel_size must be >= 1, got {config.model.kernel_size}.")
-  require(config.model.conv_impl in models.CONV_IMPLS,
-          f"model.conv_impl must be one of {models.CONV_IMPLS}, got "
-          f"{config.model.conv_impl!r}.")
-  require(config.model.dtype in DTYPES,
-          f"model.dtype must be one of {DTYPES}, got {config.model.dtype!r}.")
-  require(config.data.image_size > 0,
-          f"data.image_size must be positive, got {config.data.image_size}.")
-  require(int(config.data.crop_size) >= 0,
-          f"data.crop_size must be >= 0 (0 = the largest central square), got "
-          f"{config.data.crop_size}.")
-  require(config.data.channels in (1, 3),
-          f"data.channels must be 1 or 3, got {config.data.channels}.")
+    require(
+      int(config.keep_every) >= 1, f"keep_every must be >= 1, got {config.keep_every}."
+    )
+  require(
+    config.model.kernel_size >= 1,
+    f"model.kernel_size must be >= 1, got {config.model.kernel_size}.",
+  )
+  require(
+    config.model.conv_impl in models.CONV_IMPLS,
+    f"model.conv_impl must be one of {models.CONV_IMPLS}, got "
+    f"{config.model.conv_impl!r}.",
+  )
+  require(
+    config.model.dtype in DTYPES,
+    f"model.dtype must be one of {DTYPES}, got {config.model.dtype!r}.",
+  )
+  require(
+    config.data.image_size > 0,
+    f"data.image_size must be positive, got {config.data.image_size}.",
+  )
+  require(
+    int(config.data.crop_size) >= 0,
+    f"data.crop_size must be >= 0 (0 = the largest central square), got "
+    f"{config.data.crop_size}.",
+  )
+  require(
+    config.data.channels in (1, 3),
+    f"data.channels must be 1 or 3, got {config.data.channels}.",
+  )
   check_data_config(config.data)
   stride = 2 ** len(config.model.features)
   patch = synthesis.geometry(config).patch_size
   require(patch >= 0, f"patch.size must be 0 (whole images) or positive, got {patch}.")
   if patch:
-    require(patch <= config.data.image_size,
-            f"patch.size={patch} is larger than the training image "
-            f"(data.image_size={config.data.image_size}); use a smaller patch or a "
-            "larger image.")
-    require(patch % stride == 0,
-            f"patch.size={patch} is not divisible by {stride} "
-            f"(2 ** {len(config.model.features)} stride-2 layers); change one of them.")
-    require(int(config.patch.patches_per_image) >= 0,
-            "patch.patches_per_image must be >= 0 (0 = the paper's density).")
+    require(
+      patch <= config.data.image_size,
+      f"patch.size={patch} is larger than the training image "
+      f"(data.image_size={config.data.image_size}); use a smaller patch or a "
+      "larger image.",
+    )
+    require(
+      patch % stride == 0,
+      f"patch.size={patch} is not divisible by {stride} "
+      f"(2 ** {len(config.model.features)} stride-2 layers); change one of them.",
+    )
+    require(
+      int(config.patch.patches_per_image) >= 0,
+      "patch.patches_per_image must be >= 0 (0 = the paper's density).",
+    )
   else:
-    require(config.data.image_size % stride == 0,
-            f"data.image_size={config.data.image_size} is not divisible by {stride} "
-            f"(2 ** {len(config.model.features)} stride-2 layers); change one of them.")
+    require(
+      config.data.image_size % stride == 0,
+      f"data.image_size={config.data.image_size} is not divisible by {stride} "
+      f"(2 ** {len(config.model.features)} stride-2 layers); change one of them.",
+    )
     size = config.sample.size
-    require(set(size if isinstance(size, (tuple, list)) else (size,))
-            <= {0, config.data.image_size},
-            f"sample.size={size}: a whole-image model (patch.size=0) only synthesises "
-            f"its training size, {config.data.image_size}; use 0, or train a patch "
-            "head (patch.size > 0, e.g. configs/texture.py) for other sizes.")
+    require(
+      set(size if isinstance(size, (tuple, list)) else (size,))
+      <= {0, config.data.image_size},
+      f"sample.size={size}: a whole-image model (patch.size=0) only synthesises "
+      f"its training size, {config.data.image_size}; use 0, or train a patch "
+      "head (patch.size > 0, e.g. configs/texture.py) for other sizes.",
+    )
   for name in ("pos_batch", "neg_batch", "steps_per_stage", "log_every"):
-    require(int(config.train[name]) >= 1, f"train.{name} must be >= 1, got {config.train[name]}.")
-  require(config.train.learning_rate > 0,
-          f"train.learning_rate must be > 0, got {config.train.learning_rate}.")
+    require(
+      int(config.train[name]) >= 1,
+      f"train.{name} must be >= 1, got {config.train[name]}.",
+    )
+  require(
+    config.train.learning_rate > 0,
+    f"train.learning_rate must be > 0, got {config.train.learning_rate}.",
+  )
   for name in ("momentum", "beta1", "beta2"):
-    require(0.0 <= float(config.train[name]) < 1.0,
-            f"train.{name} must be in [0, 1), got {config.train[name]}.")
-  require(int(config.pool.negatives_per_stage) >= 1, "pool.negatives_per_stage must be >= 1.")
-  require(int(config.pool.capacity) >= int(config.pool.negatives_per_stage),
-          f"pool.capacity ({config.pool.capacity}) must hold at least one stage's "
-          f"negatives ({config.pool.negatives_per_stage}).")
-  require(0 < config.pool.age_decay <= 1,
-          f"pool.age_decay must be in (0, 1] (1 = uniform), got {config.pool.age_decay}.")
+    require(
+      0.0 <= float(config.train[name]) < 1.0,
+      f"train.{name} must be in [0, 1), got {config.train[name]}.",
+    )
+  require(
+    int(config.pool.negatives_per_stage) >= 1, "pool.negatives_per_stage must be >= 1."
+  )
+  require(
+    int(config.pool.capacity) >= int(config.pool.negatives_per_stage),
+    f"pool.capacity ({config.pool.capacity}) must hold at least one stage's "
+    f"negatives ({config.pool.negatives_per_stage}).",
+  )
+  require(
+    0 < config.pool.age_decay <= 1,
+    f"pool.age_decay must be in (0, 1] (1 = uniform), got {config.pool.age_decay}.",
+  )
   require(int(config.synthesis.batch_size) >= 1, "synthesis.batch_size must be >= 1.")
-  require(config.synthesis.mode in sampler_lib.MODES,
-          f"synthesis.mode must be one of {sampler_lib.MODES}, got "
-          f"{config.synthesis.mode!r}.")
-  require(config.objective in train.OBJECTIVES,
-          f"objective must be one of {train.OBJECTIVES}, got {config.objective!r}.")
-  require(config.train.optimizer in ("sgd", "adam"),
-          f"train.optimizer must be 'sgd' or 'adam', got {config.train.optimizer!r}.")
-  require(0.0 < float(config.train.lr_decay) <= 1.0,
-          f"train.lr_decay must be in (0, 1] (1 = constant), got {config.train.lr_decay}.")
+  require(
+    config.synthesis.mode in sampler_lib.MODES,
+    f"synthesis.mode must be one of {sampler_lib.MODES}, got {config.synthesis.mode!r}.",
+  )
+  require(
+    config.objective in train.OBJECTIVES,
+    f"objective must be one of {train.OBJECTIVES}, got {config.objective!r}.",
+  )
+  require(
+    config.train.optimizer in ("sgd", "adam"),
+    f"train.optimizer must be 'sgd' or 'adam', got {config.train.optimizer!r}.",
+  )
+  require(
+    0.0 < float(config.train.lr_decay) <= 1.0,
+    f"train.lr_decay must be in (0, 1] (1 = constant), got {config.train.lr_decay}.",
+  )
   for name in ("gradient_penalty", "logit_l2"):
     value = float(config.train[name])
-    require(np.isfinite(value) and value >= 0,
-            f"train.{name} must be >= 0 (0 = off), got {config.train[name]}.")
-  require(config.pool.init in synthesis.INITS,
-          f"pool.init must be one of {synthesis.INITS}, got {config.pool.init!r}.")
-  require(float(config.pool.init_std) > 0,
-          f"pool.init_std must be > 0, got {config.pool.init_std}.")
-  require(config.synthesis.start in ("previous", "pool"),
-          f"synthesis.start must be 'previous' or 'pool', got "
-          f"{config.synthesis.start!r}.")
-  require(0.0 <= float(config.synthesis.reinit_prob) <= 1.0,
-          f"synthesis.reinit_prob must be in [0, 1], got {config.synthesis.reinit_prob}.")
-  require(float(config.synthesis.grad_clip) >= 0,
-          f"synthesis.grad_clip must be >= 0 (0 = off), got {config.synthesis.grad_clip}.")
+    require(
+      np.isfinite(value) and value >= 0,
+      f"train.{name} must be >= 0 (0 = off), got {config.train[name]}.",
+    )
+  require(
+    config.pool.init in synthesis.INITS,
+    f"pool.init must be one of {synthesis.INITS}, got {config.pool.init!r}.",
+  )
+  require(
+    float(config.pool.init_std) > 0,
+    f"pool.init_std must be > 0, got {config.pool.init_std}.",
+  )
+  require(
+    config.synthesis.start in ("previous", "pool"),
+    f"synthesis.start must be 'previous' or 'pool', got {config.synthesis.start!r}.",
+  )
+  require(
+    0.0 <= float(config.synthesis.reinit_prob) <= 1.0,
+    f"synthesis.reinit_prob must be in [0, 1], got {config.synthesis.reinit_prob}.",
+  )
+  require(
+    float(config.synthesis.grad_clip) >= 0,
+    f"synthesis.grad_clip must be >= 0 (0 = off), got {config.synthesis.grad_clip}.",
+  )
   try:
-    models.check_architecture(config.model.norm, config.model.activation,
-                              config.model.pool)
+    models.check_architecture(
+      config.model.norm, config.model.activation, config.model.pool
+    )
   except ValueError as err:
     raise errors.ConfigError(f"Bad config: {err}") from None
-  require(config.sample.mode in sampler_lib.MODES,
-          f"sample.mode must be one of {sampler_lib.MODES}, got {config.sample.mode!r}.")
-  require(int(config.sample.num) >= 1, f"sample.num must be >= 1, got {config.sample.num}.")
+  require(
+    config.sample.mode in sampler_lib.MODES,
+    f"sample.mode must be one of {sampler_lib.MODES}, got {config.sample.mode!r}.",
+  )
+  require(
+    int(config.sample.num) >= 1, f"sample.num must be >= 1, got {config.sample.num}."
+  )
   # 0 used to fall back silently on synthesis.max_steps.
-  require(int(config.sample.max_steps) >= 1,
-          f"sample.max_steps must be >= 1 (the step cap of each classifier when "
-          f"sampling), got {config.sample.max_steps}.")
-  require(synthesis.sampling_stop_window(config) >= 1,
-          f"sample.stop_window must be >= 1 (the steps whose mean P(real) decides the "
-          f"stop when sampling), got {config.sample.get('stop_window')}.")
+  require(
+    int(config.sample.max_steps) >= 1,
+    f"sample.max_steps must be >= 1 (the step cap of each classifier when "
+    f"sampling), got {config.sample.max_steps}.",
+  )
+  require(
+    synthesis.sampling_stop_window(config) >= 1,
+    f"sample.stop_window must be >= 1 (the steps whose mean P(real) decides the "
+    f"stop when sampling), got {config.sample.get('stop_window')}.",
+  )
   require(int(config.sample.batch_size) >= 1, "sample.batch_size must be >= 1.")
   check_evaluate(config.evaluate)
   _check_style(config.style)

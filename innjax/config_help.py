@@ -28,7 +28,7 @@ def _trailing_comment(line: str) -> str:
     elif char in "'\"":
       quote = char
     elif char == "#":
-      return line[i + 1:].strip()
+      return line[i + 1 :].strip()
   return ""
 
 
@@ -81,9 +81,14 @@ def _leaves(config: ml_collections.ConfigDict, order: dict[str, int], prefix: st
     order: dotted name -> position in the documenting file; others go last, sorted.
     prefix: the section's dotted name and a dot.
   """
-  keys = sorted(config.keys(), key=lambda k: (
+  keys = sorted(
+    config.keys(),
+    key=lambda k: (
       isinstance(config[k], ml_collections.ConfigDict),
-      order.get(prefix + k, len(order)), k))
+      order.get(prefix + k, len(order)),
+      k,
+    ),
+  )
   for key in keys:
     value = config[key]
     if isinstance(value, ml_collections.ConfigDict):
@@ -105,10 +110,15 @@ def describe(config: ml_collections.ConfigDict, source: str | None = None) -> st
   """
   source = default_config_source() if source is None else source
   meanings = field_meanings(source)
-  order = {m.group(1): i for i, m in enumerate(
-      filter(None, map(_ASSIGNMENT.match, source.splitlines())))}
-  lines = ["Config fields (override any with --config.NAME=VALUE; tuples as "
-           "--config.model.features=32,64). Meanings from configs/default.py.", ""]
+  order = {
+    m.group(1): i
+    for i, m in enumerate(filter(None, map(_ASSIGNMENT.match, source.splitlines())))
+  }
+  lines = [
+    "Config fields (override any with --config.NAME=VALUE; tuples as "
+    "--config.model.features=32,64). Meanings from configs/default.py.",
+    "",
+  ]
   for name, value in _leaves(config, order):
     meaning = meanings.get(name, "")
     if value is _SECTION:

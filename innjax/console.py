@@ -31,28 +31,39 @@ def backend_problem() -> str | None:
     asked for), or the one-line error when none of the asked platforms is here.
   """
   import jax  # pylint: disable=g-import-not-at-top  (not needed for --help)
-  requested = [p.strip().lower() for p in os.environ.get("JAX_PLATFORMS", "").split(",")
-               if p.strip()]
+
+  requested = [
+    p.strip().lower() for p in os.environ.get("JAX_PLATFORMS", "").split(",") if p.strip()
+  ]
   try:
     backend = jax.default_backend()
   except RuntimeError as err:
     if not requested:
       raise
     cause = str(err).split(" (set JAX_PLATFORMS")[0]
-    return (f"JAX_PLATFORMS={','.join(requested)} asks for a backend this machine does "
-            f"not have ({cause}); unset JAX_PLATFORMS to run on what is available.")
+    return (
+      f"JAX_PLATFORMS={','.join(requested)} asks for a backend this machine does "
+      f"not have ({cause}); unset JAX_PLATFORMS to run on what is available."
+    )
   if requested and _PLATFORM_ALIASES.get(requested[0], requested[0]) != backend:
-    logging.warning("JAX_PLATFORMS asks for %s first, which is not available here: "
-                    "running on %s.", requested[0], backend)
+    logging.warning(
+      "JAX_PLATFORMS asks for %s first, which is not available here: running on %s.",
+      requested[0],
+      backend,
+    )
   return None
 
 
 # What TensorFlow's C++ code prints to stderr when it loads, whatever
 # TF_CPP_MIN_LOG_LEVEL says (its logging is not initialised yet): notices, not
 # problems.
-_TF_NOTICES = ("All log messages before absl::InitializeLog()", "oneDNN custom operations",
-               "cpu_feature_guard.cc", "This TensorFlow binary is optimized",
-               "To enable the following instructions")
+_TF_NOTICES = (
+  "All log messages before absl::InitializeLog()",
+  "oneDNN custom operations",
+  "cpu_feature_guard.cc",
+  "This TensorFlow binary is optimized",
+  "To enable the following instructions",
+)
 
 
 class QuietImport:
@@ -108,7 +119,8 @@ def quiet_tensorflow_import() -> None:
   """Hides TensorFlow's load-time notices (oneDNN, CPU features) if it is imported
   later, e.g. to read a tfds dataset; its warnings and errors still show."""
   if "tensorflow" not in sys.modules and not any(
-      isinstance(f, QuietImport) and f.name == "tensorflow" for f in sys.meta_path):
+    isinstance(f, QuietImport) and f.name == "tensorflow" for f in sys.meta_path
+  ):
     sys.meta_path.insert(0, QuietImport("tensorflow"))
 
 
@@ -132,8 +144,14 @@ class Progress:
     bar: True for a bar, False for lines; None asks whether stderr is a terminal.
   """
 
-  def __init__(self, total: int, desc: str, unit: str = "batch",
-               interval: float = 30.0, bar: bool | None = None):
+  def __init__(
+    self,
+    total: int,
+    desc: str,
+    unit: str = "batch",
+    interval: float = 30.0,
+    bar: bool | None = None,
+  ):
     self.total, self.desc, self.unit, self.interval = int(total), desc, unit, interval
     self.done = 0
     self._start = self._last_line = time.monotonic()
@@ -145,8 +163,15 @@ class Progress:
     self._bar = None
     if bar:
       import tqdm  # pylint: disable=g-import-not-at-top
-      self._bar = tqdm.tqdm(total=self.total, desc=desc, unit=unit, leave=False,
-                            file=sys.stderr, dynamic_ncols=True)
+
+      self._bar = tqdm.tqdm(
+        total=self.total,
+        desc=desc,
+        unit=unit,
+        leave=False,
+        file=sys.stderr,
+        dynamic_ncols=True,
+      )
 
   def _units(self) -> str:
     return self.unit + ("es" if self.unit.endswith(("s", "h")) else "s")
@@ -164,12 +189,21 @@ class Progress:
       self._last_line = now
       rate = self.done / max(now - self._start, 1e-9)
       eta = (self.total - self.done) / rate if rate > 0 else float("inf")
-      logging.info("%s: %d/%d %s (%d%%), %.2f %s/s, ETA %s", self.desc, self.done,
-                   self.total, self._units(), 100 * self.done // max(self.total, 1),
-                   rate, self._units(), _duration(eta))
+      logging.info(
+        "%s: %d/%d %s (%d%%), %.2f %s/s, ETA %s",
+        self.desc,
+        self.done,
+        self.total,
+        self._units(),
+        100 * self.done // max(self.total, 1),
+        rate,
+        self._units(),
+        _duration(eta),
+      )
 
   def _watch(self) -> None:
     import jax  # pylint: disable=g-import-not-at-top
+
     while True:
       item = self._queue.get()
       if item is None:

@@ -45,6 +45,7 @@ class Geometry:
     average_overlaps: divide each pixel's synthesis gradient by how many patches
       cover it (paper 3.5); False sums them.
   """
+
   image_size: int
   channels: int
   patch_size: int = 0
@@ -58,8 +59,9 @@ def model_input_shape(geometry: Geometry) -> tuple[int, int, int]:
   return (side, side, geometry.channels)
 
 
-def target_hw(geometry: Geometry,
-              size: Sequence[int] | int | None = None) -> tuple[int, int]:
+def target_hw(
+  geometry: Geometry, size: Sequence[int] | int | None = None
+) -> tuple[int, int]:
   """The (height, width) of the images to synthesise, before any padding.
 
   Args:
@@ -91,9 +93,10 @@ def negative_shape(geometry: Geometry, size=None) -> tuple[int, int, int]:
     hw = patches.padded_size(hw, side)
   elif hw != target_hw(geometry):
     raise ValueError(
-        f"A whole-image model only synthesises its training size "
-        f"{target_hw(geometry)}, not {hw}; sizes other than the training size need "
-        "the patch head (config.patch.size > 0, e.g. configs/texture.py).")
+      f"A whole-image model only synthesises its training size "
+      f"{target_hw(geometry)}, not {hw}; sizes other than the training size need "
+      "the patch head (config.patch.size > 0, e.g. configs/texture.py)."
+    )
   return (*hw, geometry.channels)
 
 
@@ -115,12 +118,14 @@ def patches_per_step(geometry: Geometry, full_hw: tuple[int, int]) -> int:
     return geometry.patches_per_image
   side = geometry.patch_size
   base = PAPER_IMAGE_TO_PATCH * side
-  return patches.patches_for_size(full_hw, side, base=PAPER_PATCHES,
-                                  base_hw=(base, base), padded=True)
+  return patches.patches_for_size(
+    full_hw, side, base=PAPER_PATCHES, base_hw=(base, base), padded=True
+  )
 
 
-def make_stage_logit_fn(model: models.Classifier, geometry: Geometry,
-                        full_hw: tuple[int, int] | None = None) -> Callable:
+def make_stage_logit_fn(
+  model: models.Classifier, geometry: Geometry, full_hw: tuple[int, int] | None = None
+) -> Callable:
   """The logit function of one cascade stage on whole (padded) images: what the
   sampler ascends.
 
@@ -141,13 +146,14 @@ def make_stage_logit_fn(model: models.Classifier, geometry: Geometry,
     return logit_fn
   full_hw = full_hw or negative_shape(geometry)[:2]
   return patches.make_patch_logit_fn(
-      logit_fn, patch_size=side,
-      patches_per_image=patches_per_step(geometry, full_hw),
-      average_overlaps=geometry.average_overlaps)
+    logit_fn,
+    patch_size=side,
+    patches_per_image=patches_per_step(geometry, full_hw),
+    average_overlaps=geometry.average_overlaps,
+  )
 
 
-def classifier_inputs(geometry: Geometry, images: jax.Array,
-                      key: jax.Array) -> jax.Array:
+def classifier_inputs(geometry: Geometry, images: jax.Array, key: jax.Array) -> jax.Array:
   """What the classifier trains on from a batch of images: one random patch each.
 
   Whole-image models take the images as they are. Under the patch head, every image
@@ -158,12 +164,14 @@ def classifier_inputs(geometry: Geometry, images: jax.Array,
   if not side:
     return images
   positions = patches.random_patch_positions(
-      key, images.shape[1:3], side, 1, batch_shape=(images.shape[0],))
+    key, images.shape[1:3], side, 1, batch_shape=(images.shape[0],)
+  )
   return patches.extract_patches(images, positions, side)
 
 
-def make_energy(config, model: models.Classifier,
-                full_hw: tuple[int, int] | None = None) -> Callable:
+def make_energy(
+  config, model: models.Classifier, full_hw: tuple[int, int] | None = None
+) -> Callable:
   """The old name of `make_stage_logit_fn`, which takes the run's config.
 
   Kept for code written against earlier releases: it returns a logit function, not an
@@ -171,4 +179,5 @@ def make_energy(config, model: models.Classifier,
   """
   # Imported here: synthesis imports this module.
   from innjax import synthesis  # pylint: disable=g-import-not-at-top
+
   return make_stage_logit_fn(model, synthesis.geometry(config), full_hw)

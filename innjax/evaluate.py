@@ -92,8 +92,9 @@ def _jit_on_uint8(feature_fn: Callable) -> Callable:
   return jax.jit(lambda variables, x: feature_fn(variables, data_lib.to_float(x)))
 
 
-def extract_features(feature_fn: Callable, variables: Any, images_uint8: Any,
-                     batch_size: int) -> np.ndarray:
+def extract_features(
+  feature_fn: Callable, variables: Any, images_uint8: Any, batch_size: int
+) -> np.ndarray:
   """Computes features of a uint8 image set, batch by batch, into a host array.
 
   Every batch has the same shape (the last one is padded with zeros and the padding's
@@ -117,11 +118,14 @@ def extract_features(feature_fn: Callable, variables: Any, images_uint8: Any,
   images = np.asarray(images_uint8)
   if images.dtype != np.uint8:
     raise ValueError(
-        f"extract_features expects uint8 images in [0, 255], got dtype {images.dtype}; "
-        "convert float images in [-1, 1] with innjax.data.to_uint8 first.")
+      f"extract_features expects uint8 images in [0, 255], got dtype {images.dtype}; "
+      "convert float images in [-1, 1] with innjax.data.to_uint8 first."
+    )
   if images.ndim != 4 or images.shape[0] == 0:
-    raise ValueError(f"extract_features expects a non-empty (N, H, W, C) batch, got "
-                     f"shape {images.shape}.")
+    raise ValueError(
+      f"extract_features expects a non-empty (N, H, W, C) batch, got "
+      f"shape {images.shape}."
+    )
   batch_size = int(batch_size)
   if batch_size < 1:
     raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
@@ -138,14 +142,15 @@ def extract_features(feature_fn: Callable, variables: Any, images_uint8: Any,
     host = np.asarray(jax.device_get(feats), dtype=np.float32)
     if out is None:
       out = np.empty((n, host.shape[-1]), np.float32)
-    out[start:start + count] = host[:count]
+    out[start : start + count] = host[:count]
 
   for start in range(0, n, batch_size):
-    batch = images[start:start + batch_size]
+    batch = images[start : start + batch_size]
     count = batch.shape[0]
     if count < batch_size:
       batch = np.concatenate(
-          [batch, np.zeros((batch_size - count, *batch.shape[1:]), np.uint8)])
+        [batch, np.zeros((batch_size - count, *batch.shape[1:]), np.uint8)]
+      )
     feats = apply(variables, batch)
     if pending is not None:
       collect(*pending)
@@ -167,8 +172,6 @@ def pixel_features(images_uint8: np.ndarray) -> np.ndarray:
   return data_lib.to_float(images).reshape(images.shape[0], -1)
 
 
-
-
 # ----------------------------------------------------------------------------
 # evaluate(config, workdir).
 
@@ -183,9 +186,10 @@ def _default_evaluate_config() -> ml_collections.ConfigDict:
     from configs import default  # pylint: disable=g-import-not-at-top
   except ImportError as e:
     raise errors.MissingDependencyError(
-        "--mode=evaluate takes the defaults of config.evaluate from configs/default.py, "
-        "but the `configs` package is not importable; run from the innjax repository "
-        "root or install the package with its configs.") from e
+      "--mode=evaluate takes the defaults of config.evaluate from configs/default.py, "
+      "but the `configs` package is not importable; run from the innjax repository "
+      "root or install the package with its configs."
+    ) from e
   return default.evaluate_config()
 
 
@@ -196,7 +200,8 @@ def _evaluate_config(config) -> ml_collections.ConfigDict:
   unknown = sorted(set(given) - set(ev))
   if unknown:
     raise errors.ConfigError(
-        f"Unknown config.evaluate keys {unknown}; known: {sorted(ev)}.")
+      f"Unknown config.evaluate keys {unknown}; known: {sorted(ev)}."
+    )
   ev.update(given)
   ev = ml_collections.ConfigDict(ev)
   config_checks.check_evaluate(ev)
@@ -220,8 +225,9 @@ def resolve_layers(layers: Sequence[int], depth: int) -> tuple[int, ...]:
   bad = [i for i in layers if not -depth <= i < depth]
   if bad:
     raise errors.ConfigError(
-        f"config.evaluate.layers={layers} names layers {bad}, but the classifier has "
-        f"{depth} conv layers; e.g. --config.evaluate.layers='{tuple(range(-min(depth, 3), 0))}'.")
+      f"config.evaluate.layers={layers} names layers {bad}, but the classifier has "
+      f"{depth} conv layers; e.g. --config.evaluate.layers='{tuple(range(-min(depth, 3), 0))}'."
+    )
   if len({i % depth for i in layers}) != len(layers):
     raise errors.ConfigError(f"config.evaluate.layers={layers} names a layer twice.")
   return layers
@@ -243,11 +249,13 @@ def select_slot(active, stage: int) -> int:
   trained = np.flatnonzero(np.asarray(jax.device_get(active)))
   if trained.size == 0:
     raise errors.CheckpointNotFoundError(
-        "The checkpoint has no trained stage yet; train first.")
+      "The checkpoint has no trained stage yet; train first."
+    )
   if not -trained.size <= int(stage) < trained.size:
     raise errors.ConfigError(
-        f"config.evaluate.stage={stage} is out of range: the checkpoint holds "
-        f"{trained.size} trained classifiers (use -{trained.size}..{trained.size - 1}).")
+      f"config.evaluate.stage={stage} is out of range: the checkpoint holds "
+      f"{trained.size} trained classifiers (use -{trained.size}..{trained.size - 1})."
+    )
   return int(trained[int(stage)])
 
 
@@ -264,6 +272,7 @@ def load_labelled(config, ev) -> tuple[data_lib.Dataset, data_lib.Dataset]:
   Raises:
     ValueError: a split without labels, or images of another shape than the model's.
   """
+
   def load(split, path):
     cfg = config.data.copy_and_resolve_references()
     # The protocol needs every labelled example: a cap on training positives
@@ -272,16 +281,18 @@ def load_labelled(config, ev) -> tuple[data_lib.Dataset, data_lib.Dataset]:
     if path:
       if cfg.source not in ("npz", "folder"):
         raise errors.ConfigError(
-            f"config.evaluate.train_path/test_path apply to data sources 'npz' and "
-            f"'folder', not {cfg.source!r}; use train_split/test_split instead.")
+          f"config.evaluate.train_path/test_path apply to data sources 'npz' and "
+          f"'folder', not {cfg.source!r}; use train_split/test_split instead."
+        )
       cfg.path = path
       split = None  # the file is the split
     dataset = data_lib.load_dataset(cfg, split=split)
     if dataset.labels is None:
       raise errors.DataError(
-          f"The {dataset.name!r} dataset ({cfg.source}, split {split}) has no labels; "
-          "the SVM protocol needs a labelled dataset (tfds svhn_cropped/cifar10, or an "
-          ".npz with 'x' and 'y'; set config.evaluate.train_path/test_path).")
+        f"The {dataset.name!r} dataset ({cfg.source}, split {split}) has no labels; "
+        "the SVM protocol needs a labelled dataset (tfds svhn_cropped/cifar10, or an "
+        ".npz with 'x' and 'y'; set config.evaluate.train_path/test_path)."
+      )
     return dataset
 
   train_ds = load(ev.train_split, ev.train_path)
@@ -291,9 +302,10 @@ def load_labelled(config, ev) -> tuple[data_lib.Dataset, data_lib.Dataset]:
 
 class _Space(NamedTuple):
   """A feature space for Frechet/KID: how to embed images, and the real test set."""
-  feature_fn: Callable   # (variables, x) -> (N, >= start + dim) features
+
+  feature_fn: Callable  # (variables, x) -> (N, >= start + dim) features
   variables: Any
-  start: int             # the space is columns start .. start + dim of feature_fn
+  start: int  # the space is columns start .. start + dim of feature_fn
   test_feats: np.ndarray  # (M, dim) features of the whole test set
 
 
@@ -305,11 +317,17 @@ def _distances(fa: np.ndarray, fb: np.ndarray, fg: np.ndarray, seed: int) -> dic
   kid_gen = metrics.kernel_distance(fa, fg, subset_size=kid_size, rng=seed)
   kid_real = metrics.kernel_distance(fa, fb, subset_size=kid_size, rng=seed)
   return {
-      "dim": int(fa.shape[1]),
-      "frechet": {"generated": metrics.frechet_distance(fa, fg),
-                  "real_floor": metrics.frechet_distance(fa, fb)},
-      "kid": {"generated": kid_gen.mean, "generated_std": kid_gen.std,
-              "real_floor": kid_real.mean, "real_floor_std": kid_real.std},
+    "dim": int(fa.shape[1]),
+    "frechet": {
+      "generated": metrics.frechet_distance(fa, fg),
+      "real_floor": metrics.frechet_distance(fa, fb),
+    },
+    "kid": {
+      "generated": kid_gen.mean,
+      "generated_std": kid_gen.std,
+      "real_floor": kid_real.mean,
+      "real_floor_std": kid_real.std,
+    },
   }
 
 
@@ -320,11 +338,15 @@ def _metric_net_space(config, ev, train_ds, test_ds) -> tuple[_Space, dict]:
     (its feature space, info dict: training statistics and test_accuracy).
   """
   net, params, info = metric_network.train_metric_net(
-      train_ds.images, train_ds.labels, features=ev.metric_net_features,
-      steps=int(ev.metric_net_steps), batch_size=int(ev.metric_net_batch_size),
-      learning_rate=float(ev.metric_net_learning_rate),
-      key=jax.random.fold_in(jax.random.key(int(ev.seed)), 2),
-      conv_impl=config.model.conv_impl)
+    train_ds.images,
+    train_ds.labels,
+    features=ev.metric_net_features,
+    steps=int(ev.metric_net_steps),
+    batch_size=int(ev.metric_net_batch_size),
+    learning_rate=float(ev.metric_net_learning_rate),
+    key=jax.random.fold_in(jax.random.key(int(ev.seed)), 2),
+    conv_impl=config.model.conv_impl,
+  )
   fn = metric_network.make_metric_feature_fn(net)
   out = extract_features(fn, params, test_ds.images, int(ev.batch_size))
   dim = int(ev.metric_net_features[-1])
@@ -332,8 +354,12 @@ def _metric_net_space(config, ev, train_ds, test_ds) -> tuple[_Space, dict]:
   info["test_accuracy"] = float(np.mean(pred == test_ds.labels))
   info["num_train"], info["num_test"] = train_ds.num_examples, test_ds.num_examples
   info["features"] = [int(f) for f in ev.metric_net_features]
-  logging.info("Metric net: %d steps, test accuracy %.2f%% (%d classes).", info["steps"],
-               100 * info["test_accuracy"], info["num_classes"])
+  logging.info(
+    "Metric net: %d steps, test accuracy %.2f%% (%d classes).",
+    info["steps"],
+    100 * info["test_accuracy"],
+    info["num_classes"],
+  )
   return _Space(fn, params, 0, out[:, :dim].copy()), info
 
 
@@ -352,35 +378,43 @@ def _quality(config, ev, spaces: dict, stacked, active, test_images):
     return {"skipped": f"needs num_samples >= 2 and >= 4 test images (n={n})"}, None
   key = jax.random.fold_in(jax.random.key(int(ev.seed)), 1)
   generated, gen_stats = synthesis.synthesize_images(
-      config, stacked, active, n, key, size=(0, 0))
+    config, stacked, active, n, key, size=(0, 0)
+  )
   # Generated images are quantised like the real ones (as they would be saved), so
   # neither set gets features of values the other cannot take.
   gen_u8 = np.asarray(data_lib.to_uint8(generated))
   # Two disjoint real halves of the same size as the generated set: the floor then has
   # the same small-sample bias as the generated-vs-real number it is read against.
   perm = np.random.default_rng(int(ev.seed)).permutation(test_images.shape[0])
-  half_a, half_b = perm[:n], perm[n:2 * n]
+  half_a, half_b = perm[:n], perm[n : 2 * n]
 
   out = {"num_images": n, "generation": gen_stats}
   for key_name, space in spaces.items():
     dim = space.test_feats.shape[1]
-    fg = extract_features(space.feature_fn, space.variables, gen_u8,
-                          int(ev.batch_size))[:, space.start:space.start + dim]
-    out[key_name] = _distances(space.test_feats[half_a], space.test_feats[half_b], fg,
-                               int(ev.seed))
-  fa, fb, fg = (data_lib.to_float(x)
-                for x in (test_images[half_a], test_images[half_b], gen_u8))
+    fg = extract_features(space.feature_fn, space.variables, gen_u8, int(ev.batch_size))[
+      :, space.start : space.start + dim
+    ]
+    out[key_name] = _distances(
+      space.test_feats[half_a], space.test_feats[half_b], fg, int(ev.seed)
+    )
+  fa, fb, fg = (
+    data_lib.to_float(x) for x in (test_images[half_a], test_images[half_b], gen_u8)
+  )
   swd_gen = metrics.swd(fa, fg, rng=int(ev.seed))
   swd_real = metrics.swd(fa, fb, rng=int(ev.seed))
   levels = sorted(k for k in swd_gen if k != "mean")
-  out["swd"] = {"generated": swd_gen["mean"], "real_floor": swd_real["mean"],
-                "levels_generated": [swd_gen[k] for k in levels],
-                "levels_real_floor": [swd_real[k] for k in levels]}
+  out["swd"] = {
+    "generated": swd_gen["mean"],
+    "real_floor": swd_real["mean"],
+    "levels_generated": [swd_gen[k] for k in levels],
+    "levels_real_floor": [swd_real[k] for k in levels],
+  }
   return out, generated
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str,
-             output_dir: str | None = None) -> dict:
+def evaluate(
+  config: ml_collections.ConfigDict, workdir: str, output_dir: str | None = None
+) -> dict:
   """Evaluates the trained cascade in `workdir`; writes evaluation.json and .md there.
 
   Runs the L2-SVM protocol (`svm_protocol.svm_protocol`) on the trained classifier's
@@ -423,9 +457,10 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str,
     # The SVM features and the Frechet/KID comparison need a classifier of whole
     # labelled images; a patch head sees config.patch.size crops of textures.
     raise errors.ConfigError(
-        f"--mode=evaluate needs a whole-image classifier, but config.patch.size="
-        f"{config.patch.size} trains a patch head (textures); evaluate a model trained "
-        "with config.patch.size=0 on a labelled dataset.")
+      f"--mode=evaluate needs a whole-image classifier, but config.patch.size="
+      f"{config.patch.size} trains a patch head (textures); evaluate a model trained "
+      "with config.patch.size=0 on a labelled dataset."
+    )
   config_checks.validate_config(config)
   model = synthesis.build_model(config)
   depth = len(config.model.features)
@@ -439,26 +474,39 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str,
   # Its own key (not config.seed's init key), so the baseline never equals the
   # initialisation the trained classifier started from.
   random_vars = models.init_variables(
-      model, jax.random.fold_in(jax.random.key(int(ev.seed)), 0), shape)
+    model, jax.random.fold_in(jax.random.key(int(ev.seed)), 0), shape
+  )
 
   train_ds, test_ds = load_labelled(config, ev)
   for ds in (train_ds, test_ds):
     if ds.image_shape != shape:
-      raise errors.DataError(f"The labelled {ds.name!r} images have shape "
-                             f"{ds.image_shape}, the model expects {shape}.")
+      raise errors.DataError(
+        f"The labelled {ds.name!r} images have shape "
+        f"{ds.image_shape}, the model expects {shape}."
+      )
   # Checked before any feature is extracted, so a wrong size fails in seconds.
   if train_ds.num_examples < int(ev.val_size) + int(ev.num_labelled):
     raise errors.ConfigError(
-        f"The labelled training split has {train_ds.num_examples} examples, but "
-        f"val_size ({ev.val_size}) + num_labelled ({ev.num_labelled}) are needed; lower "
-        "--config.evaluate.val_size or --config.evaluate.num_labelled.")
-  logging.info("Evaluating slot %d (of %d trained) on %d train / %d test images.", slot,
-               int(np.sum(np.asarray(active))), train_ds.num_examples,
-               test_ds.num_examples)
+      f"The labelled training split has {train_ds.num_examples} examples, but "
+      f"val_size ({ev.val_size}) + num_labelled ({ev.num_labelled}) are needed; lower "
+      "--config.evaluate.val_size or --config.evaluate.num_labelled."
+    )
+  logging.info(
+    "Evaluating slot %d (of %d trained) on %d train / %d test images.",
+    slot,
+    int(np.sum(np.asarray(active))),
+    train_ds.num_examples,
+    test_ds.num_examples,
+  )
 
-  protocol = dict(num_labelled=int(ev.num_labelled), val_size=int(ev.val_size),
-                  num_draws=int(ev.num_draws), Cs=tuple(ev.Cs), seed=int(ev.seed),
-                  select_draws=int(ev.select_draws))
+  protocol = dict(
+    num_labelled=int(ev.num_labelled),
+    val_size=int(ev.val_size),
+    num_draws=int(ev.num_draws),
+    Cs=tuple(ev.Cs),
+    seed=int(ev.seed),
+    select_draws=int(ev.select_draws),
+  )
   feature_fn = models.make_feature_fn(model, layers, append_pooled=True)
   variables = {"inng": trained_vars, "random": random_vars}
   svm, timings, test_pooled = {}, {}, {}
@@ -468,28 +516,38 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str,
     if name == "pixels":
       tr, te = pixel_features(train_ds.images), pixel_features(test_ds.images)
     else:
-      tr, te = (extract_features(feature_fn, variables[name], ds.images,
-                                 int(ev.batch_size)) for ds in (train_ds, test_ds))
+      tr, te = (
+        extract_features(feature_fn, variables[name], ds.images, int(ev.batch_size))
+        for ds in (train_ds, test_ds)
+      )
       svm_dim = tr.shape[1] - int(config.model.features[-1])
       test_pooled[name] = te[:, svm_dim:].copy()
       tr, te = tr[:, :svm_dim], te[:, :svm_dim]  # views: no copy of the N x D array
     timings[f"features_{name}_s"] = time.perf_counter() - t0
     svm[name] = svm_lib.svm_protocol(tr, train_ds.labels, te, test_ds.labels, **protocol)
     del tr, te  # release the N x D host array before the next feature set
-    logging.info("SVM on %s features (%d dims): test error %.2f%% ± %.2f%% (C=%g).",
-                 name, svm[name]["feature_dim"], 100 * svm[name]["test_error_mean"],
-                 100 * svm[name]["test_error_std"], svm[name]["C"])
+    logging.info(
+      "SVM on %s features (%d dims): test error %.2f%% ± %.2f%% (C=%g).",
+      name,
+      svm[name]["feature_dim"],
+      100 * svm[name]["test_error_mean"],
+      100 * svm[name]["test_error_std"],
+      svm[name]["C"],
+    )
 
   quality, generated = None, None
   if int(ev.num_samples) > 0:
     spaces, net_info = {}, None
     # No net to train when there are too few test images to compare with (_quality
     # then reports why it skipped).
-    if (int(ev.metric_net_steps) > 0
-        and min(int(ev.num_samples), test_ds.num_examples // 2) >= 2):
+    if (
+      int(ev.metric_net_steps) > 0
+      and min(int(ev.num_samples), test_ds.num_examples // 2) >= 2
+    ):
       t0 = time.perf_counter()
-      spaces["metric_net_features"], net_info = _metric_net_space(config, ev, train_ds,
-                                                                  test_ds)
+      spaces["metric_net_features"], net_info = _metric_net_space(
+        config, ev, train_ds, test_ds
+      )
       timings["metric_net_s"] = time.perf_counter() - t0
     for name, key_name in (("inng", "trained_features"), ("random", "random_features")):
       spaces[key_name] = _Space(feature_fn, variables[name], svm_dim, test_pooled[name])
@@ -500,25 +558,34 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str,
     timings["quality_s"] = time.perf_counter() - t0
 
   results = {
-      # A bucket's URI as given ("gs://b" would become "$PWD/gs:/b").
-      "workdir": workdir if outputs.is_uri(workdir) else os.path.abspath(workdir),
-      "config": ev.to_dict(),
-      "model": {"slot": slot, "trained_slots": int(np.sum(np.asarray(active))),
-                "completed_stages": stages, "layers": list(layers),
-                "features": list(config.model.features)},
-      "data": {"name": train_ds.name, "num_train": train_ds.num_examples,
-               "num_test": test_ds.num_examples},
-      "svm": svm,
-      "quality": quality,
-      "timings": timings,
-      "seconds": time.perf_counter() - t_start,
+    # A bucket's URI as given ("gs://b" would become "$PWD/gs:/b").
+    "workdir": workdir if outputs.is_uri(workdir) else os.path.abspath(workdir),
+    "config": ev.to_dict(),
+    "model": {
+      "slot": slot,
+      "trained_slots": int(np.sum(np.asarray(active))),
+      "completed_stages": stages,
+      "layers": list(layers),
+      "features": list(config.model.features),
+    },
+    "data": {
+      "name": train_ds.name,
+      "num_train": train_ds.num_examples,
+      "num_test": test_ds.num_examples,
+    },
+    "svm": svm,
+    "quality": quality,
+    "timings": timings,
+    "seconds": time.perf_counter() - t_start,
   }
   writers = {
-      ".json": lambda f: f.write(json.dumps(results, indent=2).encode("utf-8")),
-      ".md": lambda f: f.write(to_markdown(results).encode("utf-8"))}
+    ".json": lambda f: f.write(json.dumps(results, indent=2).encode("utf-8")),
+    ".md": lambda f: f.write(to_markdown(results).encode("utf-8")),
+  }
   if generated is not None:
     writers["_samples.png"] = functools.partial(
-        images_lib.write_png, images_lib.make_grid(generated[:64]))
+      images_lib.write_png, images_lib.make_grid(generated[:64])
+    )
   files = outputs.write_new(out_dir, "evaluation", writers)
   logging.info("Wrote %s.", ", ".join(files.values()))
   return {**results, "files": files}

@@ -7,9 +7,9 @@ Renders the dict that `innjax.evaluate.evaluate` returns and writes as
 from __future__ import annotations
 
 _ROW_NAMES = {
-    "inng": "INNg classifier",
-    "random": "Random classifier (same architecture)",
-    "pixels": "Raw pixels",
+  "inng": "INNg classifier",
+  "random": "Random classifier (same architecture)",
+  "pixels": "Raw pixels",
 }
 
 
@@ -30,57 +30,76 @@ def to_markdown(results: dict) -> str:
   """
   ev, info = results["config"], results["model"]
   lines = [
-      f"# INNg evaluation of `{results['workdir']}`", "",
-      f"Features: classifier slot {info['slot']} of {info['trained_slots']} trained "
-      f"({info['completed_stages']} completed stages), conv layers {info['layers']}. "
-      f"Labelled data: {results['data']['num_train']} training / "
-      f"{results['data']['num_test']} test images ({results['data']['name']}).", "",
-      f"L2-SVM protocol (paper 4.5): {ev['val_size']} validation examples choose C "
-      f"(validation error averaged over {results['svm']['inng']['select_draws']} "
-      f"draw(s)); test error is the mean ± std over {ev['num_draws']} SVMs, each "
-      f"trained on {ev['num_labelled']} random labelled examples.", "",
-      "| Features | Dim | C | Val. error | Test error (mean ± std) |",
-      "|---|---:|---:|---:|---:|",
+    f"# INNg evaluation of `{results['workdir']}`",
+    "",
+    f"Features: classifier slot {info['slot']} of {info['trained_slots']} trained "
+    f"({info['completed_stages']} completed stages), conv layers {info['layers']}. "
+    f"Labelled data: {results['data']['num_train']} training / "
+    f"{results['data']['num_test']} test images ({results['data']['name']}).",
+    "",
+    f"L2-SVM protocol (paper 4.5): {ev['val_size']} validation examples choose C "
+    f"(validation error averaged over {results['svm']['inng']['select_draws']} "
+    f"draw(s)); test error is the mean ± std over {ev['num_draws']} SVMs, each "
+    f"trained on {ev['num_labelled']} random labelled examples.",
+    "",
+    "| Features | Dim | C | Val. error | Test error (mean ± std) |",
+    "|---|---:|---:|---:|---:|",
   ]
   for name, r in results["svm"].items():  # in the order evaluate ran them
     label = _ROW_NAMES[name] + (f" (layers {info['layers']})" if name == "inng" else "")
-    lines.append(f"| {label} | {r['feature_dim']} | {r['C']:g} | {_pct(r['val_error'])} "
-                 f"| {_pct(r['test_error_mean'])} ± {_pct(r['test_error_std'])} |")
+    lines.append(
+      f"| {label} | {r['feature_dim']} | {r['C']:g} | {_pct(r['val_error'])} "
+      f"| {_pct(r['test_error_mean'])} ± {_pct(r['test_error_std'])} |"
+    )
   q = results.get("quality")
   if q and "skipped" not in q:
     lines += [
-        "", f"## Sample quality ({q['num_images']} generated vs {q['num_images']} real "
-        "test images)", "",
+      "",
+      f"## Sample quality ({q['num_images']} generated vs {q['num_images']} real "
+      "test images)",
+      "",
     ]
     net = q.get("metric_net")
     if net:
       lines += [
-          f"Headline feature space: a supervised CNN (conv widths {net['features']}, "
-          f"{net['steps']} Adam steps) trained with labels on the {net['num_train']} "
-          f"labelled training images; its test accuracy is "
-          f"{100 * net['test_accuracy']:.2f}% ({net['num_classes']} classes, chance "
-          f"{100 / net['num_classes']:.1f}%). Frechet/KID use its global-average-pooled "
-          "last conv layer (no pretrained Inception network is available offline).", "",
+        f"Headline feature space: a supervised CNN (conv widths {net['features']}, "
+        f"{net['steps']} Adam steps) trained with labels on the {net['num_train']} "
+        f"labelled training images; its test accuracy is "
+        f"{100 * net['test_accuracy']:.2f}% ({net['num_classes']} classes, chance "
+        f"{100 / net['num_classes']:.1f}%). Frechet/KID use its global-average-pooled "
+        "last conv layer (no pretrained Inception network is available offline).",
+        "",
       ]
     lines += [
-        "The INNg rows use the pooled last conv layer of the trained INNg classifier "
-        "(which the samples were optimised against) and of a random classifier of the "
-        "same architecture. The floor compares two disjoint real halves of the same "
-        "size. Lower is better.", "",
-        "| Metric | Generated vs real | Real vs real (floor) |", "|---|---:|---:|",
+      "The INNg rows use the pooled last conv layer of the trained INNg classifier "
+      "(which the samples were optimised against) and of a random classifier of the "
+      "same architecture. The floor compares two disjoint real halves of the same "
+      "size. Lower is better.",
+      "",
+      "| Metric | Generated vs real | Real vs real (floor) |",
+      "|---|---:|---:|",
     ]
-    for name, label in (("metric_net", "supervised net"), ("trained", "INNg classifier"),
-                        ("random", "random classifier")):
+    for name, label in (
+      ("metric_net", "supervised net"),
+      ("trained", "INNg classifier"),
+      ("random", "random classifier"),
+    ):
       f = q.get(f"{name}_features")
       if f is None:
         continue
-      lines.append(f"| Frechet, {label} features (dim {f['dim']}) | "
-                   f"{f['frechet']['generated']:.4g} | {f['frechet']['real_floor']:.4g} |")
-      lines.append(f"| KID, {label} features | {f['kid']['generated']:.4g} ± "
-                   f"{f['kid']['generated_std']:.2g} | {f['kid']['real_floor']:.4g} ± "
-                   f"{f['kid']['real_floor_std']:.2g} |")
-    lines.append(f"| SWD (pixels, mean over levels) | {q['swd']['generated']:.4g} | "
-                 f"{q['swd']['real_floor']:.4g} |")
+      lines.append(
+        f"| Frechet, {label} features (dim {f['dim']}) | "
+        f"{f['frechet']['generated']:.4g} | {f['frechet']['real_floor']:.4g} |"
+      )
+      lines.append(
+        f"| KID, {label} features | {f['kid']['generated']:.4g} ± "
+        f"{f['kid']['generated_std']:.2g} | {f['kid']['real_floor']:.4g} ± "
+        f"{f['kid']['real_floor_std']:.2g} |"
+      )
+    lines.append(
+      f"| SWD (pixels, mean over levels) | {q['swd']['generated']:.4g} | "
+      f"{q['swd']['real_floor']:.4g} |"
+    )
   elif q:
     lines += ["", f"Sample quality skipped: {q['skipped']}."]
   lines += ["", f"Total time {results['seconds']:.1f}s.", ""]

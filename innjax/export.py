@@ -63,7 +63,7 @@ def _unflatten(flat: dict, prefix: str, empty=()) -> dict:
   for name, value in [*flat.items(), *((e, None) for e in empty)]:
     if not name.startswith(prefix + "/"):
       continue
-    *parents, leaf = name[len(prefix) + 1:].split("/")
+    *parents, leaf = name[len(prefix) + 1 :].split("/")
     node = tree
     for part in parents:
       node = node.setdefault(part, {})
@@ -78,8 +78,9 @@ def _plain(tree):
   return tree
 
 
-def export(config: ml_collections.ConfigDict, workdir: str,
-           output_dir: str | None = None) -> str:
+def export(
+  config: ml_collections.ConfigDict, workdir: str, output_dir: str | None = None
+) -> str:
   """Writes the trained cascade in `workdir` as one file; returns its path.
 
   The file goes to `output_dir` (default: the workdir) as `model_stageNNN.npz`
@@ -89,20 +90,30 @@ def export(config: ml_collections.ConfigDict, workdir: str,
     FileNotFoundError: the workdir holds no checkpoint.
   """
   from innjax import checkpointing, generate, outputs, sharding  # pylint: disable=g-import-not-at-top
+
   stacked, active, stages = generate.load_cascade(config, workdir)
   out_dir = output_dir or workdir
   outputs.ensure_output_dir(out_dir, "the export")
   empty = []
-  arrays = _flatten(_plain(jax.tree_util.tree_map(sharding.to_host, stacked)),
-                    "cascade", empty)
+  arrays = _flatten(
+    _plain(jax.tree_util.tree_map(sharding.to_host, stacked)), "cascade", empty
+  )
   arrays["active"] = np.asarray(sharding.to_host(active), bool)
-  header = {"format": FORMAT, "version": VERSION, "stages": stages, "empty": empty,
-            "config": checkpointing.config_to_dict(config)}
+  header = {
+    "format": FORMAT,
+    "version": VERSION,
+    "stages": stages,
+    "empty": empty,
+    "config": checkpointing.config_to_dict(config),
+  }
   arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
   if not sharding.is_main_process():
     return ""
-  paths = outputs.write_new(out_dir, f"model_stage{stages:03d}", {
-      ".npz": lambda f: np.savez_compressed(f, **arrays)})
+  paths = outputs.write_new(
+    out_dir,
+    f"model_stage{stages:03d}",
+    {".npz": lambda f: np.savez_compressed(f, **arrays)},
+  )
   return paths[".npz"]
 
 
@@ -120,6 +131,7 @@ class Model:
     sampler: the sampler with the run's `sample.*` settings (`sampler.run(params, x0,
       key, mask)`).
   """
+
   logit_fn: Callable
   params: Any
   mask: jax.Array
@@ -127,8 +139,7 @@ class Model:
   stages: int
   sampler: Any
   # `sample()`'s compiled synthesis, one per image size, built on first use.
-  _synthesizers: dict = dataclasses.field(default_factory=dict, repr=False,
-                                          compare=False)
+  _synthesizers: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
   def sample(self, num: int | None = None, seed: int | None = None, size=None):
     """Images from fresh noise, as `--mode=sample` makes them.
@@ -142,23 +153,27 @@ class Model:
       float32 (num, H, W, C) images in [-1, 1].
     """
     from innjax import energy, synthesis  # pylint: disable=g-import-not-at-top
-    hw = energy.target_hw(synthesis.geometry(self.config),
-                          self.config.sample.size if size is None else size)
+
+    hw = energy.target_hw(
+      synthesis.geometry(self.config), self.config.sample.size if size is None else size
+    )
     if hw not in self._synthesizers:  # compiled once per size, not at every call
       self._synthesizers[hw] = synthesis.make_image_synthesizer(self.config, hw)
     seed = int(self.config.sample.seed if seed is None else seed)
-    x, _ = self._synthesizers[hw](self.params, self.mask,
-                                  int(num or self.config.sample.num),
-                                  jax.random.key(seed))
+    x, _ = self._synthesizers[hw](
+      self.params, self.mask, int(num or self.config.sample.num), jax.random.key(seed)
+    )
     return x
 
 
 def _read(path: str) -> tuple[dict, dict]:
   """(header, arrays) of an export file, with clear errors for bad files."""
   from innjax import outputs  # pylint: disable=g-import-not-at-top
+
   try:
     if outputs.is_uri(path):  # gs://, s3://, ...: np.load needs a seekable file
       from etils import epath  # pylint: disable=g-import-not-at-top
+
       source = io.BytesIO(epath.Path(path).read_bytes())
     else:
       source = path
@@ -168,8 +183,8 @@ def _read(path: str) -> tuple[dict, dict]:
     raise
   except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as err:
     raise ExportFormatError(
-        f"{path} is not an innjax export or is damaged ({type(err).__name__}: {err}); "
-        "export the run again with `python main.py --mode=export --workdir=RUN`."
+      f"{path} is not an innjax export or is damaged ({type(err).__name__}: {err}); "
+      "export the run again with `python main.py --mode=export --workdir=RUN`."
     ) from err
   try:
     header = json.loads(arrays.pop("header").tobytes().decode())
@@ -177,23 +192,27 @@ def _read(path: str) -> tuple[dict, dict]:
     version = int(header["version"])
   except Exception as err:  # pylint: disable=broad-except
     raise ExportFormatError(
-        f"{path} has no innjax export header; it was not written by `--mode=export`."
+      f"{path} has no innjax export header; it was not written by `--mode=export`."
     ) from err
   if version > VERSION:
     raise ExportFormatError(
-        f"{path} is export format {version}, newer than this innjax reads "
-        f"({VERSION}); upgrade innjax.")
+      f"{path} is export format {version}, newer than this innjax reads "
+      f"({VERSION}); upgrade innjax."
+    )
   missing = [key for key in ("stages", "config") if key not in header]
   if missing or not isinstance(header.get("config"), dict):
     raise ExportFormatError(
-        f"{path} has an incomplete export header (no {' or '.join(missing or ['config'])}"
-        f"); {_EXPORT_AGAIN}")
+      f"{path} has an incomplete export header (no {' or '.join(missing or ['config'])}"
+      f"); {_EXPORT_AGAIN}"
+    )
   return header, arrays
 
 
 # The fix for a file that lacks part of what `export` writes.
-_EXPORT_AGAIN = ("it is damaged or was not written by `--mode=export`; export the run "
-                 "again with `python main.py --mode=export --workdir=RUN`.")
+_EXPORT_AGAIN = (
+  "it is damaged or was not written by `--mode=export`; export the run "
+  "again with `python main.py --mode=export --workdir=RUN`."
+)
 
 
 def _cascade(path: str, arrays: dict, header: dict, config, model):
@@ -205,14 +224,22 @@ def _cascade(path: str, arrays: dict, header: dict, config, model):
   or a shape error deep inside the sampler.
   """
   from innjax import energy, models, synthesis  # pylint: disable=g-import-not-at-top
+
   active = arrays.get("active")
   if active is None or active.ndim != 1 or active.dtype != np.bool_:
-    what = "has no `active` array" if active is None else (
-        f"has an `active` array of {active.dtype} {active.shape}, not a (slots,) bool")
+    what = (
+      "has no `active` array"
+      if active is None
+      else (
+        f"has an `active` array of {active.dtype} {active.shape}, not a (slots,) bool"
+      )
+    )
     raise ExportFormatError(f"{path} {what}; {_EXPORT_AGAIN}")
-  expected = jax.eval_shape(lambda: models.init_variables(
-      model, jax.random.key(0),
-      energy.model_input_shape(synthesis.geometry(config))))
+  expected = jax.eval_shape(
+    lambda: models.init_variables(
+      model, jax.random.key(0), energy.model_input_shape(synthesis.geometry(config))
+    )
+  )
   wrong = []
   for key_path, leaf in jax.tree_util.tree_flatten_with_path(_plain(expected))[0]:
     name = "cascade/" + "/".join(str(k.key) for k in key_path)
@@ -222,18 +249,22 @@ def _cascade(path: str, arrays: dict, header: dict, config, model):
     elif arrays[name].shape != shape:
       wrong.append(f"{name} has shape {arrays[name].shape}, not {shape}")
   if wrong:
-    listed = "; ".join(wrong[:3]) + (f" and {len(wrong) - 3} more" if len(wrong) > 3
-                                     else "")
-    raise ExportFormatError(f"{path} does not hold the cascade its config describes "
-                            f"({listed}); {_EXPORT_AGAIN}")
-  params = jax.tree_util.tree_map(jax.numpy.asarray, _unflatten(
-      arrays, "cascade", header.get("empty", ())))
+    listed = "; ".join(wrong[:3]) + (
+      f" and {len(wrong) - 3} more" if len(wrong) > 3 else ""
+    )
+    raise ExportFormatError(
+      f"{path} does not hold the cascade its config describes ({listed}); {_EXPORT_AGAIN}"
+    )
+  params = jax.tree_util.tree_map(
+    jax.numpy.asarray, _unflatten(arrays, "cascade", header.get("empty", ()))
+  )
   return params, jax.numpy.asarray(active)
 
 
 def _from_workdir(workdir: str):
   """(config, stacked, active, stages) from a workdir's newest checkpoint."""
   from innjax import checkpointing, generate  # pylint: disable=g-import-not-at-top
+
   probe = checkpointing.Manager(workdir, ml_collections.ConfigDict(), read_only=True)
   try:
     saved = probe.saved_config()
@@ -241,7 +272,8 @@ def _from_workdir(workdir: str):
     probe.close()
   if saved is None:
     raise errors.CheckpointNotFoundError(
-        f"No checkpoint in {os.path.join(workdir, 'checkpoints')}.")
+      f"No checkpoint in {os.path.join(workdir, 'checkpoints')}."
+    )
   config = _config(saved)
   stacked, active, stages = generate.load_cascade(config, workdir)
   return config, stacked, active, stages
@@ -251,10 +283,12 @@ def _config(saved: dict) -> ml_collections.ConfigDict:
   """The config saved as JSON, with the tuples JSON turned into lists restored and
   fields renamed since it was saved under their current names."""
   from innjax import synthesis  # pylint: disable=g-import-not-at-top
+
   def tuples(node):
     if isinstance(node, dict):
       return {k: tuples(v) for k, v in node.items()}
     return tuple(node) if isinstance(node, list) else node
+
   return synthesis.upgrade_config(ml_collections.ConfigDict(tuples(saved)))
 
 
@@ -269,8 +303,10 @@ def load(path_or_workdir: str) -> Model:
     FileNotFoundError: there is no such file, or the workdir has no checkpoint.
   """
   from innjax import energy, outputs, synthesis  # pylint: disable=g-import-not-at-top
+
   if outputs.is_uri(path_or_workdir):
     from etils import epath  # pylint: disable=g-import-not-at-top
+
     is_workdir = epath.Path(path_or_workdir).is_dir()
   else:
     is_workdir = os.path.isdir(path_or_workdir)
@@ -285,5 +321,11 @@ def load(path_or_workdir: str) -> Model:
     stages = int(header["stages"])
   logit_fn = energy.make_stage_logit_fn(model, synthesis.geometry(config))
   sampler = synthesis.make_generation_sampler(config, logit_fn)
-  return Model(logit_fn=logit_fn, params=params, mask=mask, config=config,
-               stages=stages, sampler=sampler)
+  return Model(
+    logit_fn=logit_fn,
+    params=params,
+    mask=mask,
+    config=config,
+    stages=stages,
+    sampler=sampler,
+  )

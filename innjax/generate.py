@@ -64,8 +64,11 @@ def _restore_newest(workdir, config, target, attempts: int = 3):
     except checkpointing.CorruptCheckpointError:
       if attempt == attempts or _newest_step(workdir, config) == step:
         raise
-      logging.info("Checkpoint step %s was replaced by a newer one while it was read "
-                   "(a training run is saving); reading the newest.", step)
+      logging.info(
+        "Checkpoint step %s was replaced by a newer one while it was read "
+        "(a training run is saving); reading the newest.",
+        step,
+      )
     finally:
       manager.close()
     attempt += 1
@@ -89,17 +92,21 @@ def load_cascade(config, workdir, mesh=None):
   """
   if _newest_step(workdir, config) is None:
     raise errors.CheckpointNotFoundError(
-        f"No checkpoint in {os.path.join(workdir, 'checkpoints')}: train first with "
-        f"`python main.py --config=... --workdir={workdir}`.")
+      f"No checkpoint in {os.path.join(workdir, 'checkpoints')}: train first with "
+      f"`python main.py --config=... --workdir={workdir}`."
+    )
   model = synthesis.build_model(config)
-  template = jax.eval_shape(
-      lambda: train.init_state(config, model, jax.random.key(0)))
+  template = jax.eval_shape(lambda: train.init_state(config, model, jax.random.key(0)))
   mesh = sharding.make_mesh(config) if mesh is None else mesh
-  stacked, active, stages = _restore_newest(workdir, config, sharding.with_shardings(
-      template, sharding.state_shardings(template, mesh)))
+  stacked, active, stages = _restore_newest(
+    workdir,
+    config,
+    sharding.with_shardings(template, sharding.state_shardings(template, mesh)),
+  )
   if not bool(jnp.any(active)):
     raise errors.CheckpointNotFoundError(
-        f"The checkpoint in {workdir} has no trained stage yet: train first.")
+      f"The checkpoint in {workdir} has no trained stage yet: train first."
+    )
   return stacked, active, stages
 
 
@@ -134,8 +141,14 @@ def sample_name(stages: int, num: int, seed: int | None, size=None) -> str:
   return name
 
 
-def generate(config, workdir: str, num: int | None = None, key=None, size=None,
-             output_dir: str | None = None):
+def generate(
+  config,
+  workdir: str,
+  num: int | None = None,
+  key=None,
+  size=None,
+  output_dir: str | None = None,
+):
   """Generates `num` images from the cascade in `workdir` and writes them.
 
   The PNG grid and the `.npz` go to `output_dir` (default `workdir/samples`) as
@@ -170,17 +183,31 @@ def generate(config, workdir: str, num: int | None = None, key=None, size=None,
   out_dir = output_dir or os.path.join(workdir, "samples")
   # Before sampling, which can take hours; on every host, so all stop together.
   outputs.ensure_output_dir(out_dir, "the samples")
-  name = sample_name(stages, num, int(config.sample.seed) if key is None else None,
-                     None if size == energy_lib.target_hw(geometry) else size)
+  name = sample_name(
+    stages,
+    num,
+    int(config.sample.seed) if key is None else None,
+    None if size == energy_lib.target_hw(geometry) else size,
+  )
   key = jax.random.key(int(config.sample.seed)) if key is None else key
   x, stats = synthesis.synthesize_images(config, stacked, active, num, key, size, mesh)
   paths = {".png": None, ".npz": None}
   if sharding.is_main_process():  # one writer in a multi-host run
-    paths = outputs.write_new(out_dir, name, {
+    paths = outputs.write_new(
+      out_dir,
+      name,
+      {
         ".png": functools.partial(images.write_png, images.make_grid(x)),
-        ".npz": lambda f: np.savez_compressed(f, images=x)})
+        ".npz": lambda f: np.savez_compressed(f, images=x),
+      },
+    )
   stats = {"png": paths[".png"], "npz": paths[".npz"], "stages": stages, **stats}
   write_summary(out_dir, stages, name, x)
-  logging.info("Generated %d images through %d classifiers in %.1fs: %s", num,
-               stats["kept_classifiers"], stats["seconds"], paths[".png"])
+  logging.info(
+    "Generated %d images through %d classifiers in %.1fs: %s",
+    num,
+    stats["kept_classifiers"],
+    stats["seconds"],
+    paths[".png"],
+  )
   return x, stats

@@ -30,7 +30,8 @@ def make_grid(images, ncol: int | None = None, pad: int = 2) -> np.ndarray:
   images = np.asarray(jax.device_get(images))
   if images.ndim != 4 or images.shape[-1] not in (1, 3) or images.shape[0] == 0:
     raise ValueError(
-        f"make_grid expects a non-empty (N, H, W, 1 or 3) batch, got {images.shape}.")
+      f"make_grid expects a non-empty (N, H, W, 1 or 3) batch, got {images.shape}."
+    )
   n, h, w, c = images.shape
   ncol = ncol or int(math.ceil(math.sqrt(n)))
   nrow = int(math.ceil(n / ncol))
@@ -39,7 +40,7 @@ def make_grid(images, ncol: int | None = None, pad: int = 2) -> np.ndarray:
   for i in range(n):
     r, col = divmod(i, ncol)
     y, x = pad + r * (h + pad), pad + col * (w + pad)
-    grid[y:y + h, x:x + w] = tiles[i]
+    grid[y : y + h, x : x + w] = tiles[i]
   return grid
 
 
@@ -68,6 +69,7 @@ def make_writer(workdir: str):
   """TensorBoard events in `workdir` on process 0 (innjax/summaries.py, no TensorFlow);
   the other processes of a multi-host run write none."""
   from innjax import summaries  # pylint: disable=g-import-not-at-top
+
   if jax.process_index() > 0:
     return summaries.NullWriter()
   return summaries.EventWriter(workdir)

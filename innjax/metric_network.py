@@ -43,6 +43,7 @@ class MetricNet(nn.Module):
     num_classes: classes of the softmax head.
     conv_impl: "auto", "xla" or "im2col" (see `models.conv2d`).
   """
+
   features: Sequence[int] = (32, 64, 128)
   num_classes: int = 10
   conv_impl: str = "auto"
@@ -59,13 +60,19 @@ class MetricNet(nn.Module):
     for i, width in enumerate(self.features):
       fan_in = 9 * h.shape[-1]
       # He initialisation keeps the activation scale through the unnormalised stack.
-      kernel = self.param(f"conv{i}_kernel", models.flat_normal(np.sqrt(2.0 / fan_in)),
-                          (3, 3, h.shape[-1], width))
+      kernel = self.param(
+        f"conv{i}_kernel",
+        models.flat_normal(np.sqrt(2.0 / fan_in)),
+        (3, 3, h.shape[-1], width),
+      )
       bias = self.param(f"conv{i}_bias", nn.initializers.zeros, (width,))
       h = nn.leaky_relu(models.conv2d(h, kernel, 2, impl) + bias, 0.2)
     pooled = jnp.mean(h, axis=(1, 2))
-    logits = nn.Dense(self.num_classes, kernel_init=models.flat_normal(
-        np.sqrt(1.0 / pooled.shape[-1])), name="head")(pooled)
+    logits = nn.Dense(
+      self.num_classes,
+      kernel_init=models.flat_normal(np.sqrt(1.0 / pooled.shape[-1])),
+      name="head",
+    )(pooled)
     return logits, pooled
 
 
@@ -75,17 +82,26 @@ def make_metric_feature_fn(net: MetricNet) -> Callable:
   One pass over the test set gives both the Frechet/KID features and the predictions
   the reported accuracy is computed from.
   """
+
   def fn(params, x):
     logits, pooled = net.apply({"params": params}, x)
     return jnp.concatenate([pooled, logits], axis=-1).astype(jnp.float32)
+
   return fn
 
 
-def train_metric_net(images_uint8: np.ndarray, labels: np.ndarray, *,
-                     features: Sequence[int] = (32, 64, 128), steps: int = 1000,
-                     batch_size: int = 128, learning_rate: float = 1e-3, key=None,
-                     conv_impl: str = "auto",
-                     chunk_steps: int = 100) -> tuple[MetricNet, Any, dict]:
+def train_metric_net(
+  images_uint8: np.ndarray,
+  labels: np.ndarray,
+  *,
+  features: Sequence[int] = (32, 64, 128),
+  steps: int = 1000,
+  batch_size: int = 128,
+  learning_rate: float = 1e-3,
+  key=None,
+  conv_impl: str = "auto",
+  chunk_steps: int = 100,
+) -> tuple[MetricNet, Any, dict]:
   """Trains a `MetricNet` with labels (softmax cross-entropy, Adam).
 
   Minibatches are drawn uniformly with replacement. They are gathered on the host,
@@ -115,8 +131,10 @@ def train_metric_net(images_uint8: np.ndarray, labels: np.ndarray, *,
   t0 = time.perf_counter()
   images = np.asarray(images_uint8)
   if images.dtype != np.uint8 or images.ndim != 4 or images.shape[0] == 0:
-    raise ValueError(f"train_metric_net expects non-empty uint8 (N, H, W, C) images, "
-                     f"got {images.dtype} {images.shape}.")
+    raise ValueError(
+      f"train_metric_net expects non-empty uint8 (N, H, W, C) images, "
+      f"got {images.dtype} {images.shape}."
+    )
   labels = np.asarray(labels)
   if labels.shape != (images.shape[0],):
     raise ValueError(f"labels must have shape ({images.shape[0]},), got {labels.shape}.")
@@ -130,11 +148,15 @@ def train_metric_net(images_uint8: np.ndarray, labels: np.ndarray, *,
     key = jax.random.key(0)
   chunk = min(int(chunk_steps), steps)
   num_chunks = -(-steps // chunk)
-  net = MetricNet(features=tuple(int(f) for f in features), num_classes=int(classes.size),
-                  conv_impl=conv_impl)
+  net = MetricNet(
+    features=tuple(int(f) for f in features),
+    num_classes=int(classes.size),
+    conv_impl=conv_impl,
+  )
   init_key, data_key = jax.random.split(key)
-  params = jax.jit(lambda k: net.init(k, jnp.zeros((1, *images.shape[1:]))))(
-      init_key)["params"]
+  params = jax.jit(lambda k: net.init(k, jnp.zeros((1, *images.shape[1:]))))(init_key)[
+    "params"
+  ]
   tx = optax.adam(float(learning_rate))
   opt_state = tx.init(params)
 
@@ -156,8 +178,9 @@ def train_metric_net(images_uint8: np.ndarray, labels: np.ndarray, *,
   # reproducible without any global random state.
   rng = np.random.default_rng(np.asarray(jax.random.key_data(data_key)).astype(np.uint64))
   carry = (params, opt_state)
-  with console.Progress(num_chunks, f"metric net ({chunk} steps a chunk)",
-                        "chunk") as bar:
+  with console.Progress(
+    num_chunks, f"metric net ({chunk} steps a chunk)", "chunk"
+  ) as bar:
     for _ in range(num_chunks):
       idx = rng.integers(0, images.shape[0], (chunk, batch_size))
       carry, (losses, accs) = run_chunk(carry, (images[idx], y[idx].astype(np.int32)))
@@ -165,10 +188,17 @@ def train_metric_net(images_uint8: np.ndarray, labels: np.ndarray, *,
   params = carry[0]
   losses, accs = np.asarray(losses), np.asarray(accs)
   if not np.all(np.isfinite(losses)):
-    raise errors.TrainingError("The metric net's training loss is NaN or inf; lower "
-                               "config.evaluate.metric_net_learning_rate.")
-  info = {"steps": num_chunks * chunk, "batch_size": batch_size,
-          "num_classes": int(classes.size), "classes": [int(c) for c in classes],
-          "final_loss": float(losses.mean()), "train_accuracy": float(accs.mean()),
-          "seconds": time.perf_counter() - t0}
+    raise errors.TrainingError(
+      "The metric net's training loss is NaN or inf; lower "
+      "config.evaluate.metric_net_learning_rate."
+    )
+  info = {
+    "steps": num_chunks * chunk,
+    "batch_size": batch_size,
+    "num_classes": int(classes.size),
+    "classes": [int(c) for c in classes],
+    "final_loss": float(losses.mean()),
+    "train_accuracy": float(accs.mean()),
+    "seconds": time.perf_counter() - t0,
+  }
   return net, params, info

@@ -42,17 +42,17 @@ import numpy as np
 from innjax import errors
 
 __all__ = [
-    "KIDResult",
-    "laplacian_pyramid",
-    "patch_descriptors",
-    "sliced_wasserstein",
-    "swd",
-    "radial_power_spectrum",
-    "spectrum_distance",
-    "histogram_distance",
-    "frechet_distance",
-    "frechet_distance_from_stats",
-    "kernel_distance",
+  "KIDResult",
+  "laplacian_pyramid",
+  "patch_descriptors",
+  "sliced_wasserstein",
+  "swd",
+  "radial_power_spectrum",
+  "spectrum_distance",
+  "histogram_distance",
+  "frechet_distance",
+  "frechet_distance_from_stats",
+  "kernel_distance",
 ]
 
 # 5-tap binomial filter used by cv2.pyrDown and by Progressive GAN's
@@ -94,8 +94,8 @@ def as_rng(rng: Any) -> np.random.Generator:
   words = np.asarray(rng)
   if words.size == 0 or not np.issubdtype(words.dtype, np.integer):
     raise ValueError(
-        "rng must be a numpy.random.Generator, an integer seed, None or a "
-        f"JAX PRNG key; got {type(rng).__name__} with dtype {words.dtype}"
+      "rng must be a numpy.random.Generator, an integer seed, None or a "
+      f"JAX PRNG key; got {type(rng).__name__} with dtype {words.dtype}"
     )
   return np.random.default_rng(words.astype(np.uint64).ravel())
 
@@ -109,7 +109,9 @@ def as_images(x: Any, name: str, allow_single: bool = True) -> np.ndarray:
     arr = arr[None]
   if arr.ndim != 4:
     expected = "4 (NHWC) or 3 (a single HWC image)" if allow_single else "4 (NHWC)"
-    raise ValueError(f"{name} must have rank {expected}, got rank {arr.ndim} with shape {arr.shape}")
+    raise ValueError(
+      f"{name} must have rank {expected}, got rank {arr.ndim} with shape {arr.shape}"
+    )
   if arr.size == 0:
     raise ValueError(f"{name} is empty (shape {arr.shape})")
   arr = arr.astype(np.float64, copy=False)
@@ -123,18 +125,22 @@ def as_images(x: Any, name: str, allow_single: bool = True) -> np.ndarray:
 def _check_same_channels(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
   if a.shape[-1] != b.shape[-1]:
     raise ValueError(
-        f"{name_a} and {name_b} must have the same number of channels, "
-        f"got {a.shape[-1]} and {b.shape[-1]}"
+      f"{name_a} and {name_b} must have the same number of channels, "
+      f"got {a.shape[-1]} and {b.shape[-1]}"
     )
 
 
-def _as_features(x: Any, name: str, min_rows: int = 1, dtype: Any = np.float64) -> np.ndarray:
+def _as_features(
+  x: Any, name: str, min_rows: int = 1, dtype: Any = np.float64
+) -> np.ndarray:
   arr = np.asarray(x)
   if arr.ndim != 2:
-    raise ValueError(f"{name} must be a 2-D (num_samples, num_features) array, got shape {arr.shape}")
+    raise ValueError(
+      f"{name} must be a 2-D (num_samples, num_features) array, got shape {arr.shape}"
+    )
   if arr.shape[0] < min_rows or arr.shape[1] == 0:
     raise ValueError(
-        f"{name} needs at least {min_rows} row(s) and 1 feature column, got shape {arr.shape}"
+      f"{name} needs at least {min_rows} row(s) and 1 feature column, got shape {arr.shape}"
     )
   arr = arr.astype(dtype, copy=False)
   if not np.all(np.isfinite(arr)):
@@ -251,8 +257,9 @@ def _default_levels(height: int, width: int, patch: int) -> int:
 # ---------------------------------------------------------------------------
 
 
-def _normalize_descriptors(desc: np.ndarray, mean: np.ndarray | None = None,
-                           std: np.ndarray | None = None) -> np.ndarray:
+def _normalize_descriptors(
+  desc: np.ndarray, mean: np.ndarray | None = None, std: np.ndarray | None = None
+) -> np.ndarray:
   """Per-channel standardisation of (n, patch, patch, C) descriptors.
 
   Statistics are taken over the descriptor set, patch pixels included
@@ -270,7 +277,9 @@ def _normalize_descriptors(desc: np.ndarray, mean: np.ndarray | None = None,
   return (desc - mean) / std
 
 
-def _sample_patches(level: np.ndarray, n: int, patch: int, rng: np.random.Generator) -> np.ndarray:
+def _sample_patches(
+  level: np.ndarray, n: int, patch: int, rng: np.random.Generator
+) -> np.ndarray:
   """Draws ``n`` patch x patch neighbourhoods (n, p, p, C) at uniform positions.
 
   Images are visited round-robin so every image of the set contributes
@@ -286,14 +295,15 @@ def _sample_patches(level: np.ndarray, n: int, patch: int, rng: np.random.Genera
   return level[img[:, None, None], ys, xs, :]
 
 
-def _raw_descriptors(images: np.ndarray, levels: int, patch: int, n: int,
-                     rng: np.random.Generator, name: str) -> list[np.ndarray]:
+def _raw_descriptors(
+  images: np.ndarray, levels: int, patch: int, n: int, rng: np.random.Generator, name: str
+) -> list[np.ndarray]:
   _, height, width, _ = images.shape
   for lvl, (h, w) in enumerate(_level_sizes(height, width, levels)):
     if h < patch or w < patch:
       raise errors.DataError(
-          f"{name} ({height}x{width}): pyramid level {lvl} is {h}x{w}, smaller than the "
-          f"{patch}x{patch} patch; use fewer levels, a smaller patch or larger images"
+        f"{name} ({height}x{width}): pyramid level {lvl} is {h}x{w}, smaller than the "
+        f"{patch}x{patch} patch; use fewer levels, a smaller patch or larger images"
       )
   # float32 halves memory and gather time for large sets (1e5+
   # descriptors) and is ample precision for SWD.
@@ -302,12 +312,12 @@ def _raw_descriptors(images: np.ndarray, levels: int, patch: int, n: int,
 
 
 def patch_descriptors(
-    images: Any,
-    levels: int | None = None,
-    patch: int = 7,
-    patches_per_level: int | None = None,
-    rng: Any = 0,
-    normalize: bool = True,
+  images: Any,
+  levels: int | None = None,
+  patch: int = 7,
+  patches_per_level: int | None = None,
+  rng: Any = 0,
+  normalize: bool = True,
 ) -> list[np.ndarray]:
   """Multi-scale neighbourhood descriptors (Progressive GAN's SWD features).
 
@@ -344,8 +354,13 @@ def patch_descriptors(
   _, height, width, _ = x.shape
   if height < patch or width < patch:
     raise errors.DataError(
-        f"images ({height}x{width}) are smaller than the {patch}x{patch} patch")
-  levels = _default_levels(height, width, patch) if levels is None else positive_int(levels, "levels")
+      f"images ({height}x{width}) are smaller than the {patch}x{patch} patch"
+    )
+  levels = (
+    _default_levels(height, width, patch)
+    if levels is None
+    else positive_int(levels, "levels")
+  )
   if patches_per_level is None:
     patches_per_level = max(_PATCHES_PER_IMAGE * x.shape[0], _MIN_PATCHES_PER_LEVEL)
   n = positive_int(patches_per_level, "patches_per_level")
@@ -399,7 +414,9 @@ def sliced_wasserstein(a: Any, b: Any, num_projections: int = 512, rng: Any = 0)
   a = _as_features(a, "a", dtype=np.float32)
   b = _as_features(b, "b", dtype=np.float32)
   if a.shape[1] != b.shape[1]:
-    raise ValueError(f"a and b must have the same feature dimension, got {a.shape[1]} and {b.shape[1]}")
+    raise ValueError(
+      f"a and b must have the same feature dimension, got {a.shape[1]} and {b.shape[1]}"
+    )
   num_projections = positive_int(num_projections, "num_projections")
   gen = as_rng(rng)
   dirs = gen.standard_normal((num_projections, a.shape[1]))
@@ -415,7 +432,7 @@ def sliced_wasserstein(a: Any, b: Any, num_projections: int = 512, rng: Any = 0)
   # Chunks of 128 directions bound the memory of the (chunk, n) projections;
   # rows are projections so the sort runs along contiguous memory.
   for start in range(0, num_projections, 128):
-    d = dirs[start:start + 128]
+    d = dirs[start : start + 128]
     pa = _sorted_quantiles(np.sort(d @ a32, axis=1), m)
     pb = _sorted_quantiles(np.sort(d @ b32, axis=1), m)
     total += float(np.abs(pa - pb).astype(np.float64).mean(axis=1).sum())
@@ -423,14 +440,14 @@ def sliced_wasserstein(a: Any, b: Any, num_projections: int = 512, rng: Any = 0)
 
 
 def swd(
-    images_a: Any,
-    images_b: Any,
-    levels: int | None = None,
-    patch: int = 7,
-    patches_per_level: int | None = None,
-    num_projections: int = 512,
-    rng: Any = 0,
-    normalize: str = "separate",
+  images_a: Any,
+  images_b: Any,
+  levels: int | None = None,
+  patch: int = 7,
+  patches_per_level: int | None = None,
+  num_projections: int = 512,
+  rng: Any = 0,
+  normalize: str = "separate",
 ) -> dict:
   """Multi-scale sliced Wasserstein distance (Progressive GAN) between two image sets.
 
@@ -475,18 +492,25 @@ def swd(
   b = as_images(images_b, "images_b")
   _check_same_channels(a, b, "images_a", "images_b")
   if normalize not in ("separate", "reference", "none"):
-    raise ValueError(f"normalize must be 'separate', 'reference' or 'none', got {normalize!r}")
+    raise ValueError(
+      f"normalize must be 'separate', 'reference' or 'none', got {normalize!r}"
+    )
   patch = positive_int(patch, "patch")
   for name, x in (("images_a", a), ("images_b", b)):
     if x.shape[1] < patch or x.shape[2] < patch:
       raise errors.DataError(
-          f"{name} ({x.shape[1]}x{x.shape[2]}) is smaller than the {patch}x{patch} patch")
+        f"{name} ({x.shape[1]}x{x.shape[2]}) is smaller than the {patch}x{patch} patch"
+      )
   if levels is None:
-    levels = min(_default_levels(a.shape[1], a.shape[2], patch),
-                 _default_levels(b.shape[1], b.shape[2], patch))
+    levels = min(
+      _default_levels(a.shape[1], a.shape[2], patch),
+      _default_levels(b.shape[1], b.shape[2], patch),
+    )
   levels = positive_int(levels, "levels")
   if patches_per_level is None:
-    patches_per_level = max(_PATCHES_PER_IMAGE * max(a.shape[0], b.shape[0]), _MIN_PATCHES_PER_LEVEL)
+    patches_per_level = max(
+      _PATCHES_PER_IMAGE * max(a.shape[0], b.shape[0]), _MIN_PATCHES_PER_LEVEL
+    )
   n = positive_int(patches_per_level, "patches_per_level")
   gen = as_rng(rng)
 
@@ -499,8 +523,13 @@ def swd(
     elif normalize == "reference":
       mean = da.mean(axis=(0, 1, 2), keepdims=True)
       std = da.std(axis=(0, 1, 2), keepdims=True)
-      da, db = _normalize_descriptors(da, mean, std), _normalize_descriptors(db, mean, std)
-    result[lvl] = sliced_wasserstein(da.reshape(n, -1), db.reshape(n, -1), num_projections, gen)
+      da, db = (
+        _normalize_descriptors(da, mean, std),
+        _normalize_descriptors(db, mean, std),
+      )
+    result[lvl] = sliced_wasserstein(
+      da.reshape(n, -1), db.reshape(n, -1), num_projections, gen
+    )
   result["mean"] = float(np.mean([result[lvl] for lvl in range(levels)]))
   return result
 
@@ -518,10 +547,10 @@ def _hann2d(height: int, width: int) -> np.ndarray:
 
 
 def radial_power_spectrum(
-    image: Any,
-    num_bins: int = 64,
-    window: str | None = None,
-    eps: float = 1e-6,
+  image: Any,
+  num_bins: int = 64,
+  window: str | None = None,
+  eps: float = 1e-6,
 ) -> tuple[np.ndarray, np.ndarray]:
   """Radially averaged log10 power spectrum of each channel.
 
@@ -565,38 +594,43 @@ def radial_power_spectrum(
   x = x - x.mean(axis=(1, 2), keepdims=True)
   if window == "hann":
     win = _hann2d(h, w)
-    x = x * win[None, :, :, None] / np.sqrt(np.mean(win ** 2))
+    x = x * win[None, :, :, None] / np.sqrt(np.mean(win**2))
   power = (np.abs(np.fft.fft2(x, axes=(1, 2))) ** 2).mean(axis=0) / (h * w)  # (h, w, c)
 
   fy = np.fft.fftfreq(h)[:, None]
   fx = np.fft.fftfreq(w)[None, :]
-  radius = np.sqrt(fy ** 2 + fx ** 2)
+  radius = np.sqrt(fy**2 + fx**2)
   dr = 1.0 / min(h, w)
   kmax = min(h, w) // 2  # annulus index of 0.5 cycles/pixel
   k = np.rint(radius / dr).astype(np.int64).ravel()
   keep = (k >= 1) & (k <= kmax)  # drop DC (mean removed) and the corners
   counts = np.bincount(k[keep], minlength=kmax + 1)[1:]
   profile = np.stack(
-      [np.bincount(k[keep], weights=power[..., ch].ravel()[keep], minlength=kmax + 1)[1:] / counts
-       for ch in range(c)],
-      axis=1,
+    [
+      np.bincount(k[keep], weights=power[..., ch].ravel()[keep], minlength=kmax + 1)[1:]
+      / counts
+      for ch in range(c)
+    ],
+    axis=1,
   )
   log_profile = np.log10(profile + eps)
   natural = np.arange(1, kmax + 1) * dr
   freqs = np.linspace(0.5 / num_bins, 0.5, num_bins)
   # np.interp holds the end values outside the natural range, i.e. below the
   # lowest frequency a small image can represent.
-  log_power = np.stack([np.interp(freqs, natural, log_profile[:, ch]) for ch in range(c)], axis=1)
+  log_power = np.stack(
+    [np.interp(freqs, natural, log_profile[:, ch]) for ch in range(c)], axis=1
+  )
   return freqs, log_power
 
 
 def spectrum_distance(
-    a: Any,
-    b: Any,
-    num_bins: int = 64,
-    metric: str = "l1",
-    window: str | None = None,
-    eps: float = 1e-6,
+  a: Any,
+  b: Any,
+  num_bins: int = 64,
+  metric: str = "l1",
+  window: str | None = None,
+  eps: float = 1e-6,
 ) -> float:
   """Distance between radially averaged log power spectra.
 
@@ -631,7 +665,7 @@ def spectrum_distance(
   diff = sa - sb
   if metric == "l1":
     return float(np.mean(np.abs(diff)))
-  return float(np.sqrt(np.mean(diff ** 2)))
+  return float(np.sqrt(np.mean(diff**2)))
 
 
 # ---------------------------------------------------------------------------
@@ -652,10 +686,10 @@ def _wasserstein_1d_exact(u: np.ndarray, v: np.ndarray) -> float:
 
 
 def histogram_distance(
-    a: Any,
-    b: Any,
-    bins: int | None = 256,
-    value_range: tuple[float, float] = (-1.0, 1.0),
+  a: Any,
+  b: Any,
+  bins: int | None = 256,
+  value_range: tuple[float, float] = (-1.0, 1.0),
 ) -> float:
   """Per-channel 1-D Wasserstein-1 distance between pixel-value distributions.
 
@@ -686,7 +720,9 @@ def histogram_distance(
   va = xa.reshape(-1, c)
   vb = xb.reshape(-1, c)
   if bins is None:
-    return float(np.mean([_wasserstein_1d_exact(va[:, ch], vb[:, ch]) for ch in range(c)]))
+    return float(
+      np.mean([_wasserstein_1d_exact(va[:, ch], vb[:, ch]) for ch in range(c)])
+    )
   bins = positive_int(bins, "bins")
   lo, hi = (float(v) for v in value_range)
   if not hi > lo:
@@ -713,7 +749,9 @@ def _psd_sqrt(m: np.ndarray) -> np.ndarray:
   return (vecs * np.sqrt(np.clip(vals, 0.0, None))) @ vecs.T
 
 
-def frechet_distance_from_stats(mu_a: Any, sigma_a: Any, mu_b: Any, sigma_b: Any) -> float:
+def frechet_distance_from_stats(
+  mu_a: Any, sigma_a: Any, mu_b: Any, sigma_b: Any
+) -> float:
   """Frechet distance between the Gaussians N(mu_a, sigma_a) and N(mu_b, sigma_b).
 
   ``|mu_a - mu_b|^2 + tr(sigma_a + sigma_b - 2 (sigma_a sigma_b)^(1/2))``.
@@ -739,10 +777,14 @@ def frechet_distance_from_stats(mu_a: Any, sigma_a: Any, mu_b: Any, sigma_b: Any
   sigma_a = np.asarray(sigma_a, dtype=np.float64)
   sigma_b = np.asarray(sigma_b, dtype=np.float64)
   if mu_a.ndim != 1 or mu_a.size == 0 or mu_a.shape != mu_b.shape:
-    raise ValueError(f"means must be non-empty 1-D arrays of equal length, got {mu_a.shape} and {mu_b.shape}")
+    raise ValueError(
+      f"means must be non-empty 1-D arrays of equal length, got {mu_a.shape} and {mu_b.shape}"
+    )
   d = mu_a.shape[0]
   if sigma_a.shape != (d, d) or sigma_b.shape != (d, d):
-    raise ValueError(f"covariances must have shape ({d}, {d}), got {sigma_a.shape} and {sigma_b.shape}")
+    raise ValueError(
+      f"covariances must have shape ({d}, {d}), got {sigma_a.shape} and {sigma_b.shape}"
+    )
   for arr in (mu_a, mu_b, sigma_a, sigma_b):
     if not np.all(np.isfinite(arr)):
       raise errors.DataError("statistics contain NaN or infinite values")
@@ -778,10 +820,14 @@ def frechet_distance(feats_a: Any, feats_b: Any) -> float:
   a = _as_features(feats_a, "feats_a", min_rows=2)
   b = _as_features(feats_b, "feats_b", min_rows=2)
   if a.shape[1] != b.shape[1]:
-    raise ValueError(f"feats_a and feats_b must have the same feature dimension, got {a.shape[1]} and {b.shape[1]}")
+    raise ValueError(
+      f"feats_a and feats_b must have the same feature dimension, got {a.shape[1]} and {b.shape[1]}"
+    )
   return frechet_distance_from_stats(
-      a.mean(axis=0), np.atleast_2d(np.cov(a, rowvar=False)),
-      b.mean(axis=0), np.atleast_2d(np.cov(b, rowvar=False)),
+    a.mean(axis=0),
+    np.atleast_2d(np.cov(a, rowvar=False)),
+    b.mean(axis=0),
+    np.atleast_2d(np.cov(b, rowvar=False)),
   )
 
 
@@ -793,11 +839,11 @@ class KIDResult(NamedTuple):
 
 
 def kernel_distance(
-    feats_a: Any,
-    feats_b: Any,
-    num_subsets: int = 100,
-    subset_size: int = 1000,
-    rng: Any = 0,
+  feats_a: Any,
+  feats_b: Any,
+  num_subsets: int = 100,
+  subset_size: int = 1000,
+  rng: Any = 0,
 ) -> KIDResult:
   """Kernel (KID-formula) distance: unbiased MMD^2 with a cubic polynomial kernel.
 
@@ -825,7 +871,9 @@ def kernel_distance(
   a = _as_features(feats_a, "feats_a", min_rows=2)
   b = _as_features(feats_b, "feats_b", min_rows=2)
   if a.shape[1] != b.shape[1]:
-    raise ValueError(f"feats_a and feats_b must have the same feature dimension, got {a.shape[1]} and {b.shape[1]}")
+    raise ValueError(
+      f"feats_a and feats_b must have the same feature dimension, got {a.shape[1]} and {b.shape[1]}"
+    )
   num_subsets = positive_int(num_subsets, "num_subsets")
   subset_size = positive_int(subset_size, "subset_size")
   if subset_size < 2:
@@ -841,7 +889,9 @@ def kernel_distance(
     kyy = (y @ y.T / d + 1.0) ** 3
     kxy = (x @ y.T / d + 1.0) ** 3
     # Dropping the diagonal (k(x_i, x_i)) is what makes the estimate unbiased.
-    values[i] = ((kxx.sum() - np.trace(kxx)) / (m * (m - 1))
-                 + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
-                 - 2.0 * kxy.mean())
+    values[i] = (
+      (kxx.sum() - np.trace(kxx)) / (m * (m - 1))
+      + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+      - 2.0 * kxy.mean()
+    )
   return KIDResult(float(values.mean()), float(values.std()))

@@ -47,8 +47,7 @@ def resolve_conv_impl(conv_impl: str) -> str:
     "xla" or "im2col".
   """
   if conv_impl not in CONV_IMPLS:
-    raise ValueError(
-        f"conv_impl must be one of {CONV_IMPLS}, got {conv_impl!r}.")
+    raise ValueError(f"conv_impl must be one of {CONV_IMPLS}, got {conv_impl!r}.")
   if conv_impl == "auto":
     return "im2col" if jax.default_backend() == "cpu" else "xla"
   return conv_impl
@@ -78,8 +77,12 @@ def conv2d(x: jax.Array, kernel: jax.Array, stride: int, impl: str) -> jax.Array
   pad_w = _same_padding(x.shape[2], kw, stride)
   if impl == "xla":
     return lax.conv_general_dilated(
-        x, kernel, window_strides=(stride, stride), padding=(pad_h, pad_w),
-        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+      x,
+      kernel,
+      window_strides=(stride, stride),
+      padding=(pad_h, pad_w),
+      dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    )
   if impl != "im2col":
     raise ValueError(f"impl must be 'xla' or 'im2col', got {impl!r}.")
   return _conv_im2col(x, kernel, stride, pad_h, pad_w)
@@ -108,8 +111,12 @@ def _conv_im2col(x, kernel, stride, pad_h, pad_w):
   """The "im2col" convolution: its value by whichever method is faster for the shape."""
   if min(x.shape[1], x.shape[2]) >= NATIVE_FORWARD_MIN_SIZE:
     return lax.conv_general_dilated(
-        x, kernel, window_strides=(stride, stride), padding=(pad_h, pad_w),
-        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+      x,
+      kernel,
+      window_strides=(stride, stride),
+      padding=(pad_h, pad_w),
+      dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    )
   return _patches_matmul(x, kernel, stride, pad_h, pad_w, _im2col)
 
 
@@ -135,11 +142,19 @@ _conv_im2col.defjvp(_conv_im2col_jvp, symbolic_zeros=True)
 def _im2col_by_slices(xp, kh, kw, stride, out_h, out_w):
   """Patches as one strided slice per kernel tap, concatenated tap-major."""
   taps = [
-      lax.slice(xp, (0, i, j, 0),
-                (xp.shape[0], i + (out_h - 1) * stride + 1,
-                 j + (out_w - 1) * stride + 1, xp.shape[3]),
-                (1, stride, stride, 1))
-      for i in range(kh) for j in range(kw)
+    lax.slice(
+      xp,
+      (0, i, j, 0),
+      (
+        xp.shape[0],
+        i + (out_h - 1) * stride + 1,
+        j + (out_w - 1) * stride + 1,
+        xp.shape[3],
+      ),
+      (1, stride, stride, 1),
+    )
+    for i in range(kh)
+    for j in range(kw)
   ]
   return jnp.concatenate(taps, axis=-1)
 
@@ -152,8 +167,8 @@ def _im2col(xp, kh, kw, stride, out_h, out_w):
   strided slices + concatenate as k*k separate kernels per layer (the classifier's
   step took 4x longer to compile), the gather as one; they run equally fast.
   """
-  rows = np.arange(out_h)[:, None] * stride + np.arange(kh)[None, :]   # (oh, kh)
-  cols = np.arange(out_w)[:, None] * stride + np.arange(kw)[None, :]   # (ow, kw)
+  rows = np.arange(out_h)[:, None] * stride + np.arange(kh)[None, :]  # (oh, kh)
+  cols = np.arange(out_w)[:, None] * stride + np.arange(kw)[None, :]  # (ow, kw)
   patches = xp[:, rows[:, None, :, None], cols[None, :, None, :], :]  # (N,oh,ow,kh,kw,C)
   return patches.reshape(*patches.shape[:3], -1)
 
@@ -164,8 +179,10 @@ def _im2col_jvp(kh, kw, stride, out_h, out_w, primals, tangents):
   # gather, so the input gradient is a sum of strided pads (one fused kernel at
   # memory speed) instead of a scatter-add. Forward mode keeps working too.
   (xp,), (t,) = primals, tangents
-  return (_im2col(xp, kh, kw, stride, out_h, out_w),
-          _im2col_by_slices(t, kh, kw, stride, out_h, out_w))
+  return (
+    _im2col(xp, kh, kw, stride, out_h, out_w),
+    _im2col_by_slices(t, kh, kw, stride, out_h, out_w),
+  )
 
 
 def flat_normal(stddev: float = 0.02):
@@ -174,9 +191,11 @@ def flat_normal(stddev: float = 0.02):
   Same distribution as `nn.initializers.normal`; XLA:CPU compiled the 4-D threefry
   draw ~10x slower (3.5 s vs 0.3 s for a 5x5x3x8 kernel), which dominated start-up.
   """
+
   def init(key, shape, dtype=jnp.float32):
     size = int(np.prod(shape))
     return (stddev * jax.random.normal(key, (size,), dtype)).reshape(shape)
+
   return init
 
 
@@ -186,6 +205,7 @@ class Conv(nn.Module):
   Its parameters are named and shaped like `flax.linen.Conv` ("kernel" HWIO, "bias"),
   so variables are interchangeable between implementations.
   """
+
   features: int
   kernel_size: int = 5
   stride: int = 2
@@ -197,11 +217,12 @@ class Conv(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     kernel = self.param(
-        "kernel", self.kernel_init,
-        (self.kernel_size, self.kernel_size, x.shape[-1], self.features),
-        self.param_dtype)
-    bias = self.param("bias", nn.initializers.zeros, (self.features,),
-                      self.param_dtype)
+      "kernel",
+      self.kernel_init,
+      (self.kernel_size, self.kernel_size, x.shape[-1], self.features),
+      self.param_dtype,
+    )
+    bias = self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
     y = conv2d(x, kernel, self.stride, resolve_conv_impl(self.conv_impl))
     return y + bias
@@ -231,6 +252,7 @@ class Classifier(nn.Module):
       iteration per training update; IGEBM, SN-GAN), bounding the network's
       Lipschitz constant. Its power-iteration vectors live in "batch_stats".
   """
+
   features: Sequence[int] = (64, 128, 256, 512)
   kernel_size: int = 5
   stride: int = 2
@@ -248,23 +270,25 @@ class Classifier(nn.Module):
     """Raises ValueError when `x` is not a batch of images this network accepts."""
     if x.ndim != 4:
       raise ValueError(
-          f"Classifier expects NHWC images of rank 4, got shape {tuple(x.shape)}"
-          " (add a batch axis with x[None] for a single image).")
+        f"Classifier expects NHWC images of rank 4, got shape {tuple(x.shape)}"
+        " (add a batch axis with x[None] for a single image)."
+      )
     if x.shape[-1] != self.channels:
       raise ValueError(
-          f"Classifier was built for {self.channels}-channel images but got "
-          f"{x.shape[-1]} channels (shape {tuple(x.shape)}); set channels= or "
-          "convert the images.")
+        f"Classifier was built for {self.channels}-channel images but got "
+        f"{x.shape[-1]} channels (shape {tuple(x.shape)}); set channels= or "
+        "convert the images."
+      )
     total = self.stride ** len(self.features)
     if x.shape[1] % total or x.shape[2] % total:
       raise ValueError(
-          f"Image size {x.shape[1]}x{x.shape[2]} is not divisible by the total "
-          f"stride {total} of {len(self.features)} stride-{self.stride} layers; "
-          "resize the images or change the number of layers.")
+        f"Image size {x.shape[1]}x{x.shape[2]} is not divisible by the total "
+        f"stride {total} of {len(self.features)} stride-{self.stride} layers; "
+        "resize the images or change the number of layers."
+      )
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False,
-               return_features: bool = False):
+  def __call__(self, x: jax.Array, train: bool = False, return_features: bool = False):
     """Classifies images.
 
     Args:
@@ -282,13 +306,27 @@ class Classifier(nn.Module):
     feats = []
     h = x
     for i, width in enumerate(self.features):
-      h = self._layer(Conv(width, self.kernel_size, self.stride, self.conv_impl,
-                           dtype=self.dtype, name=f"conv{i}"), h, train)
+      h = self._layer(
+        Conv(
+          width,
+          self.kernel_size,
+          self.stride,
+          self.conv_impl,
+          dtype=self.dtype,
+          name=f"conv{i}",
+        ),
+        h,
+        train,
+      )
       # The paper has no normalisation after the first convolution.
       if i > 0 and self.norm == "batch":
-        h = nn.BatchNorm(use_running_average=not train,
-                         momentum=self.bn_momentum, epsilon=1e-5,
-                         dtype=self.dtype, name=f"bn{i}")(h)
+        h = nn.BatchNorm(
+          use_running_average=not train,
+          momentum=self.bn_momentum,
+          epsilon=1e-5,
+          dtype=self.dtype,
+          name=f"bn{i}",
+        )(h)
       elif i > 0 and self.norm == "layer":
         h = nn.LayerNorm(epsilon=1e-5, dtype=self.dtype, name=f"ln{i}")(h)
       if self.activation == "swish":
@@ -324,9 +362,11 @@ POOLS = ("flatten", "mean")
 
 def check_architecture(norm: str, activation: str, pool: str) -> None:
   """Raises ValueError naming the choices when an architecture option is unknown."""
-  for name, value, choices in (("norm", norm, NORMS),
-                               ("activation", activation, ACTIVATIONS),
-                               ("pool", pool, POOLS)):
+  for name, value, choices in (
+    ("norm", norm, NORMS),
+    ("activation", activation, ACTIVATIONS),
+    ("pool", pool, POOLS),
+  ):
     if value not in choices:
       raise ValueError(f"model.{name} must be one of {choices}, got {value!r}.")
 
@@ -347,13 +387,16 @@ def make_logit_fn(model: Classifier) -> LogitFn:
     logit_fn(variables, x): variables are `{"params", "batch_stats"}` as returned by
     `model.init`; x is (N, H, W, C); returns float32 logits of shape (N,).
   """
+
   def logit_fn(variables, x):
     return model.apply(variables, x, train=False)
+
   return logit_fn
 
 
-def make_feature_fn(model: Classifier, layers: Sequence[int] = (-3, -2, -1),
-                    append_pooled: bool = False):
+def make_feature_fn(
+  model: Classifier, layers: Sequence[int] = (-3, -2, -1), append_pooled: bool = False
+):
   """Returns `feature_fn(variables, x) -> (N, D)`: chosen conv activations, flattened.
 
   The unsupervised-feature experiment (paper 4.5) concatenates the last three conv
@@ -370,6 +413,7 @@ def make_feature_fn(model: Classifier, layers: Sequence[int] = (-3, -2, -1),
     feature_fn(variables, x) returning float32 features of shape (N, D), or
     (N, D + features[-1]) with `append_pooled`.
   """
+
   def feature_fn(variables, x):
     _, feats = model.apply(variables, x, train=False, return_features=True)
     chosen = [feats[i] for i in layers]
@@ -377,6 +421,7 @@ def make_feature_fn(model: Classifier, layers: Sequence[int] = (-3, -2, -1),
     if append_pooled:
       columns.append(jnp.mean(feats[-1].astype(jnp.float32), axis=(1, 2)))
     return jnp.concatenate(columns, axis=-1)
+
   return feature_fn
 
 
@@ -397,8 +442,10 @@ def init_variables(model: Classifier, key: jax.Array, image_shape) -> dict:
   # Every architecture has the same two collections, so training, the cascade and
   # checkpoints treat them alike; without BatchNorm or spectral norm the second holds
   # a placeholder (Orbax does not store empty dicts).
-  return {"params": variables["params"],
-          "batch_stats": variables.get("batch_stats") or _no_stats()}
+  return {
+    "params": variables["params"],
+    "batch_stats": variables.get("batch_stats") or _no_stats(),
+  }
 
 
 def _no_stats() -> dict:

@@ -34,8 +34,14 @@ Writer = Callable[[BinaryIO], None]
 
 # What os.link raises where the file system has no hard links (some FUSE and SMB
 # mounts); `_link_new` then falls back to a check and a rename.
-_NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK,
-                  errno.ENOSYS, errno.EXDEV}
+_NO_HARD_LINKS = {
+  errno.EPERM,
+  errno.ENOTSUP,
+  errno.EOPNOTSUPP,
+  errno.EMLINK,
+  errno.ENOSYS,
+  errno.EXDEV,
+}
 
 
 def _error(code, message: str) -> errors.WorkdirError:
@@ -57,6 +63,7 @@ def is_uri(path) -> bool:
 def _probe_uri(folder: str) -> None:
   """Creates `folder` on remote storage, writes a small object there and removes it."""
   from etils import epath  # pylint: disable=g-import-not-at-top
+
   root = epath.Path(folder)
   root.mkdir(parents=True, exist_ok=True)
   probe = root / f".write_test_{os.getpid()}-{secrets.token_hex(4)}"
@@ -71,6 +78,7 @@ def _write_uri(path: str, write: Writer) -> None:
   so the object is whole or absent there too; there is no rename to make it so.
   """
   from etils import epath  # pylint: disable=g-import-not-at-top
+
   buffer = io.BytesIO()
   write(buffer)
   target = epath.Path(path)
@@ -82,6 +90,7 @@ def exists(path: str) -> bool:
   """Whether a file (or object) `path` exists, on local or remote storage."""
   if is_uri(path):
     from etils import epath  # pylint: disable=g-import-not-at-top
+
     return epath.Path(path).exists()
   return os.path.lexists(path)
 
@@ -107,10 +116,12 @@ def ensure_writable(folder: str, what: str, fix: str) -> None:
         pass
   except OSError as err:
     if err.errno == errno.ENOSPC:
-      raise _error(err.errno, f"The disk holding {what} is full; free space, or "
-                   f"{fix}.") from err
-    raise _error(err.errno, f"Cannot write to {what} ({err.strerror or err}); "
-                 f"{fix}.") from err
+      raise _error(
+        err.errno, f"The disk holding {what} is full; free space, or {fix}."
+      ) from err
+    raise _error(
+      err.errno, f"Cannot write to {what} ({err.strerror or err}); {fix}."
+    ) from err
 
 
 def ensure_output_dir(folder: str, what: str) -> None:
@@ -121,8 +132,9 @@ def ensure_output_dir(folder: str, what: str) -> None:
     folder: where the mode writes.
     what: the mode's files, e.g. "the samples".
   """
-  ensure_writable(folder, f"{what} folder {folder!r}",
-                  "pass --output_dir=DIR to write them elsewhere")
+  ensure_writable(
+    folder, f"{what} folder {folder!r}", "pass --output_dir=DIR to write them elsewhere"
+  )
 
 
 def _remove(path: str) -> None:
@@ -153,8 +165,10 @@ def _failed(path: str, err: OSError) -> errors.WorkdirError:
   """A one-line error naming the file that could not be written."""
   cause = err.strerror or str(err)
   fix = "; free space and rerun" if err.errno == errno.ENOSPC else ""
-  return _error(err.errno, f"Writing {path} failed ({cause}); nothing was written "
-                f"under that name{fix}.")
+  return _error(
+    err.errno,
+    f"Writing {path} failed ({cause}); nothing was written under that name{fix}.",
+  )
 
 
 def write_file(path: str, write: Writer) -> str:
@@ -226,8 +240,7 @@ def _claim(temps: Dict[str, str], paths: Dict[str, str]) -> bool:
   return True
 
 
-def _write_new_uri(folder: str, stem: str,
-                   writers: Dict[str, Writer]) -> Dict[str, str]:
+def _write_new_uri(folder: str, stem: str, writers: Dict[str, Writer]) -> Dict[str, str]:
   """`write_new` on remote storage: the first free name, then each object.
 
   Object stores have no hard links to claim a name with, so two processes writing

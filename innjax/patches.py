@@ -45,16 +45,16 @@ from jax import lax
 PatchSize = Union[int, Sequence[int]]
 
 __all__ = [
-    "padded_size",
-    "pad_images",
-    "crop_padding",
-    "random_patch_positions",
-    "extract_patches",
-    "coverage_counts",
-    "extract_patches_averaged",
-    "sample_patches",
-    "patches_for_size",
-    "make_patch_logit_fn",
+  "padded_size",
+  "pad_images",
+  "crop_padding",
+  "random_patch_positions",
+  "extract_patches",
+  "coverage_counts",
+  "extract_patches_averaged",
+  "sample_patches",
+  "patches_for_size",
+  "make_patch_logit_fn",
 ]
 
 
@@ -86,11 +86,11 @@ def _as_hw(value, name: str) -> tuple[int, int]:
       pair = tuple(value)
     except TypeError:
       raise ValueError(
-          f"{name} must be an int or a (height, width) pair, got {value!r}"
+        f"{name} must be an int or a (height, width) pair, got {value!r}"
       ) from None
     if len(pair) != 2 or not all(_is_int(v) for v in pair):
       raise ValueError(
-          f"{name} must be an int or a (height, width) pair of ints, got {value!r}"
+        f"{name} must be an int or a (height, width) pair of ints, got {value!r}"
       )
   if pair[0] <= 0 or pair[1] <= 0:
     raise ValueError(f"{name} must be positive, got {value!r}")
@@ -100,16 +100,14 @@ def _as_hw(value, name: str) -> tuple[int, int]:
 def _check_nhwc(images, name: str = "images") -> tuple[int, int, int, int]:
   shape = getattr(images, "shape", None)
   if shape is None or len(shape) != 4:
-    raise ValueError(
-        f"{name} must be an NHWC array of rank 4, got shape {shape!r}"
-    )
+    raise ValueError(f"{name} must be an NHWC array of rank 4, got shape {shape!r}")
   return tuple(int(d) for d in shape)  # type: ignore[return-value]
 
 
 def _check_fits(image_hw: tuple[int, int], patch_hw: tuple[int, int]) -> None:
   if patch_hw[0] > image_hw[0] or patch_hw[1] > image_hw[1]:
     raise ValueError(
-        f"patch_size {patch_hw} is larger than the image (height, width) {image_hw}"
+      f"patch_size {patch_hw} is larger than the image (height, width) {image_hw}"
     )
 
 
@@ -117,19 +115,15 @@ def _prepare_positions(positions, num_images: int) -> jax.Array:
   """Validates (P, 2) shared or (N, P, 2) per-image positions (broadcast in ``_extract``)."""
   positions = jnp.asarray(positions)
   if not jnp.issubdtype(positions.dtype, jnp.integer):
-    raise ValueError(
-        f"positions must be an integer array, got dtype {positions.dtype}"
-    )
+    raise ValueError(f"positions must be an integer array, got dtype {positions.dtype}")
   if positions.ndim == 2 and positions.shape[-1] == 2:
     pass
   elif not (
-      positions.ndim == 3
-      and positions.shape[-1] == 2
-      and positions.shape[0] == num_images
+    positions.ndim == 3 and positions.shape[-1] == 2 and positions.shape[0] == num_images
   ):
     raise ValueError(
-        "positions must have shape (num_patches, 2) or (num_images, num_patches, 2) "
-        f"with num_images={num_images}, got {positions.shape}"
+      "positions must have shape (num_patches, 2) or (num_images, num_patches, 2) "
+      f"with num_images={num_images}, got {positions.shape}"
     )
   if positions.shape[-2] == 0:
     raise ValueError("positions must hold at least one patch, got 0")
@@ -148,21 +142,24 @@ def _check_in_bounds(positions, image_hw, patch_hw) -> None:
   pos = np.asarray(positions)
   max_row = image_hw[0] - patch_hw[0]
   max_col = image_hw[1] - patch_hw[1]
-  bad = (pos[..., 0] < 0) | (pos[..., 0] > max_row) | (pos[..., 1] < 0) | (
-      pos[..., 1] > max_col
+  bad = (
+    (pos[..., 0] < 0)
+    | (pos[..., 0] > max_row)
+    | (pos[..., 1] < 0)
+    | (pos[..., 1] > max_col)
   )
   if bad.any():
     first = pos[np.nonzero(bad)][0].tolist()
     raise ValueError(
-        f"positions out of bounds: top-left corner {first} does not fit a patch of "
-        f"{patch_hw} in an image of {image_hw} (valid rows 0..{max_row}, "
-        f"cols 0..{max_col})"
+      f"positions out of bounds: top-left corner {first} does not fit a patch of "
+      f"{patch_hw} in an image of {image_hw} (valid rows 0..{max_row}, "
+      f"cols 0..{max_col})"
     )
 
 
 def _clamp(positions: jax.Array, image_hw, patch_hw) -> jax.Array:
   limit = jnp.asarray(
-      [image_hw[0] - patch_hw[0], image_hw[1] - patch_hw[1]], dtype=positions.dtype
+    [image_hw[0] - patch_hw[0], image_hw[1] - patch_hw[1]], dtype=positions.dtype
   )
   return jnp.clip(positions, 0, limit)
 
@@ -228,8 +225,8 @@ def crop_padding(images, patch_size: PatchSize):
   top, left = ph // 2, pw // 2
   if h <= 2 * top or w <= 2 * left:
     raise ValueError(
-        f"images of size {(h, w)} are not larger than the padding "
-        f"{(2 * top, 2 * left)} for patch_size {(ph, pw)}"
+      f"images of size {(h, w)} are not larger than the padding "
+      f"{(2 * top, 2 * left)} for patch_size {(ph, pw)}"
     )
   # Explicit end indices: `-0` would mean "empty" when the padding is zero.
   return images[:, top : h - top, left : w - left, :]
@@ -241,11 +238,11 @@ def crop_padding(images, patch_size: PatchSize):
 
 
 def random_patch_positions(
-    key: jax.Array,
-    image_hw: PatchSize,
-    patch_size: PatchSize,
-    num_patches: int,
-    batch_shape: Sequence[int] = (),
+  key: jax.Array,
+  image_hw: PatchSize,
+  patch_size: PatchSize,
+  num_patches: int,
+  batch_shape: Sequence[int] = (),
 ) -> jax.Array:
   """Uniformly random top-left corners of patches that fit inside an image.
 
@@ -272,7 +269,7 @@ def random_patch_positions(
   # maxval is exclusive, so +1 makes the last fitting corner reachable.
   maxval = jnp.asarray([h - ph + 1, w - pw + 1], dtype=jnp.int32)
   return jax.random.randint(
-      key, batch_shape + (num_patches, 2), 0, maxval, dtype=jnp.int32
+    key, batch_shape + (num_patches, 2), 0, maxval, dtype=jnp.int32
   )
 
 
@@ -348,10 +345,10 @@ def _coverage(positions: jax.Array, image_hw, patch_hw) -> jax.Array:
   # memory. 0/1 values and integer sums < 2**24 are exact in float32; HIGHEST keeps
   # TPUs/GPUs from using bf16 passes (still exact for 0/1, but be explicit).
   counts = jnp.einsum(
-      "...ph,...pw->...hw",
-      in_rows.astype(jnp.float32),
-      in_cols.astype(jnp.float32),
-      precision=lax.Precision.HIGHEST,
+    "...ph,...pw->...hw",
+    in_rows.astype(jnp.float32),
+    in_cols.astype(jnp.float32),
+    precision=lax.Precision.HIGHEST,
   )
   return jnp.rint(counts).astype(jnp.int32)
 
@@ -373,7 +370,7 @@ def coverage_counts(positions, image_hw: PatchSize, patch_size: PatchSize) -> ja
   positions = jnp.asarray(positions)
   if positions.ndim < 2 or positions.shape[-1] != 2:
     raise ValueError(
-        f"positions must have shape (..., num_patches, 2), got {positions.shape}"
+      f"positions must have shape (..., num_patches, 2), got {positions.shape}"
     )
   if not jnp.issubdtype(positions.dtype, jnp.integer):
     raise ValueError(f"positions must be an integer array, got dtype {positions.dtype}")
@@ -431,7 +428,7 @@ def extract_patches_averaged(images, positions, patch_size: PatchSize) -> jax.Ar
 
 
 def sample_patches(
-    key: jax.Array, images, patch_size: PatchSize, num_patches: int
+  key: jax.Array, images, patch_size: PatchSize, num_patches: int
 ) -> jax.Array:
   """Random patches from a batch of full images, for classifier training batches.
 
@@ -475,11 +472,11 @@ def sample_patches(
 
 
 def patches_for_size(
-    image_hw: PatchSize,
-    patch_size: PatchSize,
-    base: int = 10,
-    base_hw: PatchSize = (256, 256),
-    padded: bool = False,
+  image_hw: PatchSize,
+  patch_size: PatchSize,
+  base: int = 10,
+  base_hw: PatchSize = (256, 256),
+  padded: bool = False,
 ) -> int:
   """Number of patches per image for synthesis, scaled linearly with the image area.
 
@@ -507,18 +504,17 @@ def patches_for_size(
     h, w = h - 2 * (ph // 2), w - 2 * (pw // 2)
     if h <= 0 or w <= 0:
       raise ValueError(
-          f"image_hw {image_hw} is not larger than the padding for patch_size "
-          f"{(ph, pw)}"
+        f"image_hw {image_hw} is not larger than the padding for patch_size {(ph, pw)}"
       )
   # floor(x + 0.5) rather than round(): Python rounds halves to even.
   return max(1, int(math.floor(base * (h * w) / (bh * bw) + 0.5)))
 
 
 def make_patch_logit_fn(
-    logit_fn: Callable[..., jax.Array],
-    patch_size: PatchSize = 64,
-    patches_per_image: int | None = 10,
-    average_overlaps: bool = True,
+  logit_fn: Callable[..., jax.Array],
+  patch_size: PatchSize = 64,
+  patches_per_image: int | None = 10,
+  average_overlaps: bool = True,
 ) -> Callable[..., jax.Array]:
   """Wraps a patch classifier into an energy over full (padded) images.
 
@@ -564,8 +560,8 @@ def make_patch_logit_fn(
     logits = logit_fn(variables, patches)
     if logits.size != n * num:
       raise ValueError(
-          f"logit_fn must return one logit per patch ({n * num} for {n} images x "
-          f"{num} patches), got shape {logits.shape}"
+        f"logit_fn must return one logit per patch ({n * num} for {n} images x "
+        f"{num} patches), got shape {logits.shape}"
       )
     return jnp.reshape(logits, (n * num,))
 

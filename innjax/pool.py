@@ -24,6 +24,7 @@ class Pool(flax.struct.PyTreeNode):
     stage: (capacity,) int32, the stage that synthesised each slot; -1 = empty.
     next_slot: int32 scalar, where the next negative is written (oldest first).
   """
+
   images: jax.Array
   stage: jax.Array
   next_slot: jax.Array
@@ -45,9 +46,11 @@ def create(capacity: int, image_shape) -> Pool:
   """
   if capacity < 1:
     raise ValueError(f"pool capacity must be >= 1, got {capacity}.")
-  return Pool(images=jnp.zeros((capacity, *image_shape), jnp.float32),
-              stage=jnp.full((capacity,), -1, jnp.int32),
-              next_slot=jnp.zeros((), jnp.int32))
+  return Pool(
+    images=jnp.zeros((capacity, *image_shape), jnp.float32),
+    stage=jnp.full((capacity,), -1, jnp.int32),
+    next_slot=jnp.zeros((), jnp.int32),
+  )
 
 
 def add(pool: Pool, negatives: jax.Array, stage) -> Pool:
@@ -57,12 +60,13 @@ def add(pool: Pool, negatives: jax.Array, stage) -> Pool:
   """
   n = negatives.shape[0]
   if n > pool.capacity:
-    negatives, n = negatives[-pool.capacity:], pool.capacity
+    negatives, n = negatives[-pool.capacity :], pool.capacity
   slots = (pool.next_slot + jnp.arange(n)) % pool.capacity
   return pool.replace(
-      images=pool.images.at[slots].set(negatives.astype(jnp.float32)),
-      stage=pool.stage.at[slots].set(jnp.asarray(stage, jnp.int32)),
-      next_slot=(pool.next_slot + n) % pool.capacity)
+    images=pool.images.at[slots].set(negatives.astype(jnp.float32)),
+    stage=pool.stage.at[slots].set(jnp.asarray(stage, jnp.int32)),
+    next_slot=(pool.next_slot + n) % pool.capacity,
+  )
 
 
 def size(pool: Pool) -> jax.Array:

@@ -48,8 +48,7 @@ class TrainingInterrupted(Exception):
   def __str__(self):
     if self.completed_stages is None:
       return f"stop requested by {self.reason}"
-    return (f"stopped by {self.reason} after {self.completed_stages} completed "
-            "stage(s)")
+    return f"stopped by {self.reason} after {self.completed_stages} completed stage(s)"
 
 
 def raise_if_requested(should_stop: StopCheck) -> None:
@@ -86,9 +85,11 @@ class SignalGuard:
     if self._received is None:
       self._received = name
       logging.warning(
-          "Received %s: stopping after the current classifier chunk or synthesis "
-          "batch and keeping the last completed stage's checkpoint (send it again to "
-          "stop at once).", name)
+        "Received %s: stopping after the current classifier chunk or synthesis "
+        "batch and keeping the last completed stage's checkpoint (send it again to "
+        "stop at once).",
+        name,
+      )
       return
     # A second signal means "now": hand it to whatever was installed before us.
     previous = self._previous.get(signum, signal.SIG_DFL)

@@ -53,8 +53,7 @@ def cpu_xla_flags(environ=None) -> str:
 def cache_dir(environ=None) -> str:
   """The user's cache folder for compiled programs: ~/.cache/innjax/jax."""
   environ = os.environ if environ is None else environ
-  base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"),
-                                                       ".cache")
+  base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
   return os.path.join(base, "innjax", "jax")
 
 
@@ -65,6 +64,7 @@ def enable_compilation_cache(environ=None) -> str | None:
     The cache folder in use, or None when the cache stays off.
   """
   import jax  # pylint: disable=import-outside-toplevel
+
   environ = os.environ if environ is None else environ
   if environ.get("INNJAX_NO_CACHE"):
     return None

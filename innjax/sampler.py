@@ -71,6 +71,7 @@ class SamplerState(NamedTuple):
     done: whether the chain has finished: every stage it follows ended at its
       boundary or its cap. A `step` of a finished chain leaves it as it is.
   """
+
   x: jax.Array
   opt_state: optax.OptState
   key: jax.Array
@@ -94,6 +95,7 @@ class StepInfo(NamedTuple):
     crossed: whether the stop fired: the windowed P(real) reached stop_prob at this
       x, so x is kept and the stage ends here.
   """
+
   mean_prob: jax.Array
   logits: jax.Array
   stage: jax.Array
@@ -112,6 +114,7 @@ class RunInfo(NamedTuple):
       stage's.
     stopped_early: whether the (last) stage ended at its boundary rather than the cap.
   """
+
   steps: jax.Array
   mean_prob: jax.Array
   stopped_early: jax.Array
@@ -137,6 +140,7 @@ class Settings(NamedTuple):
     clip: (low, high) range of x, or None.
     max_steps: the step cap (per stage in sequential mode).
   """
+
   logit_fn: Callable
   mode: str
   strategy: str
@@ -152,6 +156,7 @@ class Settings(NamedTuple):
 
 class Sampler(NamedTuple):
   """A sampler: pure functions `init`, `step` and `run` (see `make_sampler`)."""
+
   init: Callable[..., SamplerState]
   step: Callable[..., tuple]
   run: Callable[..., tuple]
@@ -170,15 +175,24 @@ def init(settings: Settings, x0: jax.Array, key: jax.Array) -> SamplerState:
   # donated (donate_argnums) would otherwise donate the same buffer twice.
   counter = lambda: jnp.zeros((), jnp.int32)
   return SamplerState(
-      x=x0, opt_state=settings.optimizer.init(x0), key=key, step=counter(),
-      stage=counter(), stage_step=counter(),
-      prob_history=jnp.zeros((settings.stop_window,), jnp.float32),
-      done=jnp.zeros((), bool))
+    x=x0,
+    opt_state=settings.optimizer.init(x0),
+    key=key,
+    step=counter(),
+    stage=counter(),
+    stage_step=counter(),
+    prob_history=jnp.zeros((settings.stop_window,), jnp.float32),
+    done=jnp.zeros((), bool),
+  )
 
 
-def transition(settings: Settings, params: Any, state: SamplerState,
-               mask: Optional[jax.Array] = None,
-               max_steps: Any = None) -> tuple[SamplerState, StepInfo]:
+def transition(
+  settings: Settings,
+  params: Any,
+  state: SamplerState,
+  mask: Optional[jax.Array] = None,
+  max_steps: Any = None,
+) -> tuple[SamplerState, StepInfo]:
   """One update of the chain, with the stop and the hand-off between stages.
 
   The energy and its gradient are evaluated at the current x. If the mean P(real)
@@ -210,31 +224,52 @@ def transition(settings: Settings, params: Any, state: SamplerState,
   done = state.done | (stage >= total)
   stage = jnp.minimum(stage, total - 1)
   energy_key, noise_key = jax.random.split(jax.random.fold_in(state.key, state.step))
-  logits, grad, mean_prob = _logits_and_grad(settings, params, state.x, stage, mask,
-                                             energy_key)
+  logits, grad, mean_prob = _logits_and_grad(
+    settings, params, state.x, stage, mask, energy_key
+  )
   history = jnp.roll(state.prob_history, 1).at[0].set(mean_prob)
   crossed = _reached_stop(settings, history, state.stage_step + 1) & ~done
-  x, opt_state = _move(settings, state.x, state.opt_state, grad, state.stage_step,
-                       noise_key)
-  moved = state._replace(x=x, opt_state=opt_state, step=state.step + 1, stage=stage,
-                         stage_step=state.stage_step + 1, prob_history=history)
+  x, opt_state = _move(
+    settings, state.x, state.opt_state, grad, state.stage_step, noise_key
+  )
+  moved = state._replace(
+    x=x,
+    opt_state=opt_state,
+    step=state.step + 1,
+    stage=stage,
+    stage_step=state.stage_step + 1,
+    prob_history=history,
+  )
   kept = _select(crossed, state._replace(stage=stage, prob_history=history), moved)
   following = _next_active(active, stage + 1, total) if sequential else total
   handed = kept._replace(
-      opt_state=settings.optimizer.init(kept.x), stage=following if sequential else stage,
-      stage_step=jnp.zeros_like(kept.stage_step),
-      prob_history=jnp.zeros_like(history), done=jnp.asarray(following >= total))
+    opt_state=settings.optimizer.init(kept.x),
+    stage=following if sequential else stage,
+    stage_step=jnp.zeros_like(kept.stage_step),
+    prob_history=jnp.zeros_like(history),
+    done=jnp.asarray(following >= total),
+  )
   new_state = _select(crossed | (kept.stage_step >= cap[stage]), handed, kept)
   # A finished chain stays as it is, so a loop of steps may run past its end.
   new_state = _select(done, state._replace(done=jnp.array(True)), new_state)
-  info = StepInfo(mean_prob=mean_prob, logits=logits, stage=stage,
-                  applied=~(crossed | done), crossed=crossed)
+  info = StepInfo(
+    mean_prob=mean_prob,
+    logits=logits,
+    stage=stage,
+    applied=~(crossed | done),
+    crossed=crossed,
+  )
   return new_state, info
 
 
-def run(settings: Settings, params: Any, x0: jax.Array, key: jax.Array,
-        mask: Optional[jax.Array] = None,
-        max_steps: Any = None) -> tuple[jax.Array, RunInfo]:
+def run(
+  settings: Settings,
+  params: Any,
+  x0: jax.Array,
+  key: jax.Array,
+  mask: Optional[jax.Array] = None,
+  max_steps: Any = None,
+) -> tuple[jax.Array, RunInfo]:
   """Runs a chain from x0 until it is done: `transition` in a `lax.while_loop`.
 
   Args: as `transition`, with the starting images `x0` and PRNG `key` for `init`.
@@ -253,15 +288,26 @@ def run(settings: Settings, params: Any, x0: jax.Array, key: jax.Array,
   start = (init(settings, x0, key), jnp.zeros((total,), jnp.int32), jnp.array(False))
   state, steps, crossed = lax.while_loop(lambda carry: ~carry[0].done, advance, start)
   active = jnp.ones((total,), bool) if mask is None else mask
-  final_prob = _final_statistic(settings, params, state.x,
-                                jnp.maximum(_last_active(active, total), 0), mask,
-                                jax.random.fold_in(state.key, state.step))
+  final_prob = _final_statistic(
+    settings,
+    params,
+    state.x,
+    jnp.maximum(_last_active(active, total), 0),
+    mask,
+    jax.random.fold_in(state.key, state.step),
+  )
   steps = steps if settings.mode == "sequential" else state.step
   return state.x, RunInfo(steps=steps, mean_prob=final_prob, stopped_early=crossed)
 
 
-def _logits_and_grad(settings: Settings, params: Any, x: jax.Array, stage: jax.Array,
-                     mask: Optional[jax.Array], key: jax.Array) -> tuple:
+def _logits_and_grad(
+  settings: Settings,
+  params: Any,
+  x: jax.Array,
+  stage: jax.Array,
+  mask: Optional[jax.Array],
+  key: jax.Array,
+) -> tuple:
   """The logits being ascended at x, their gradient, and the stop statistic.
 
   Sum mode ascends the summed logits of the active stages, sequential mode the logits
@@ -290,20 +336,28 @@ def _logits_and_grad(settings: Settings, params: Any, x: jax.Array, stage: jax.A
   return logits, grad, _stop_statistic(settings.stop_on, logits, stage_probs, mask)
 
 
-def _final_statistic(settings: Settings, params: Any, x: jax.Array, stage: jax.Array,
-                     mask: Optional[jax.Array], key: jax.Array) -> jax.Array:
+def _final_statistic(
+  settings: Settings,
+  params: Any,
+  x: jax.Array,
+  stage: jax.Array,
+  mask: Optional[jax.Array],
+  key: jax.Array,
+) -> jax.Array:
   """The stop statistic at x, from a forward pass only (for RunInfo)."""
   fn = lambda p, xx: settings.logit_fn(p, xx, key)
   if settings.mode == "sequential":
     return _mean_prob(fn(cascade.get_stage(params, stage), x))
   per_stage = cascade.stage_logits(fn, params, x, settings.strategy, mask)
   per_stage = per_stage.astype(jnp.float32)
-  return _stop_statistic(settings.stop_on, per_stage.sum(axis=0),
-                         _stage_mean_probs(per_stage), mask)
+  return _stop_statistic(
+    settings.stop_on, per_stage.sum(axis=0), _stage_mean_probs(per_stage), mask
+  )
 
 
-def _stop_statistic(stop_on: str, logits: jax.Array, stage_probs: jax.Array,
-                    mask: Optional[jax.Array]) -> jax.Array:
+def _stop_statistic(
+  stop_on: str, logits: jax.Array, stage_probs: jax.Array, mask: Optional[jax.Array]
+) -> jax.Array:
   """Sum mode's batch-mean P(real) that the early stop compares with stop_prob."""
   if stop_on == "sum":
     return _mean_prob(logits)
@@ -327,8 +381,14 @@ def _reached_stop(settings: Settings, history: jax.Array, seen: jax.Array) -> ja
   return jnp.where(full, jnp.mean(history), 0.0) >= settings.stop_prob
 
 
-def _move(settings: Settings, x: jax.Array, opt_state: Any, grad: jax.Array,
-          stage_step: jax.Array, key: jax.Array) -> tuple:
+def _move(
+  settings: Settings,
+  x: jax.Array,
+  opt_state: Any,
+  grad: jax.Array,
+  stage_step: jax.Array,
+  key: jax.Array,
+) -> tuple:
   """The image update: the optimizer's step up the gradient, noise, then the clip."""
   # optax minimises: its step on -grad ascends the logits.
   updates, opt_state = settings.optimizer.update(-grad, opt_state, x)
@@ -367,23 +427,23 @@ def single(params: Any) -> Any:
 
 
 def make_sampler(
-    logit_fn: Callable,
-    step_size: float = 0.01,
-    beta1: float = 0.9,
-    beta2: float = 0.999,
-    eps: float = 1e-8,
-    max_steps: int = 1000,
-    noise_scale: float = 0.0,
-    noise_schedule: Union[str, Callable] = "linear",
-    stop_prob: Optional[float] = None,
-    stop_window: int = 1,
-    clip: Optional[tuple] = None,
-    mode: str = "sum",
-    optimizer: Union[str, optax.GradientTransformation] = "adam",
-    strategy: str = cascade.DEFAULT_STRATEGY,
-    needs_key: bool = False,
-    stop_on: str = "newest",
-    grad_clip: Optional[float] = None,
+  logit_fn: Callable,
+  step_size: float = 0.01,
+  beta1: float = 0.9,
+  beta2: float = 0.999,
+  eps: float = 1e-8,
+  max_steps: int = 1000,
+  noise_scale: float = 0.0,
+  noise_schedule: Union[str, Callable] = "linear",
+  stop_prob: Optional[float] = None,
+  stop_window: int = 1,
+  clip: Optional[tuple] = None,
+  mode: str = "sum",
+  optimizer: Union[str, optax.GradientTransformation] = "adam",
+  strategy: str = cascade.DEFAULT_STRATEGY,
+  needs_key: bool = False,
+  stop_on: str = "newest",
+  grad_clip: Optional[float] = None,
 ) -> Sampler:
   """Builds the image-space sampler.
 
@@ -456,18 +516,25 @@ def make_sampler(
   """
   # Checked and turned into Python numbers here, before anything is traced.
   max_steps = _positive_int("max_steps", max_steps)
-  for name, value, choices in (("mode", mode, MODES),
-                               ("strategy", strategy, cascade.STRATEGIES),
-                               ("stop_on", stop_on, STOP_ON)):
+  for name, value, choices in (
+    ("mode", mode, MODES),
+    ("strategy", strategy, cascade.STRATEGIES),
+    ("stop_on", stop_on, STOP_ON),
+  ):
     _check_choice(name, value, choices)
   settings = Settings(
-      logit_fn=_with_key(logit_fn, needs_key), mode=mode, strategy=strategy,
-      stop_on=stop_on, stop_prob=_check_stop_prob(stop_prob),
-      stop_window=_positive_int("stop_window", stop_window),
-      optimizer=_image_optimizer(optimizer, step_size, beta1, beta2, eps, grad_clip),
-      noise_scale=_non_negative("noise_scale", noise_scale),
-      noise_schedule=_schedule_fn(noise_schedule, max_steps), clip=_check_clip(clip),
-      max_steps=max_steps)
+    logit_fn=_with_key(logit_fn, needs_key),
+    mode=mode,
+    strategy=strategy,
+    stop_on=stop_on,
+    stop_prob=_check_stop_prob(stop_prob),
+    stop_window=_positive_int("stop_window", stop_window),
+    optimizer=_image_optimizer(optimizer, step_size, beta1, beta2, eps, grad_clip),
+    noise_scale=_non_negative("noise_scale", noise_scale),
+    noise_schedule=_schedule_fn(noise_schedule, max_steps),
+    clip=_check_clip(clip),
+    max_steps=max_steps,
+  )
 
   def init_fn(x0: jax.Array, key: jax.Array) -> SamplerState:
     """Starts a chain at x0 (clipped into range) with a fresh optimizer state."""
@@ -497,8 +564,9 @@ def _with_key(logit_fn: Callable, needs_key: Any) -> Callable:
   to refuse a contradiction before anything is traced.
   """
   if not callable(logit_fn):
-    raise TypeError(f"logit_fn must be a function (params, x) -> logits, got "
-                    f"{logit_fn!r}.")
+    raise TypeError(
+      f"logit_fn must be a function (params, x) -> logits, got {logit_fn!r}."
+    )
   if needs_key is None:  # the former "detect" value: the signature no longer decides
     needs_key = False
   if not isinstance(needs_key, (bool, np.bool_)):
@@ -507,33 +575,45 @@ def _with_key(logit_fn: Callable, needs_key: Any) -> Callable:
   if positional is not None:  # None: *args or no signature, trust the caller
     if needs_key and len(positional) < 3:
       raise ValueError(
-          "needs_key=True, but logit_fn takes only "
-          f"{len(positional)} positional argument(s); give it a third parameter for "
-          "the key, fn(params, x, key), or pass needs_key=False.")
-    if not needs_key and len(positional) >= 3 and \
-        positional[2].default is inspect.Parameter.empty:
+        "needs_key=True, but logit_fn takes only "
+        f"{len(positional)} positional argument(s); give it a third parameter for "
+        "the key, fn(params, x, key), or pass needs_key=False."
+      )
+    if (
+      not needs_key
+      and len(positional) >= 3
+      and positional[2].default is inspect.Parameter.empty
+    ):
       raise ValueError(
-          f"logit_fn requires a third argument ({positional[2].name!r}), but "
-          "needs_key is False: pass needs_key=True to call it as fn(params, x, key) "
-          "with a fresh PRNG key every step, or give that parameter a default.")
+        f"logit_fn requires a third argument ({positional[2].name!r}), but "
+        "needs_key is False: pass needs_key=True to call it as fn(params, x, key) "
+        "with a fresh PRNG key every step, or give that parameter a default."
+      )
   if needs_key:
     return logit_fn
   return lambda params, x, key: logit_fn(params, x)
 
 
-def _image_optimizer(optimizer: Any, step_size: Any, beta1: Any, beta2: Any, eps: Any,
-                     grad_clip: Any) -> optax.GradientTransformation:
+def _image_optimizer(
+  optimizer: Any, step_size: Any, beta1: Any, beta2: Any, eps: Any, grad_clip: Any
+) -> optax.GradientTransformation:
   """The optax transformation that moves the images, gradient clipping in front."""
   if isinstance(optimizer, optax.GradientTransformation):
     tx = optimizer
   elif optimizer == "adam":
-    tx = optax.adam(_positive("step_size", step_size), b1=_decay("beta1", beta1),
-                    b2=_decay("beta2", beta2), eps=_positive("eps", eps))
+    tx = optax.adam(
+      _positive("step_size", step_size),
+      b1=_decay("beta1", beta1),
+      b2=_decay("beta2", beta2),
+      eps=_positive("eps", eps),
+    )
   elif optimizer == "sgd":
     tx = optax.sgd(_positive("step_size", step_size))
   else:
-    raise ValueError(f"optimizer must be one of {OPTIMIZERS} or an "
-                     f"optax.GradientTransformation, got {optimizer!r}.")
+    raise ValueError(
+      f"optimizer must be one of {OPTIMIZERS} or an "
+      f"optax.GradientTransformation, got {optimizer!r}."
+    )
   if grad_clip is None:
     return tx
   return optax.chain(optax.clip(_positive("grad_clip", grad_clip)), tx)
@@ -550,18 +630,22 @@ def _schedule_fn(noise_schedule, max_steps: int) -> Callable:
   if noise_schedule == "cosine":
     return lambda t: 0.5 * (1.0 + jnp.cos(jnp.pi * jnp.clip(t / max_steps, 0.0, 1.0)))
   raise ValueError(
-      f"noise_schedule must be one of {NOISE_SCHEDULES} or a callable "
-      f"step -> multiplier, got {noise_schedule!r}.")
+    f"noise_schedule must be one of {NOISE_SCHEDULES} or a callable "
+    f"step -> multiplier, got {noise_schedule!r}."
+  )
 
 
-def _check_call(settings: Settings, params: Any, x: Any, key: Any, mask: Any,
-                max_steps: Any) -> Optional[jax.Array]:
+def _check_call(
+  settings: Settings, params: Any, x: Any, key: Any, mask: Any, max_steps: Any
+) -> Optional[jax.Array]:
   """The checks `step` and `run` share; returns the mask as a bool array (or None)."""
   total = _num_stages(params)
   mask = cascade.check_mask(mask, total)
   _check_cap(max_steps, total, settings.mode)
   _check_logits(lambda p, xx: settings.logit_fn(p, xx, key), params, x, total)
   return mask
+
+
 # ----------------------------------------------------------------------------
 # Argument checks. Each runs in Python before anything is traced and raises a
 # message that names the argument and says what it accepts.
@@ -609,12 +693,16 @@ def _check_stop_prob(stop_prob: Any) -> Optional[float]:
   """stop_prob in the open interval (0, 1), or None (never stop early)."""
   if stop_prob is None:
     return None
-  if isinstance(stop_prob, numbers.Real) and not isinstance(stop_prob, bool) \
-      and 0.0 < stop_prob < 1.0:
+  if (
+    isinstance(stop_prob, numbers.Real)
+    and not isinstance(stop_prob, bool)
+    and 0.0 < stop_prob < 1.0
+  ):
     return float(stop_prob)
   raise ValueError(
-      f"stop_prob must be in the open interval (0, 1), or None to never stop "
-      f"early; got {stop_prob!r}.")
+    f"stop_prob must be in the open interval (0, 1), or None to never stop "
+    f"early; got {stop_prob!r}."
+  )
 
 
 def _check_clip(clip: Any) -> Optional[tuple]:
@@ -643,8 +731,12 @@ def _positional_parameters(fn: Callable) -> Optional[list]:
     return None
   if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters):
     return None
-  return [p for p in parameters if p.kind in (inspect.Parameter.POSITIONAL_ONLY,
-                                             inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+  return [
+    p
+    for p in parameters
+    if p.kind
+    in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+  ]
 
 
 def _num_stages(params: Any) -> int:
@@ -653,8 +745,9 @@ def _num_stages(params: Any) -> int:
     return cascade.num_stages(params)
   except ValueError as err:
     raise ValueError(
-        f"params: {err} For a single energy without a stage axis, pass "
-        "innjax.sampler.single(params).") from None
+      f"params: {err} For a single energy without a stage axis, pass "
+      "innjax.sampler.single(params)."
+    ) from None
 
 
 def _check_x0(x0: Any) -> None:
@@ -662,9 +755,10 @@ def _check_x0(x0: Any) -> None:
   dtype = x0.dtype if hasattr(x0, "dtype") else np.asarray(x0).dtype
   if not jnp.issubdtype(dtype, jnp.floating):
     raise TypeError(
-        f"x0 must be a float array of images in the data range, got dtype {dtype}; "
-        "convert integer images first, e.g. innjax.data.to_float(x0) maps uint8 to "
-        "[-1, 1].")
+      f"x0 must be a float array of images in the data range, got dtype {dtype}; "
+      "convert integer images first, e.g. innjax.data.to_float(x0) maps uint8 to "
+      "[-1, 1]."
+    )
   if jnp.ndim(x0) < 1:
     raise ValueError("x0 must have a leading batch axis, got a scalar.")
 
@@ -677,10 +771,9 @@ def _check_key(key: Any) -> None:
   if dtype == np.uint32 and jnp.ndim(key) == 1:  # jax.random.PRNGKey(seed)
     return
   raise TypeError(
-      f"key must be a PRNG key, e.g. jax.random.key(0), got {key!r}"
-      f"{'' if dtype is None else f' of dtype {dtype}'}.")
-
-
+    f"key must be a PRNG key, e.g. jax.random.key(0), got {key!r}"
+    f"{'' if dtype is None else f' of dtype {dtype}'}."
+  )
 
 
 def _check_cap(max_steps: Any, total: int, mode: str) -> None:
@@ -689,23 +782,28 @@ def _check_cap(max_steps: Any, total: int, mode: str) -> None:
     return
   shape = jnp.shape(max_steps)
   if not jnp.issubdtype(jnp.result_type(max_steps), jnp.integer):
-    raise TypeError(f"run's max_steps must be an integer (or integer array), got "
-                    f"{max_steps!r}.")
+    raise TypeError(
+      f"run's max_steps must be an integer (or integer array), got {max_steps!r}."
+    )
   if mode == "sum" and shape != ():
     raise ValueError(
-        f"run's max_steps must be one integer in sum mode, got shape {shape}; one "
-        "cap per stage needs mode='sequential'.")
+      f"run's max_steps must be one integer in sum mode, got shape {shape}; one "
+      "cap per stage needs mode='sequential'."
+    )
   if shape not in ((), (total,)):
     raise ValueError(
-        f"run's max_steps must be one integer or one per stage (shape ({total},) for "
-        f"this cascade of {total} stages), got shape {shape}.")
+      f"run's max_steps must be one integer or one per stage (shape ({total},) for "
+      f"this cascade of {total} stages), got shape {shape}."
+    )
   try:
     too_small = bool(np.any(np.asarray(max_steps) < 1))
   except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
     return  # traced: its value is not known here
   if too_small:
-    raise ValueError(f"run's max_steps must be >= 1 (a stage takes at least one step), "
-                     f"got {max_steps!r}.")
+    raise ValueError(
+      f"run's max_steps must be >= 1 (a stage takes at least one step), "
+      f"got {max_steps!r}."
+    )
 
 
 def _check_logits(call: Callable, params: Any, x: Any, total: int) -> None:
@@ -719,29 +817,36 @@ def _check_logits(call: Callable, params: Any, x: Any, total: int) -> None:
   except (TypeError, ValueError) as err:
     if hasattr(err, "add_note"):  # Python >= 3.11
       err.add_note(
-          f"The sampler read params as a cascade of {total} stage(s), cutting the "
-          "leading axis of every leaf, and called logit_fn on stage 0; for the params "
-          "of one energy, pass innjax.sampler.single(params).")
+        f"The sampler read params as a cascade of {total} stage(s), cutting the "
+        "leading axis of every leaf, and called logit_fn on stage 0; for the params "
+        "of one energy, pass innjax.sampler.single(params)."
+      )
     raise
   batch = jnp.shape(x)[0]
   shape = tuple(getattr(out, "shape", ()))
   size = math.prod(shape)
-  per_example = (len(shape) >= 1 and size >= batch and size % max(batch, 1) == 0
-                 and (len(shape) == 1 or shape[0] == batch))
+  per_example = (
+    len(shape) >= 1
+    and size >= batch
+    and size % max(batch, 1) == 0
+    and (len(shape) == 1 or shape[0] == batch)
+  )
   if not per_example:
     raise ValueError(
-        f"logit_fn must return one logit per example: shape ({batch},) for this "
-        f"batch of {batch} (a patch head may return k per example, shape "
-        f"({batch}*k,)); got shape {shape}. Sum or average over the other axes "
-        "inside logit_fn, not over the batch.")
+      f"logit_fn must return one logit per example: shape ({batch},) for this "
+      f"batch of {batch} (a patch head may return k per example, shape "
+      f"({batch}*k,)); got shape {shape}. Sum or average over the other axes "
+      "inside logit_fn, not over the batch."
+    )
 
 
 # ----------------------------------------------------------------------------
 # The stage axis.
 
 
-def _scan_logits_and_grad(fn: Callable, stacked: Any, x: jax.Array,
-                          mask: Optional[jax.Array]) -> tuple:
+def _scan_logits_and_grad(
+  fn: Callable, stacked: Any, x: jax.Array, mask: Optional[jax.Array]
+) -> tuple:
   """`cascade_logits(fn, stacked, x, "scan", mask)` and the gradient of its sum.
 
   The same numbers as `jax.grad` of the scanned sum (up to the order of float
@@ -767,6 +872,7 @@ def _scan_logits_and_grad(fn: Callable, stacked: Any, x: jax.Array,
     return jnp.zeros(shape, jnp.float32), jnp.zeros_like(x)
 
   if mask is None:
+
     def body(carry, inputs):
       logits, grad = one(inputs[0])
       return (carry[0] + logits, carry[1] + grad), _mean_prob(logits)
@@ -778,6 +884,7 @@ def _scan_logits_and_grad(fn: Callable, stacked: Any, x: jax.Array,
       logits, grad = lax.cond(inputs[1], one, skip, inputs[0])
       prob = jnp.where(inputs[1], _mean_prob(logits), 0.0)
       return (carry[0] + logits, carry[1] + grad), prob
+
   active = jnp.ones((total,), bool) if mask is None else mask
   (logits, grad), probs = lax.scan(body, skip(None), (stacked, active))
   return logits, grad, probs

@@ -45,13 +45,19 @@ from innjax import errors
 DATA_AXIS = "data"
 
 # The batch sizes that `config.mesh.batch_per_device` turns from global to per device.
-BATCH_KEYS = ("train.pos_batch", "train.neg_batch", "synthesis.batch_size",
-              "sample.batch_size")
+BATCH_KEYS = (
+  "train.pos_batch",
+  "train.neg_batch",
+  "synthesis.batch_size",
+  "sample.batch_size",
+)
 
 
-def initialize_distributed(coordinator_address: str | None = None,
-                           num_processes: int | None = None,
-                           process_id: int | None = None) -> None:
+def initialize_distributed(
+  coordinator_address: str | None = None,
+  num_processes: int | None = None,
+  process_id: int | None = None,
+) -> None:
   """Joins this process to a multi-host JAX run (`jax.distributed.initialize`).
 
   Must run before any JAX computation. On Cloud TPU, Slurm and Open MPI every argument
@@ -59,9 +65,10 @@ def initialize_distributed(coordinator_address: str | None = None,
   `coordinator_address` (host:port of process 0) on every host.
   """
   jax.distributed.initialize(
-      coordinator_address=coordinator_address or None,
-      num_processes=num_processes if num_processes and num_processes > 0 else None,
-      process_id=process_id if process_id is not None and process_id >= 0 else None)
+    coordinator_address=coordinator_address or None,
+    num_processes=num_processes if num_processes and num_processes > 0 else None,
+    process_id=process_id if process_id is not None and process_id >= 0 else None,
+  )
 
 
 def is_main_process() -> bool:
@@ -86,24 +93,28 @@ def num_mesh_devices(config: ml_collections.ConfigDict) -> int:
   wanted = config.mesh.data if "mesh" in config else 1
   if isinstance(wanted, bool) or not isinstance(wanted, int) or wanted < -1:
     raise errors.ConfigError(
-        f"Bad config: mesh.data must be 1 (one device), 0 or -1 (every device) or a "
-        f"device count, got {wanted!r}.")
+      f"Bad config: mesh.data must be 1 (one device), 0 or -1 (every device) or a "
+      f"device count, got {wanted!r}."
+    )
   count = available if wanted <= 0 else wanted
   if count > available:
     raise errors.ConfigError(
-        f"Bad config: mesh.data={wanted} asks for {wanted} devices but JAX sees "
-        f"{available} ({jax.devices()[0].platform}); use --config.mesh.data=0 for all "
-        "of them.")
+      f"Bad config: mesh.data={wanted} asks for {wanted} devices but JAX sees "
+      f"{available} ({jax.devices()[0].platform}); use --config.mesh.data=0 for all "
+      "of them."
+    )
   if jax.process_count() > 1 and count != available:
     raise errors.ConfigError(
-        f"Bad config: this is a {jax.process_count()}-process run, so the mesh must "
-        f"span every host's devices; mesh.data={wanted} covers {count} of {available}. "
-        "Use --config.mesh.data=0.")
+      f"Bad config: this is a {jax.process_count()}-process run, so the mesh must "
+      f"span every host's devices; mesh.data={wanted} covers {count} of {available}. "
+      "Use --config.mesh.data=0."
+    )
   return count
 
 
-def make_mesh(config: ml_collections.ConfigDict,
-              devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
+def make_mesh(
+  config: ml_collections.ConfigDict, devices: Sequence[jax.Device] | None = None
+) -> jax.sharding.Mesh:
   """The one-axis ("data") mesh of `config.mesh.data` devices.
 
   Args:
@@ -116,9 +127,13 @@ def make_mesh(config: ml_collections.ConfigDict,
     shardings through the code from the few places that fix them.
   """
   if devices is None:
-    devices = jax.devices()[:num_mesh_devices(config)]
-  return jax.make_mesh((len(devices),), (DATA_AXIS,),
-                       axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
+    devices = jax.devices()[: num_mesh_devices(config)]
+  return jax.make_mesh(
+    (len(devices),),
+    (DATA_AXIS,),
+    axis_types=(jax.sharding.AxisType.Auto,),
+    devices=devices,
+  )
 
 
 def replicated(mesh: jax.sharding.Mesh) -> jax.sharding.NamedSharding:
@@ -152,11 +167,13 @@ def state_shardings(state: Any, mesh: jax.sharding.Mesh) -> Any:
   """
   shardings = jax.tree_util.tree_map(lambda _: replicated(mesh), state)
   rows = lambda x: rows_sharding(mesh, x.shape[0])
-  pool = shardings.pool.replace(images=rows(state.pool.images),
-                                stage=rows(state.pool.stage))
+  pool = shardings.pool.replace(
+    images=rows(state.pool.images), stage=rows(state.pool.stage)
+  )
   group_start = None if state.group_start is None else rows(state.group_start)
-  return shardings.replace(pool=pool, negatives=rows(state.negatives),
-                           group_start=group_start)
+  return shardings.replace(
+    pool=pool, negatives=rows(state.negatives), group_start=group_start
+  )
 
 
 def place(tree: Any, shardings: Any) -> Any:
@@ -182,12 +199,13 @@ def place(tree: Any, shardings: Any) -> Any:
 def with_shardings(abstract: Any, shardings: Any) -> Any:
   """`jax.ShapeDtypeStruct`s of `abstract` that carry `shardings` (restore targets)."""
   return jax.tree_util.tree_map(
-      lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract,
-      shardings)
+    lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings
+  )
 
 
-def global_batch_config(config: ml_collections.ConfigDict,
-                        num_devices: int) -> ml_collections.ConfigDict:
+def global_batch_config(
+  config: ml_collections.ConfigDict, num_devices: int
+) -> ml_collections.ConfigDict:
   """The config with global batch sizes.
 
   With `config.mesh.batch_per_device` the batch sizes in `BATCH_KEYS` are per device:
@@ -204,8 +222,11 @@ def global_batch_config(config: ml_collections.ConfigDict,
   return config
 
 
-def check_divisible(config: ml_collections.ConfigDict, num_devices: int,
-                    keys: Sequence[str] = BATCH_KEYS[:3]) -> None:
+def check_divisible(
+  config: ml_collections.ConfigDict,
+  num_devices: int,
+  keys: Sequence[str] = BATCH_KEYS[:3],
+) -> None:
   """Raises ConfigError (with the fix) when a batch does not split evenly over devices."""
   for dotted in keys:
     section, name = dotted.split(".")
@@ -213,12 +234,13 @@ def check_divisible(config: ml_collections.ConfigDict, num_devices: int,
     if value % num_devices:
       fit = -(-value // num_devices) * num_devices
       raise errors.ConfigError(
-          f"Bad config: {dotted}={value} does not split evenly over the "
-          f"{num_devices} devices of the mesh (mesh.data={config.mesh.data}): every "
-          f"device takes an equal share of each batch. Use a multiple of "
-          f"{num_devices} (e.g. --config.{dotted}={fit}), give batch sizes per device "
-          "with --config.mesh.batch_per_device=True, or use fewer devices "
-          "(--config.mesh.data=1).")
+        f"Bad config: {dotted}={value} does not split evenly over the "
+        f"{num_devices} devices of the mesh (mesh.data={config.mesh.data}): every "
+        f"device takes an equal share of each batch. Use a multiple of "
+        f"{num_devices} (e.g. --config.{dotted}={fit}), give batch sizes per device "
+        "with --config.mesh.batch_per_device=True, or use fewer devices "
+        "(--config.mesh.data=1)."
+      )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,6 +255,7 @@ class RowLayout:
     counts: the real rows of each block, in data order.
     offsets: the row of the global array where each block starts.
   """
+
   counts: tuple[int, ...]
   offsets: tuple[int, ...]
 
@@ -258,8 +281,9 @@ def _pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
   return np.concatenate([x, pad])
 
 
-def distribute_rows(local: np.ndarray,
-                    mesh: jax.sharding.Mesh) -> tuple[jax.Array, RowLayout]:
+def distribute_rows(
+  local: np.ndarray, mesh: jax.sharding.Mesh
+) -> tuple[jax.Array, RowLayout]:
   """Puts this host's rows of a dataset into one array row-sharded over `mesh`.
 
   Args:
@@ -278,8 +302,10 @@ def distribute_rows(local: np.ndarray,
   sharding = batch_sharding(mesh)
   if jax.process_count() == 1:
     rows = -(-local.shape[0] // mesh.size) * mesh.size
-    return (jax.device_put(_pad_rows(local, rows), sharding),
-            RowLayout((local.shape[0],), (0,)))
+    return (
+      jax.device_put(_pad_rows(local, rows), sharding),
+      RowLayout((local.shape[0],), (0,)),
+    )
   # Hosts may hold slices that differ by a row (tfds.even_splits): pad every block to
   # the longest, rounded to this host's device count.
   counts = np.asarray(multihost_utils.process_allgather(np.int64(local.shape[0])))
@@ -288,7 +314,8 @@ def distribute_rows(local: np.ndarray,
   block = -(-max(counts) // local_devices) * local_devices
   global_shape = (block * len(counts), *local.shape[1:])
   array = jax.make_array_from_process_local_data(
-      sharding, _pad_rows(local, block), global_shape)
+    sharding, _pad_rows(local, block), global_shape
+  )
   starts = {}
   for device, index in sharding.devices_indices_map(global_shape).items():
     first = index[0].start or 0

@@ -60,9 +60,10 @@ def load_content(config) -> np.ndarray:
   side = synthesis.geometry(config).patch_size
   if min(image.shape[:2]) < side:
     raise errors.DataError(
-        f"The content image {config.style.content!r} is {image.shape[0]}x"
-        f"{image.shape[1]}, smaller than the {side}x{side} patches the style model "
-        "sees; use a larger image or a larger --config.style.max_size.")
+      f"The content image {config.style.content!r} is {image.shape[0]}x"
+      f"{image.shape[1]}, smaller than the {side}x{side} patches the style model "
+      "sees; use a larger image or a larger --config.style.max_size."
+    )
   return np.asarray(data_lib.to_float(image), np.float32)
 
 
@@ -77,8 +78,9 @@ def content_unit_scale(config) -> float:
   """
   unit = config.style.get("content_unit", "pixel")
   if unit not in CONTENT_UNITS:
-    raise errors.ConfigError(f"Bad config: style.content_unit must be one of "
-                             f"{CONTENT_UNITS}, got {unit!r}.")
+    raise errors.ConfigError(
+      f"Bad config: style.content_unit must be one of {CONTENT_UNITS}, got {unit!r}."
+    )
   if unit == "pixel":
     return 1.0
   return float(synthesis.geometry(config).patch_size ** 2 * int(config.data.channels))
@@ -95,8 +97,11 @@ def make_stylizer(config, model, full_hw):
   content_scale = content_unit_scale(config)
   steps = int(config.style.steps)
   strategy = config.synthesis.strategy
-  tx = optax.adam(float(config.style.step_size), b1=float(config.synthesis.beta1),
-                  b2=float(config.synthesis.beta2))
+  tx = optax.adam(
+    float(config.style.step_size),
+    b1=float(config.synthesis.beta1),
+    b2=float(config.synthesis.beta2),
+  )
 
   def log_p_style(stacked, mask, x, key):
     fn = lambda variables, xx: jax.nn.log_sigmoid(logit_fn(variables, xx, key))
@@ -105,8 +110,10 @@ def make_stylizer(config, model, full_hw):
   def objective(x, stacked, mask, content, key):
     content_loss = jnp.mean(jnp.square(x - content))
     log_p = log_p_style(stacked, mask, x, key)
-    return (gamma * content_scale * content_loss - (1.0 - gamma) * log_p,
-            (content_loss, log_p))
+    return (
+      gamma * content_scale * content_loss - (1.0 - gamma) * log_p,
+      (content_loss, log_p),
+    )
 
   @jax.jit
   def stylize(stacked, mask, content, key):
@@ -121,8 +128,7 @@ def make_stylizer(config, model, full_hw):
     (x, _), _ = jax.lax.scan(body, (content, tx.init(content)), keys[:-1])
     _, (content_loss, log_p) = objective(x, stacked, mask, content, keys[-1])
     num_active = jnp.maximum(jnp.sum(mask), 1)
-    return x, {"content_mse": content_loss,
-               "mean_p_style": jnp.exp(log_p / num_active)}
+    return x, {"content_mse": content_loss, "mean_p_style": jnp.exp(log_p / num_active)}
 
   return stylize
 
@@ -148,9 +154,10 @@ def stylize(config, workdir: str, key=None, output_dir: str | None = None):
   side = synthesis.geometry(config).patch_size
   if not side:
     raise errors.ConfigError(
-        "Style transfer needs a patch-head model (config.patch.size > 0), trained on "
-        "the style image, e.g. `--config=configs/texture.py "
-        "--config.data.image=starry_night.jpg`.")
+      "Style transfer needs a patch-head model (config.patch.size > 0), trained on "
+      "the style image, e.g. `--config=configs/texture.py "
+      "--config.data.image=starry_night.jpg`."
+    )
   content = load_content(config)
   stacked, active, stages = generate.load_cascade(config, workdir)
   out_dir = output_dir or os.path.join(workdir, "style")
@@ -167,15 +174,31 @@ def stylize(config, workdir: str, key=None, output_dir: str | None = None):
   name = f"{name}_gamma{float(config.style.gamma):g}"
   paths = {".png": None, "_with_content.png": None}
   if sharding.is_main_process():  # one writer in a multi-host run
-    paths = outputs.write_new(out_dir, name, {
-        ".png": functools.partial(images.write_png,
-                                  np.asarray(data_lib.to_uint8(x))),
+    paths = outputs.write_new(
+      out_dir,
+      name,
+      {
+        ".png": functools.partial(images.write_png, np.asarray(data_lib.to_uint8(x))),
         "_with_content.png": functools.partial(
-            images.write_png, images.make_grid(np.stack([content, x]), ncol=2))})
+          images.write_png, images.make_grid(np.stack([content, x]), ncol=2)
+        ),
+      },
+    )
   png, side_by_side = paths[".png"], paths["_with_content.png"]
-  stats = {"png": png, "side_by_side": side_by_side, "stages": stages,
-           "seconds": seconds, **{k: float(v) for k, v in info.items()}}
-  logging.info("Stylised %s (%dx%d) through %d classifiers in %.1fs: %s",
-               config.style.content, x.shape[0], x.shape[1], int(jnp.sum(active)),
-               seconds, png)
+  stats = {
+    "png": png,
+    "side_by_side": side_by_side,
+    "stages": stages,
+    "seconds": seconds,
+    **{k: float(v) for k, v in info.items()},
+  }
+  logging.info(
+    "Stylised %s (%dx%d) through %d classifiers in %.1fs: %s",
+    config.style.content,
+    x.shape[0],
+    x.shape[1],
+    int(jnp.sum(active)),
+    seconds,
+    png,
+  )
   return x, stats

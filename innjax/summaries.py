@@ -33,14 +33,20 @@ ROLL_BYTES = 8 << 20
 def _record(data: bytes) -> bytes:
   """One TFRecord: length, its masked CRC-32C, the data and its masked CRC-32C."""
   from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c  # pylint: disable=g-import-not-at-top
+
   header = struct.pack("<Q", len(data))
-  return (header + struct.pack("<I", masked_crc32c(header)) + data
-          + struct.pack("<I", masked_crc32c(data)))
+  return (
+    header
+    + struct.pack("<I", masked_crc32c(header))
+    + data
+    + struct.pack("<I", masked_crc32c(data))
+  )
 
 
 def _png(image: np.ndarray) -> bytes:
   """PNG bytes of a uint8 (H, W, C) array."""
   from innjax import images  # pylint: disable=g-import-not-at-top  (images imports us)
+
   buffer = io.BytesIO()
   images.write_png(image, buffer)
   return buffer.getvalue()
@@ -58,6 +64,7 @@ class EventWriter:
 
   def __init__(self, logdir: str):
     from tensorboard.compat.proto import event_pb2  # pylint: disable=g-import-not-at-top
+
     self._event_pb2 = event_pb2
     self.logdir = logdir
     self._files = 0
@@ -66,8 +73,10 @@ class EventWriter:
   def _start_file(self) -> None:
     self._files += 1
     self.path = os.path.join(
-        self.logdir, f"events.out.tfevents.{int(time.time()):010d}."
-        f"{socket.gethostname()}.{os.getpid()}.{self._files}")
+      self.logdir,
+      f"events.out.tfevents.{int(time.time()):010d}."
+      f"{socket.gethostname()}.{os.getpid()}.{self._files}",
+    )
     version = self._event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2")
     self._records = [_record(version.SerializeToString())]
     self._size = len(self._records[0])
@@ -87,18 +96,33 @@ class EventWriter:
   def write_scalars(self, step: int, scalars: dict) -> None:
     """Adds `{tag: number}` at `step`."""
     from tensorboard.compat.proto import summary_pb2  # pylint: disable=g-import-not-at-top
-    self._add(step, [summary_pb2.Summary.Value(tag=tag, simple_value=float(value))
-                     for tag, value in scalars.items()])
+
+    self._add(
+      step,
+      [
+        summary_pb2.Summary.Value(tag=tag, simple_value=float(value))
+        for tag, value in scalars.items()
+      ],
+    )
 
   def write_images(self, step: int, images: dict) -> None:
     """Adds `{tag: uint8 (H, W, C) array}` at `step`, C in {1, 3}, stored as PNG."""
     from tensorboard.compat.proto import summary_pb2  # pylint: disable=g-import-not-at-top
+
     values = []
     for tag, image in images.items():
       image = np.asarray(image)
-      values.append(summary_pb2.Summary.Value(tag=tag, image=summary_pb2.Summary.Image(
-          height=image.shape[0], width=image.shape[1], colorspace=image.shape[2],
-          encoded_image_string=_png(image))))
+      values.append(
+        summary_pb2.Summary.Value(
+          tag=tag,
+          image=summary_pb2.Summary.Image(
+            height=image.shape[0],
+            width=image.shape[1],
+            colorspace=image.shape[2],
+            encoded_image_string=_png(image),
+          ),
+        )
+      )
     self._add(step, values)
 
   def flush(self) -> None:
@@ -138,12 +162,13 @@ def read_events(path: str) -> list:
   """
   from tensorboard.compat.proto import event_pb2  # pylint: disable=g-import-not-at-top
   from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c  # pylint: disable=g-import-not-at-top
+
   with open(path, "rb") as f:
     data = f.read()
   events, at = [], 0
   while at < len(data):
     (length,) = struct.unpack_from("<Q", data, at)
-    body = data[at + 12:at + 12 + length]
+    body = data[at + 12 : at + 12 + length]
     (crc,) = struct.unpack_from("<I", data, at + 12 + length)
     if crc != masked_crc32c(body):
       raise errors.DataError(f"{path}: a damaged record at byte {at}.")

@@ -49,8 +49,7 @@ def upgrade_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
     `config` itself when it has no old field, else an upgraded copy; the argument is
     never modified.
   """
-  present = [(old, new) for old, new in RENAMED_FIELDS.items()
-             if _has_field(config, old)]
+  present = [(old, new) for old, new in RENAMED_FIELDS.items() if _has_field(config, old)]
   if not present:
     return config
   config = config.copy_and_resolve_references()
@@ -73,10 +72,12 @@ def geometry(config: ml_collections.ConfigDict) -> energy_lib.Geometry:
   """Whole images or the patch head (`config.patch`), as plain numbers."""
   patch = config.get("patch")  # configs saved before the patch head have none
   return energy_lib.Geometry(
-      image_size=int(config.data.image_size), channels=int(config.data.channels),
-      patch_size=int(patch.size) if patch else 0,
-      patches_per_image=int(patch.patches_per_image) if patch else 0,
-      average_overlaps=bool(patch.average_overlaps) if patch else True)
+    image_size=int(config.data.image_size),
+    channels=int(config.data.channels),
+    patch_size=int(patch.size) if patch else 0,
+    patches_per_image=int(patch.patches_per_image) if patch else 0,
+    average_overlaps=bool(patch.average_overlaps) if patch else True,
+  )
 
 
 def build_model(config: ml_collections.ConfigDict) -> models.Classifier:
@@ -84,13 +85,19 @@ def build_model(config: ml_collections.ConfigDict) -> models.Classifier:
   dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}.get(config.model.dtype)
   if dtype is None:
     raise ValueError(
-        f"config.model.dtype must be 'float32' or 'bfloat16', got "
-        f"{config.model.dtype!r}.")
+      f"config.model.dtype must be 'float32' or 'bfloat16', got {config.model.dtype!r}."
+    )
   return models.Classifier(
-      features=tuple(config.model.features), kernel_size=config.model.kernel_size,
-      channels=config.data.channels, conv_impl=config.model.conv_impl, dtype=dtype,
-      norm=config.model.norm, activation=config.model.activation,
-      pool=config.model.pool, spectral_norm=bool(config.model.spectral_norm))
+    features=tuple(config.model.features),
+    kernel_size=config.model.kernel_size,
+    channels=config.data.channels,
+    conv_impl=config.model.conv_impl,
+    dtype=dtype,
+    norm=config.model.norm,
+    activation=config.model.activation,
+    pool=config.model.pool,
+    spectral_norm=bool(config.model.spectral_norm),
+  )
 
 
 def sampling_stop_window(config) -> int:
@@ -98,8 +105,13 @@ def sampling_stop_window(config) -> int:
   return int(config.sample.get("stop_window", config.synthesis.stop_window))
 
 
-def make_synthesis_sampler(config, logit_fn, mode: str, max_steps: int | None = None,
-                           stop_window: int | None = None) -> sampler_lib.Sampler:
+def make_synthesis_sampler(
+  config,
+  logit_fn,
+  mode: str,
+  max_steps: int | None = None,
+  stop_window: int | None = None,
+) -> sampler_lib.Sampler:
   """The sampler configured by `config.synthesis`.
 
   Every setting is passed to `make_sampler` explicitly, INNg's fixed ones included
@@ -118,21 +130,36 @@ def make_synthesis_sampler(config, logit_fn, mode: str, max_steps: int | None = 
   syn = config.synthesis
   stop_prob = syn.stop_prob if syn.stop_prob else None
   return sampler_lib.make_sampler(
-      logit_fn, step_size=float(syn.step_size), beta1=float(syn.beta1),
-      beta2=float(syn.beta2), eps=1e-8, max_steps=int(max_steps or syn.max_steps),
-      noise_scale=float(syn.noise_scale), noise_schedule=syn.noise_schedule,
-      stop_prob=stop_prob, stop_window=int(stop_window or syn.stop_window),
-      clip=(-1.0, 1.0), mode=mode, optimizer=syn.optimizer, strategy=syn.strategy,
-      needs_key=bool(getattr(logit_fn, "needs_key", False)),
-      stop_on=syn.stop_on, grad_clip=float(syn.grad_clip) or None)
+    logit_fn,
+    step_size=float(syn.step_size),
+    beta1=float(syn.beta1),
+    beta2=float(syn.beta2),
+    eps=1e-8,
+    max_steps=int(max_steps or syn.max_steps),
+    noise_scale=float(syn.noise_scale),
+    noise_schedule=syn.noise_schedule,
+    stop_prob=stop_prob,
+    stop_window=int(stop_window or syn.stop_window),
+    clip=(-1.0, 1.0),
+    mode=mode,
+    optimizer=syn.optimizer,
+    strategy=syn.strategy,
+    needs_key=bool(getattr(logit_fn, "needs_key", False)),
+    stop_on=syn.stop_on,
+    grad_clip=float(syn.grad_clip) or None,
+  )
 
 
 def make_generation_sampler(config, logit_fn) -> sampler_lib.Sampler:
   """The sampler `--mode=sample` and `innjax.load` run: `config.synthesis`'s optimiser
   with `config.sample`'s mode, step cap and stop window."""
-  return make_synthesis_sampler(config, logit_fn, config.sample.mode,
-                                int(config.sample.max_steps),
-                                sampling_stop_window(config))
+  return make_synthesis_sampler(
+    config,
+    logit_fn,
+    config.sample.mode,
+    int(config.sample.max_steps),
+    sampling_stop_window(config),
+  )
 
 
 def jit_run(s: sampler_lib.Sampler, mesh=None):
@@ -148,8 +175,9 @@ def jit_run(s: sampler_lib.Sampler, mesh=None):
   def run(params, x0, key, mask=None, max_steps=None):
     return s.run(params, sharding.constrain_batch(x0, mesh), key, mask, max_steps)
 
-  return jax.jit(run, out_shardings=(sharding.batch_sharding(mesh),
-                                     sharding.replicated(mesh)))
+  return jax.jit(
+    run, out_shardings=(sharding.batch_sharding(mesh), sharding.replicated(mesh))
+  )
 
 
 def make_run_fn(config, logit_fn, mode, mesh=None):
@@ -166,8 +194,17 @@ def pad_batches(x, batch_size):
   return x
 
 
-def synthesize(run_fn, stacked, mask, x0, key, batch_size: int, cap,
-               should_stop: preemption.StopCheck = None, progress=None):
+def synthesize(
+  run_fn,
+  stacked,
+  mask,
+  x0,
+  key,
+  batch_size: int,
+  cap,
+  should_stop: preemption.StopCheck = None,
+  progress=None,
+):
   """Runs the sampler over `x0` in batches; returns (x, steps, mean_prob).
 
   `should_stop` is polled before each batch (preemption.TrainingInterrupted).
@@ -176,8 +213,9 @@ def synthesize(run_fn, stacked, mask, x0, key, batch_size: int, cap,
   outputs, steps, probs = [], [], []
   for i, start in enumerate(range(0, x0.shape[0], batch_size)):
     preemption.raise_if_requested(should_stop)
-    x, info = run_fn(stacked, x0[start:start + batch_size], jax.random.fold_in(key, i),
-                     mask, cap)
+    x, info = run_fn(
+      stacked, x0[start : start + batch_size], jax.random.fold_in(key, i), mask, cap
+    )
     outputs.append(x)
     if progress is not None:
       progress.track(x)
@@ -192,10 +230,11 @@ def sampling_batch(config, num: int, mesh) -> int:
   batch = min(int(config.sample.batch_size), num)
   if batch % mesh.size:
     raise errors.ConfigError(
-        f"Bad config: a sampling batch of {batch} images (min of sample.batch_size and "
-        f"the number of images) does not split over the {mesh.size} devices of the "
-        f"mesh; use a multiple of {mesh.size} for sample.batch_size and sample.num, or "
-        "--config.mesh.data=1.")
+      f"Bad config: a sampling batch of {batch} images (min of sample.batch_size and "
+      f"the number of images) does not split over the {mesh.size} devices of the "
+      f"mesh; use a multiple of {mesh.size} for sample.batch_size and sample.num, or "
+      "--config.mesh.data=1."
+    )
   return batch
 
 
@@ -231,21 +270,33 @@ def make_image_synthesizer(config, size=None, mesh=None):
     batch = sampling_batch(config, num, mesh)
     if not bool(jnp.any(active)):
       raise errors.CheckpointNotFoundError(
-          "The cascade has no trained stage yet: train first.")
+        "The cascade has no trained stage yet: train first."
+      )
     noise_key, run_key = jax.random.split(key)
-    x0 = initial_negatives(noise_key, num, shape, float(config.pool.init_std),
-                           config.pool.init)
+    x0 = initial_negatives(
+      noise_key, num, shape, float(config.pool.init_std), config.pool.init
+    )
     t0 = time.perf_counter()
     padded = pad_batches(x0, batch)
     with console.Progress(padded.shape[0] // batch, "sampling") as progress:
       x, steps, probs = synthesize(
-          run, stacked, active, padded, run_key, batch, int(config.sample.max_steps),
-          progress=progress)
+        run,
+        stacked,
+        active,
+        padded,
+        run_key,
+        batch,
+        int(config.sample.max_steps),
+        progress=progress,
+      )
     x = sharding.to_host(energy_lib.crop_to_target(geo, x[:num]))
-    return x, {"size": size, "kept_classifiers": int(jnp.sum(active)),
-               "seconds": time.perf_counter() - t0,
-               "mean_steps_per_batch": float(np.mean(steps)),
-               "p_real_last": float(np.mean(probs))}
+    return x, {
+      "size": size,
+      "kept_classifiers": int(jnp.sum(active)),
+      "seconds": time.perf_counter() - t0,
+      "mean_steps_per_batch": float(np.mean(steps)),
+      "p_real_last": float(np.mean(probs)),
+    }
 
   return synthesize_fn
 
@@ -275,8 +326,9 @@ def synthesize_images(config, stacked, active, num: int, key, size=None, mesh=No
 INITS = ("gaussian", "conv_noise")
 
 
-def initial_negatives(key, num: int, image_shape, std: float,
-                      kind: str = "gaussian") -> jax.Array:
+def initial_negatives(
+  key, num: int, image_shape, std: float, kind: str = "gaussian"
+) -> jax.Array:
   """Pseudo-negatives of stage 0 (and fresh draws when sampling), clipped to [-1, 1].
 
   Args:
@@ -309,11 +361,13 @@ def _conv_noise(key, num: int, image_shape) -> jax.Array:
   small = (num, -(-h // 4), -(-w // 4), channels)
   x = jax.random.normal(noise_key, (int(np.prod(small)),)).reshape(small)
   for i, width in enumerate((16, 16, channels)):
-    kernel = jax.random.normal(jax.random.fold_in(net_key, i),
-                               (3 * 3 * x.shape[-1] * width,))
+    kernel = jax.random.normal(
+      jax.random.fold_in(net_key, i), (3 * 3 * x.shape[-1] * width,)
+    )
     kernel = kernel.reshape(3, 3, x.shape[-1], width) / np.sqrt(9 * x.shape[-1])
-    x = jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    x = jax.lax.conv_general_dilated(
+      x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
     if i < 2:
       x = jnp.tanh(x)
   x = jax.image.resize(x, (num, h, w, channels), "bilinear")

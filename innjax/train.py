@@ -69,11 +69,15 @@ def diverged(done: int, what: str, remedy: str, override: str) -> TrainingDiverg
   message does not name one.
   """
   if done:
-    kept = (f"The checkpoint of stage {done} is kept as the latest; rerun with "
-            f"{remedy} to resume from it")
+    kept = (
+      f"The checkpoint of stage {done} is kept as the latest; rerun with "
+      f"{remedy} to resume from it"
+    )
   else:
-    kept = ("No stage had completed, so there is no checkpoint to go back to; rerun "
-            f"with {remedy} to start again")
+    kept = (
+      "No stage had completed, so there is no checkpoint to go back to; rerun "
+      f"with {remedy} to start again"
+    )
   return TrainingDivergedError(f"stage {done + 1}, {what}. {kept}, e.g. {override}.")
 
 
@@ -96,6 +100,7 @@ class TrainState(flax.struct.PyTreeNode):
     stages_per_slot: `group_size(config)`, static: stages k*s+1 .. k*(s+1) train
       slot s.
   """
+
   stage: jax.Array
   params: Any
   batch_stats: Any
@@ -146,24 +151,37 @@ def init_state(config, model, key) -> TrainState:
   """The state before stage 1."""
   init_key, neg_key, run_key = jax.random.split(key, 3)
   geometry = synthesis.geometry(config)
-  variables = models.init_variables(model, init_key,
-                                    energy_lib.model_input_shape(geometry))
+  variables = models.init_variables(
+    model, init_key, energy_lib.model_input_shape(geometry)
+  )
   image_shape = energy_lib.negative_shape(geometry)
   tx = make_optimizer(config)
   slots = num_slots(config)
   empty_cascade = jax.tree_util.tree_map(
-      lambda v: jnp.zeros((slots, *v.shape), v.dtype), variables)
-  negatives = synthesis.initial_negatives(neg_key, int(config.pool.negatives_per_stage),
-                                          image_shape, float(config.pool.init_std),
-                                          config.pool.init)
-  pool = pool_lib.add(pool_lib.create(int(config.pool.capacity), image_shape),
-                      negatives, 0)
+    lambda v: jnp.zeros((slots, *v.shape), v.dtype), variables
+  )
+  negatives = synthesis.initial_negatives(
+    neg_key,
+    int(config.pool.negatives_per_stage),
+    image_shape,
+    float(config.pool.init_std),
+    config.pool.init,
+  )
+  pool = pool_lib.add(
+    pool_lib.create(int(config.pool.capacity), image_shape), negatives, 0
+  )
   return TrainState(
-      stage=jnp.zeros((), jnp.int32), params=variables["params"],
-      batch_stats=variables["batch_stats"], opt_state=tx.init(variables["params"]),
-      cascade=empty_cascade, pool=pool, negatives=negatives, key=run_key,
-      group_start=negatives if config.variant == "inng_compressed" else None,
-      stages_per_slot=group_size(config))
+    stage=jnp.zeros((), jnp.int32),
+    params=variables["params"],
+    batch_stats=variables["batch_stats"],
+    opt_state=tx.init(variables["params"]),
+    cascade=empty_cascade,
+    pool=pool,
+    negatives=negatives,
+    key=run_key,
+    group_start=negatives if config.variant == "inng_compressed" else None,
+    stages_per_slot=group_size(config),
+  )
 
 
 def make_optimizer(config) -> optax.GradientTransformation:
@@ -177,8 +195,9 @@ def make_optimizer(config) -> optax.GradientTransformation:
   if decay != 1.0:
     # Multiplied by `decay` after every stage's `steps_per_stage` updates (WINN decays
     # its critic's rate as the cascade grows).
-    lr = optax.exponential_decay(lr, int(config.train.steps_per_stage), decay,
-                                 staircase=True)
+    lr = optax.exponential_decay(
+      lr, int(config.train.steps_per_stage), decay, staircase=True
+    )
   if config.train.optimizer == "adam":
     return optax.adam(lr, b1=float(config.train.beta1), b2=float(config.train.beta2))
   momentum = float(config.train.momentum) or None
@@ -231,8 +250,11 @@ def make_train_chunk(model, config, tx, mesh=None, rows=None):
 
   def critic(params, batch_stats, x):
     logits, updates = model.apply(
-        {"params": params, "batch_stats": batch_stats}, x, train=True,
-        mutable=["batch_stats"])
+      {"params": params, "batch_stats": batch_stats},
+      x,
+      train=True,
+      mutable=["batch_stats"],
+    )
     return logits, updates["batch_stats"]
 
   def loss_fn(params, batch_stats, x, labels, key):
@@ -245,8 +267,8 @@ def make_train_chunk(model, config, tx, mesh=None, rows=None):
       loss = optax.sigmoid_binary_cross_entropy(logits, labels).mean()
     if gp_weight:
       loss = loss + gp_weight * gradient_penalty(
-          lambda xx: critic(params, batch_stats, xx)[0], x[:pos_batch],
-          x[pos_batch:], key)
+        lambda xx: critic(params, batch_stats, xx)[0], x[:pos_batch], x[pos_batch:], key
+      )
     if logit_l2:
       # IGEBM's regulariser: keeps the energies near 0 so neither side runs away.
       loss = loss + logit_l2 * jnp.mean(jnp.square(logits))
@@ -260,40 +282,47 @@ def make_train_chunk(model, config, tx, mesh=None, rows=None):
     if rows is not None:
       idx = rows.positions(idx)
     pos = data_lib.to_float(sharding.constrain_batch(positives[idx], mesh))
-    neg = sharding.constrain_batch(pool_lib.sample(pool, neg_key, neg_batch, age_decay),
-                                   mesh)
+    neg = sharding.constrain_batch(
+      pool_lib.sample(pool, neg_key, neg_batch, age_decay), mesh
+    )
     pos_key, neg_key = jax.random.split(patch_key)
-    x = sharding.constrain_batch(jnp.concatenate(
-        [energy_lib.classifier_inputs(geometry, pos, pos_key),
-         energy_lib.classifier_inputs(geometry, neg, neg_key)]), mesh)
+    x = sharding.constrain_batch(
+      jnp.concatenate(
+        [
+          energy_lib.classifier_inputs(geometry, pos, pos_key),
+          energy_lib.classifier_inputs(geometry, neg, neg_key),
+        ]
+      ),
+      mesh,
+    )
     labels = jnp.concatenate([jnp.ones(pos_batch), jnp.zeros(neg_batch)])
-    (loss, (logits, batch_stats)), grads = jax.value_and_grad(
-        loss_fn, has_aux=True)(params, batch_stats, x, labels, gp_key)
+    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      params, batch_stats, x, labels, gp_key
+    )
     updates, opt_state = tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     metrics = {
-        "loss": loss,
-        "acc_pos": jnp.mean(logits[:pos_batch] > 0),
-        "acc_neg": jnp.mean(logits[pos_batch:] <= 0),
-        # Cheap divergence checks: reductions over values already computed.
-        "finite_loss": jnp.isfinite(loss),
-        "finite_logits": jnp.all(jnp.isfinite(logits)),
+      "loss": loss,
+      "acc_pos": jnp.mean(logits[:pos_batch] > 0),
+      "acc_neg": jnp.mean(logits[pos_batch:] <= 0),
+      # Cheap divergence checks: reductions over values already computed.
+      "finite_loss": jnp.isfinite(loss),
+      "finite_logits": jnp.all(jnp.isfinite(logits)),
     }
     return (params, batch_stats, opt_state, pool, positives), metrics
 
   def chunk(params, batch_stats, opt_state, pool, positives, key):
     keys = jax.random.split(key, length)
     (params, batch_stats, opt_state, _, _), metrics = jax.lax.scan(
-        update, (params, batch_stats, opt_state, pool, positives), keys)
-    summary = {k: jnp.mean(v) for k, v in metrics.items()
-               if not k.startswith("finite")}
+      update, (params, batch_stats, opt_state, pool, positives), keys
+    )
+    summary = {k: jnp.mean(v) for k, v in metrics.items() if not k.startswith("finite")}
     summary.update({k: jnp.all(metrics[k]) for k in ("finite_loss", "finite_logits")})
     return params, batch_stats, opt_state, summary
 
   if mesh is None:
     return jax.jit(chunk)
-  return jax.jit(chunk, out_shardings=sharding.replicated(mesh),
-                 donate_argnums=(0, 1, 2))
+  return jax.jit(chunk, out_shardings=sharding.replicated(mesh), donate_argnums=(0, 1, 2))
 
 
 def updates_per_stage(config) -> int:
@@ -303,8 +332,15 @@ def updates_per_stage(config) -> int:
   return -(-int(config.train.steps_per_stage) // length) * length
 
 
-def classification_step(state: TrainState, chunk, positives, config, key,
-                        should_stop: preemption.StopCheck = None, progress=None):
+def classification_step(
+  state: TrainState,
+  chunk,
+  positives,
+  config,
+  key,
+  should_stop: preemption.StopCheck = None,
+  progress=None,
+):
   """Fine-tunes the classifier for one stage; returns (state, metrics).
 
   `progress` (an `innjax.console.Progress` of `updates_per_stage(config)`) counts
@@ -322,28 +358,32 @@ def classification_step(state: TrainState, chunk, positives, config, key,
   for i in range(-(-steps // length)):
     preemption.raise_if_requested(should_stop)
     params, batch_stats, opt_state, metrics = chunk(
-        params, batch_stats, opt_state, state.pool, positives,
-        jax.random.fold_in(key, i))
+      params, batch_stats, opt_state, state.pool, positives, jax.random.fold_in(key, i)
+    )
     metrics = jax.device_get(metrics)
     bad = [name for name in ("loss", "logits") if not metrics[f"finite_{name}"]]
     if bad:
       raise diverged(
-          int(state.stage), f"classification: the classifier {' and '.join(bad)} "
-          f"became NaN/inf (updates {i * length + 1}-{(i + 1) * length})",
-          "a lower learning rate",
-          f"--config.train.learning_rate={float(config.train.learning_rate) / 10:g}")
+        int(state.stage),
+        f"classification: the classifier {' and '.join(bad)} "
+        f"became NaN/inf (updates {i * length + 1}-{(i + 1) * length})",
+        "a lower learning rate",
+        f"--config.train.learning_rate={float(config.train.learning_rate) / 10:g}",
+      )
     history.append(metrics)
     if progress is not None:
       progress.update(length)
     if config.train.early_stop_loss and metrics["loss"] < config.train.early_stop_loss:
       break
-  summary = {k: float(np.mean([h[k] for h in history]))
-             for k in ("loss", "acc_pos", "acc_neg")}
+  summary = {
+    k: float(np.mean([h[k] for h in history])) for k in ("loss", "acc_pos", "acc_neg")
+  }
   last = history[-1]
   summary.update({f"{k}_last": float(last[k]) for k in ("loss", "acc_pos", "acc_neg")})
   summary["classifier_updates"] = len(history) * length
-  return state.replace(params=params, batch_stats=batch_stats,
-                       opt_state=opt_state), summary
+  return state.replace(
+    params=params, batch_stats=batch_stats, opt_state=opt_state
+  ), summary
 
 
 def make_critic_threshold(model, config, rows=None):
@@ -365,11 +405,13 @@ def make_critic_threshold(model, config, rows=None):
     idx = jax.random.randint(pick_key, (pos_batch,), 0, num_rows)
     if rows is not None:
       idx = rows.positions(idx)
-    x = energy_lib.classifier_inputs(geometry, data_lib.to_float(positives[idx]),
-                                     patch_key)
+    x = energy_lib.classifier_inputs(
+      geometry, data_lib.to_float(positives[idx]), patch_key
+    )
     scores = logit_fn(variables, x)
-    return jax.random.uniform(draw_key, (), minval=jnp.min(scores),
-                              maxval=jnp.max(scores))
+    return jax.random.uniform(
+      draw_key, (), minval=jnp.min(scores), maxval=jnp.max(scores)
+    )
 
   return jax.jit(threshold)
 
@@ -399,8 +441,9 @@ def synthesis_start(state, config, key, image_shape) -> jax.Array:
   n = int(config.pool.negatives_per_stage)
   draw_key, coin_key, noise_key = jax.random.split(key, 3)
   drawn = pool_lib.sample(state.pool, draw_key, n, float(config.pool.age_decay))
-  fresh = synthesis.initial_negatives(noise_key, n, image_shape,
-                                      float(config.pool.init_std), config.pool.init)
+  fresh = synthesis.initial_negatives(
+    noise_key, n, image_shape, float(config.pool.init_std), config.pool.init
+  )
   reinit = jax.random.bernoulli(coin_key, float(config.synthesis.reinit_prob), (n,))
   return jnp.where(reinit[:, None, None, None], fresh, drawn)
 
@@ -421,7 +464,7 @@ def movement(start: jax.Array, end: jax.Array) -> dict:
   A stage whose negatives barely move teaches the next classifier nothing new (the
   failure of a stop rule that ends synthesis at once), so the log shows it.
   """
-  diff = (jnp.asarray(end, jnp.float32) - jnp.asarray(start, jnp.float32))
+  diff = jnp.asarray(end, jnp.float32) - jnp.asarray(start, jnp.float32)
   diff = diff.reshape(diff.shape[0], -1)
   l2 = jnp.mean(jnp.sqrt(jnp.sum(jnp.square(diff), axis=1)))
   rms = jnp.sqrt(jnp.mean(jnp.square(diff)))
@@ -457,14 +500,16 @@ def stage_progress(stage: int, total: int, what: str, count: int, unit: str):
 def load_positives(config) -> data_lib.Dataset:
   """This host's slice of the training images, checked against the config."""
   # Each host reads only its own slice (tfds.even_splits, as tfds.split_for_jax_process).
-  dataset = data_lib.load_dataset(config.data, process_index=jax.process_index(),
-                                  process_count=jax.process_count())
+  dataset = data_lib.load_dataset(
+    config.data, process_index=jax.process_index(), process_count=jax.process_count()
+  )
   image_shape = tuple(int(d) for d in dataset.images.shape[1:])
   expected = (config.data.image_size, config.data.image_size, config.data.channels)
   if image_shape != expected:
     raise ValueError(
-        f"The dataset gives images of shape {image_shape} but the config expects "
-        f"{expected} (data.image_size, data.channels).")
+      f"The dataset gives images of shape {image_shape} but the config expects "
+      f"{expected} (data.image_size, data.channels)."
+    )
   return dataset
 
 
@@ -477,12 +522,16 @@ def data_fingerprint(positives: jax.Array, rows: sharding.RowLayout) -> dict:
   # Jitted, so that every host of a multi-host run takes part in the gather.
   gather = jax.jit(lambda images, idx: images[rows.positions(idx)])
   return data_lib.fingerprint(
-      rows.num_rows, lambda idx: sharding.to_host(gather(positives, idx)))
+    rows.num_rows, lambda idx: sharding.to_host(gather(positives, idx))
+  )
 
 
-def train(config: ml_collections.ConfigDict, workdir: str,
-          stop_after_stages: int | None = None,
-          should_stop: preemption.StopCheck = None) -> TrainState:
+def train(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  stop_after_stages: int | None = None,
+  should_stop: preemption.StopCheck = None,
+) -> TrainState:
   """Trains an INNg model, resuming from `workdir` if it holds a checkpoint.
 
   Args:
@@ -510,10 +559,10 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   checkpointing.ensure_writable(workdir)
   # One training run per workdir, locked before Orbax's start-up (which deletes the
   # temporary folders of unfinished saves: another run's save in flight, otherwise).
-  with workdir_lock.hold(workdir, main_process=sharding.is_main_process(),
-                         agree=sharding.from_process_0):
-    return _train_locked(config, workdir, mesh, dataset, stop_after_stages,
-                         should_stop)
+  with workdir_lock.hold(
+    workdir, main_process=sharding.is_main_process(), agree=sharding.from_process_0
+  ):
+    return _train_locked(config, workdir, mesh, dataset, stop_after_stages, should_stop)
 
 
 # The name of earlier releases (flax's examples call theirs so), kept for code that
@@ -521,8 +570,9 @@ def train(config: ml_collections.ConfigDict, workdir: str,
 train_and_evaluate = train
 
 
-def _train_locked(config, workdir, mesh, dataset, stop_after_stages,
-                  should_stop) -> TrainState:
+def _train_locked(
+  config, workdir, mesh, dataset, stop_after_stages, should_stop
+) -> TrainState:
   """`train` once the inputs are checked and the workdir is locked."""
   # uint8 on the devices, row-sharded over the mesh; batches are gathered there.
   positives, rows = sharding.distribute_rows(dataset.images, mesh)
@@ -531,20 +581,22 @@ def _train_locked(config, workdir, mesh, dataset, stop_after_stages,
   logit_fn = energy_lib.make_stage_logit_fn(model, geometry)
   tx = make_optimizer(config)
 
-  manager = checkpointing.Manager(workdir, config,
-                                 data=data_fingerprint(positives, rows))
+  manager = checkpointing.Manager(workdir, config, data=data_fingerprint(positives, rows))
   template = jax.eval_shape(
-      lambda: init_state(config, model, jax.random.key(config.seed)))
+    lambda: init_state(config, model, jax.random.key(config.seed))
+  )
   shardings = sharding.state_shardings(template, mesh)
   # Restored straight onto this mesh, whatever device count saved the checkpoint.
   state = manager.restore_latest(sharding.with_shardings(template, shardings))
   if state is None:
-    state = sharding.place(init_state(config, model, jax.random.key(config.seed)),
-                           shardings)
+    state = sharding.place(
+      init_state(config, model, jax.random.key(config.seed)), shardings
+    )
     logging.info("Starting a new run in %s on %d device(s).", workdir, mesh.size)
   else:
-    logging.info("Resuming %s after stage %d on %d device(s).", workdir,
-                 int(state.stage), mesh.size)
+    logging.info(
+      "Resuming %s after stage %d on %d device(s).", workdir, int(state.stage), mesh.size
+    )
 
   writer = images.make_writer(workdir)
   chunk = make_train_chunk(model, config, tx, mesh, rows)
@@ -565,20 +617,24 @@ def _train_locked(config, workdir, mesh, dataset, stop_after_stages,
       cls_key, syn_key = jax.random.split(stage_key)
 
       t0 = time.perf_counter()
-      with stage_progress(t + 1, total, "classifier", updates_per_stage(config),
-                          "update") as progress:
-        state, metrics = classification_step(state, chunk, positives, config, cls_key,
-                                             should_stop, progress)
+      with stage_progress(
+        t + 1, total, "classifier", updates_per_stage(config), "update"
+      ) as progress:
+        state, metrics = classification_step(
+          state, chunk, positives, config, cls_key, should_stop, progress
+        )
       jax.block_until_ready(state.params)
       t_cls = time.perf_counter() - t0
 
       slot = t // group
       snapshot = {"params": state.params, "batch_stats": state.batch_stats}
       if config.objective == "wasserstein":
-        snapshot = shift_logit(snapshot, threshold_fn(
-            snapshot, positives, jax.random.fold_in(syn_key, 1)))
+        snapshot = shift_logit(
+          snapshot, threshold_fn(snapshot, positives, jax.random.fold_in(syn_key, 1))
+        )
       stacked = jax.tree_util.tree_map(
-          lambda c, v: c.at[slot].set(v), state.cascade, snapshot)
+        lambda c, v: c.at[slot].set(v), state.cascade, snapshot
+      )
       active = state.active.at[slot].set(True)
 
       t0 = time.perf_counter()
@@ -588,63 +644,94 @@ def _train_locked(config, workdir, mesh, dataset, stop_after_stages,
         mask = jnp.zeros_like(active).at[slot].set(True)
       else:
         mask = active
-      start = synthesis_start(state, config, jax.random.fold_in(syn_key, 2),
-                              energy_lib.negative_shape(geometry))
+      start = synthesis_start(
+        state, config, jax.random.fold_in(syn_key, 2), energy_lib.negative_shape(geometry)
+      )
       n = start.shape[0]
       x0 = synthesis.pad_batches(start, batch)
-      with stage_progress(t + 1, total, "synthesis", x0.shape[0] // batch,
-                          "batch") as progress:
+      with stage_progress(
+        t + 1, total, "synthesis", x0.shape[0] // batch, "batch"
+      ) as progress:
         x, steps, probs = synthesis.synthesize(
-            run_fn, stacked, mask, x0, syn_key, batch, synthesis_caps(config, t),
-            should_stop, progress)
+          run_fn,
+          stacked,
+          mask,
+          x0,
+          syn_key,
+          batch,
+          synthesis_caps(config, t),
+          should_stop,
+          progress,
+        )
       x = x[:n]
       jax.block_until_ready(x)
       t_syn = time.perf_counter() - t0
       if not bool(jnp.all(jnp.isfinite(x))):
         raise diverged(
-            t, "synthesis: the synthesised pseudo-negatives contain NaN/inf",
-            "a smaller image step",
-            f"--config.synthesis.step_size={float(config.synthesis.step_size) / 10:g}")
+          t,
+          "synthesis: the synthesised pseudo-negatives contain NaN/inf",
+          "a smaller image step",
+          f"--config.synthesis.step_size={float(config.synthesis.step_size) / 10:g}",
+        )
 
       moved = movement(start, x)
       pool = pool_lib.add(state.pool, x, t + 1)
       end_of_group = (t + 1) % group == 0
       state = state.replace(
-          stage=jnp.asarray(t + 1, jnp.int32), cascade=stacked, pool=pool,
-          negatives=x, group_start=(x if end_of_group and state.group_start is not None
-                                    else state.group_start))
+        stage=jnp.asarray(t + 1, jnp.int32),
+        cascade=stacked,
+        pool=pool,
+        negatives=x,
+        group_start=(
+          x if end_of_group and state.group_start is not None else state.group_start
+        ),
+      )
       # Eager updates above may leave arrays placed otherwise; put each back where
       # the jitted steps and the checkpoint expect it (a no-op when already there).
       state = jax.device_put(state, shardings)
 
-      metrics.update({
-          "time_classification_s": t_cls, "time_synthesis_s": t_syn,
+      metrics.update(
+        {
+          "time_classification_s": t_cls,
+          "time_synthesis_s": t_syn,
           "synthesis_steps_mean": float(np.mean(steps)),
           "synthesis_steps_max": float(np.max(steps)),
           "negatives_p_real": float(np.mean(probs)),
           "negatives_moved_l2": moved["l2"],
           "negatives_moved_rms": moved["rms"],
           "pool_size": float(pool_lib.size(pool)),
-      })
+        }
+      )
       writer.write_scalars(t + 1, metrics)
       if is_due(t + 1, int(config.grid_every_stages), last):
         # Every host takes part in fetching the grid (a collective); process 0 writes.
         grid = sharding.to_host(
-            energy_lib.crop_to_target(geometry, x[:int(config.grid_size)]))
+          energy_lib.crop_to_target(geometry, x[: int(config.grid_size)])
+        )
         if sharding.is_main_process():
           tiles = images.make_grid(grid)
-          images.save_png(tiles, os.path.join(workdir, "negatives",
-                                              f"stage_{t + 1:03d}.png"))
+          images.save_png(
+            tiles, os.path.join(workdir, "negatives", f"stage_{t + 1:03d}.png")
+          )
           writer.write_images(t + 1, {"negatives": tiles})
       if sharding.is_main_process():
         logging.info(
-            "stage %d/%d: classifier loss %.4f, acc pos %.3f neg %.3f (%d updates, "
-            "%.1fs) | synthesis %.0f steps mean, P(real) %.3f, moved L2 %.2f "
-            "(RMS %.3f per pixel) (%.1fs)",
-            t + 1, total, metrics["loss_last"], metrics["acc_pos_last"],
-            metrics["acc_neg_last"], metrics["classifier_updates"], t_cls,
-            metrics["synthesis_steps_mean"], metrics["negatives_p_real"],
-            metrics["negatives_moved_l2"], metrics["negatives_moved_rms"], t_syn)
+          "stage %d/%d: classifier loss %.4f, acc pos %.3f neg %.3f (%d updates, "
+          "%.1fs) | synthesis %.0f steps mean, P(real) %.3f, moved L2 %.2f "
+          "(RMS %.3f per pixel) (%.1fs)",
+          t + 1,
+          total,
+          metrics["loss_last"],
+          metrics["acc_pos_last"],
+          metrics["acc_neg_last"],
+          metrics["classifier_updates"],
+          t_cls,
+          metrics["synthesis_steps_mean"],
+          metrics["negatives_p_real"],
+          metrics["negatives_moved_l2"],
+          metrics["negatives_moved_rms"],
+          t_syn,
+        )
       if is_due(t + 1, int(config.checkpoint.every_stages), last):
         manager.save(int(state.stage), state)
         saved = int(state.stage)
@@ -658,8 +745,11 @@ def _train_locked(config, workdir, mesh, dataset, stop_after_stages,
     if isinstance(stop, TrainingDivergedError):
       raise
     stop.completed_stages = int(state.stage)
-    logging.warning("Stop requested (%s): stage %d was dropped; resuming redoes it.",
-                    stop.reason, int(state.stage) + 1)
+    logging.warning(
+      "Stop requested (%s): stage %d was dropped; resuming redoes it.",
+      stop.reason,
+      int(state.stage) + 1,
+    )
     raise
   finally:
     manager.wait_until_finished()

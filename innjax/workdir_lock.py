@@ -60,8 +60,7 @@ except ImportError:  # Windows: no flock; acquire() warns and goes on
 LOCK_NAME = "training.lock"
 
 # What flock raises on file systems that do not implement it.
-_UNSUPPORTED = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS,
-                errno.EINVAL}
+_UNSUPPORTED = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EINVAL}
 
 
 class WorkdirBusyError(errors.WorkdirError, RuntimeError):
@@ -76,11 +75,10 @@ def lock_path(workdir: str) -> str:
 def _holder_record(command: Optional[str]) -> dict:
   """What the lock file says about this process."""
   return {
-      "pid": os.getpid(),
-      "host": socket.gethostname(),
-      "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-      "command": command if command is not None else " ".join(
-          ["python"] + sys.argv),
+    "pid": os.getpid(),
+    "host": socket.gethostname(),
+    "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    "command": command if command is not None else " ".join(["python"] + sys.argv),
   }
 
 
@@ -100,14 +98,18 @@ def read_holder(workdir: str) -> Optional[dict]:
 def busy_message(workdir: str, record: Optional[dict]) -> str:
   """The one-line error for a workdir whose lock is held by the process in `record`."""
   if record:
-    who = (f"pid {record.get('pid', '?')} on host {record.get('host', '?')}, "
-           f"started {record.get('started', '?')}: {record.get('command', '?')}")
+    who = (
+      f"pid {record.get('pid', '?')} on host {record.get('host', '?')}, "
+      f"started {record.get('started', '?')}: {record.get('command', '?')}"
+    )
   else:
     who = "a process that is just starting; its details are not recorded yet"
-  return (f"Workdir {workdir!r} is in use by another training run ({who}). Only one "
-          "training run may write a workdir: wait for that one to finish (or stop it), "
-          "or train in another --workdir. --mode=sample, --mode=style and "
-          "--mode=evaluate only read it and can run beside it.")
+  return (
+    f"Workdir {workdir!r} is in use by another training run ({who}). Only one "
+    "training run may write a workdir: wait for that one to finish (or stop it), "
+    "or train in another --workdir. --mode=sample, --mode=style and "
+    "--mode=evaluate only read it and can run beside it."
+  )
 
 
 class WorkdirLock:
@@ -145,9 +147,11 @@ class WorkdirLock:
 def _unsupported(path: str, err: OSError) -> WorkdirLock:
   """The warning for a workdir that cannot be locked, and a lock holding nothing."""
   logging.warning(
-      "The file system of %s does not support file locks (%s); innjax cannot detect "
-      "a second training run on this workdir here, so start only one.", path,
-      err.strerror or err)
+    "The file system of %s does not support file locks (%s); innjax cannot detect "
+    "a second training run on this workdir here, so start only one.",
+    path,
+    err.strerror or err,
+  )
   return WorkdirLock(path, None)
 
 
@@ -169,9 +173,10 @@ def acquire(workdir: str, command: Optional[str] = None) -> WorkdirLock:
   path = lock_path(workdir)
   if outputs.is_uri(workdir):  # gs://, s3://: object storage, without flock
     logging.warning(
-        "Workdir %s is on remote storage, which has no file locks; innjax cannot "
-        "detect a second training run on this workdir there, so start only one.",
-        workdir)
+      "Workdir %s is on remote storage, which has no file locks; innjax cannot "
+      "detect a second training run on this workdir there, so start only one.",
+      workdir,
+    )
     return WorkdirLock(path, None)
   if fcntl is None:
     return _unsupported(path, OSError(errno.ENOSYS, "no fcntl module on this system"))
@@ -182,8 +187,7 @@ def acquire(workdir: str, command: Optional[str] = None) -> WorkdirLock:
     except OSError as err:
       os.close(fd)
       if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-        raise WorkdirBusyError(busy_message(workdir, _settled_holder(workdir))) \
-            from None
+        raise WorkdirBusyError(busy_message(workdir, _settled_holder(workdir))) from None
       if err.errno in _UNSUPPORTED:
         return _unsupported(path, err)
       raise
@@ -213,9 +217,12 @@ def _settled_holder(workdir: str, wait_s: float = 1.0) -> Optional[dict]:
 
 
 @contextlib.contextmanager
-def hold(workdir: str, main_process: bool = True,
-         agree: Optional[Callable[[bool], bool]] = None,
-         command: Optional[str] = None) -> Iterator[Optional[WorkdirLock]]:
+def hold(
+  workdir: str,
+  main_process: bool = True,
+  agree: Optional[Callable[[bool], bool]] = None,
+  command: Optional[str] = None,
+) -> Iterator[Optional[WorkdirLock]]:
   """Holds `workdir`'s lock for the duration of the block (see the module docstring).
 
   Args:
@@ -242,8 +249,9 @@ def hold(workdir: str, main_process: bool = True,
       error = err
   if agree is not None and not agree(error is None) and error is None:
     error = WorkdirBusyError(
-        "process 0 of this run could not lock the workdir (see its message). "
-        + busy_message(workdir, read_holder(workdir)))
+      "process 0 of this run could not lock the workdir (see its message). "
+      + busy_message(workdir, read_holder(workdir))
+    )
   if error is not None:
     raise error
   try:

@@ -13,5 +13,6 @@ def tiny_run(tmp_path_factory):
   # Imported here: collecting the tests should not import JAX.
   from configs import tiny  # pylint: disable=import-outside-toplevel
   from innjax import train  # pylint: disable=import-outside-toplevel
+
   workdir = str(tmp_path_factory.mktemp("tiny_run"))
   return workdir, train.train_and_evaluate(tiny.get_config(), workdir)

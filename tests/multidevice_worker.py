@@ -50,8 +50,9 @@ def save_state(state, path: str) -> None:
   """Writes every array of `state` (the key as its raw data) to an .npz, by path."""
   state = state.replace(key=jax.random.key_data(state.key))
   leaves = jax.tree_util.tree_flatten_with_path(state)[0]
-  np.savez(path, **{jax.tree_util.keystr(p): np.asarray(jax.device_get(v))
-                    for p, v in leaves})
+  np.savez(
+    path, **{jax.tree_util.keystr(p): np.asarray(jax.device_get(v)) for p, v in leaves}
+  )
 
 
 def spec(x) -> str:
@@ -62,8 +63,9 @@ def spec(x) -> str:
 def resume_from_stage_one(config, source: str, workdir: str):
   """Copies `source`'s stage-1 checkpoint into a new workdir and trains on from it."""
   os.makedirs(os.path.join(workdir, "checkpoints"))
-  shutil.copytree(os.path.join(source, "checkpoints", "1"),
-                  os.path.join(workdir, "checkpoints", "1"))
+  shutil.copytree(
+    os.path.join(source, "checkpoints", "1"), os.path.join(workdir, "checkpoints", "1")
+  )
   return train.train(config, workdir)
 
 
@@ -80,25 +82,31 @@ def sampler_check() -> dict:
   of steps; the batch mean crosses after one number of steps, and the 8-device run
   must stop exactly there.
   """
+
   def logit_fn(params, x):
     return params["w"] * jnp.mean(x, axis=(1, 2, 3)) + params["b"]
 
   params = {"w": jnp.full((1,), 4.0), "b": jnp.zeros((1,))}
-  s = sampler_lib.make_sampler(logit_fn, step_size=0.05, beta1=0.5, max_steps=100,
-                               stop_prob=0.8, clip=(-1.0, 1.0))
+  s = sampler_lib.make_sampler(
+    logit_fn, step_size=0.05, beta1=0.5, max_steps=100, stop_prob=0.8, clip=(-1.0, 1.0)
+  )
   x0 = jnp.linspace(-0.8, 0.6, 8)[:, None, None, None] * jnp.ones((8, 4, 4, 1))
   key = jax.random.key(0)
   mesh = sharding.make_mesh(make_config(0))
   run8 = synthesis.jit_run(s, mesh)
   x8, info8 = run8(params, x0, key)
   x1, info1 = jax.jit(s.run)(params, jax.device_put(x0, jax.devices()[0]), key)
-  alone = [int(jax.jit(s.run)(params, x0[i:i + 1], key)[1].steps) for i in range(8)]
+  alone = [int(jax.jit(s.run)(params, x0[i : i + 1], key)[1].steps) for i in range(8)]
   hlo = run8.lower(params, x0, key).compile().as_text()
-  return {"steps_8": int(info8.steps), "steps_1": int(info1.steps),
-          "steps_each_chain_alone": alone,
-          "max_abs_diff_x": float(np.max(np.abs(np.asarray(x8) - np.asarray(x1)))),
-          "x_spec": spec(x8), "num_shards": len(x8.addressable_shards),
-          "all_reduce_in_hlo": "all-reduce" in hlo}
+  return {
+    "steps_8": int(info8.steps),
+    "steps_1": int(info1.steps),
+    "steps_each_chain_alone": alone,
+    "max_abs_diff_x": float(np.max(np.abs(np.asarray(x8) - np.asarray(x1)))),
+    "x_spec": spec(x8),
+    "num_shards": len(x8.addressable_shards),
+    "all_reduce_in_hlo": "all-reduce" in hlo,
+  }
 
 
 def two_hosts(process_id: int, port: int) -> dict:
@@ -117,16 +125,25 @@ def two_hosts(process_id: int, port: int) -> dict:
   model = synthesis.build_model(config)
   state = train.init_state(config, model, jax.random.key(0))
   placed = sharding.place(state, sharding.state_shardings(state, mesh))
-  return {"process_count": jax.process_count(), "mesh_size": mesh.size,
-          "local_devices": jax.local_device_count(), "rows_shape": list(rows.shape),
-          "counts": list(layout.counts), "offsets": list(layout.offsets),
-          "drawn": sharding.to_host(drawn).tolist(),
-          "placed_pool_equal": bool(np.array_equal(
-              sharding.to_host(placed.pool.images), np.asarray(state.pool.images))),
-          "placed_key_equal": bool(np.array_equal(
-              sharding.to_host(jax.random.key_data(placed.key)),
-              np.asarray(jax.random.key_data(state.key)))),
-          "pool_spec": spec(placed.pool.images)}
+  return {
+    "process_count": jax.process_count(),
+    "mesh_size": mesh.size,
+    "local_devices": jax.local_device_count(),
+    "rows_shape": list(rows.shape),
+    "counts": list(layout.counts),
+    "offsets": list(layout.offsets),
+    "drawn": sharding.to_host(drawn).tolist(),
+    "placed_pool_equal": bool(
+      np.array_equal(sharding.to_host(placed.pool.images), np.asarray(state.pool.images))
+    ),
+    "placed_key_equal": bool(
+      np.array_equal(
+        sharding.to_host(jax.random.key_data(placed.key)),
+        np.asarray(jax.random.key_data(state.key)),
+      )
+    ),
+    "pool_spec": spec(placed.pool.images),
+  }
 
 
 def main(task: str, out: str) -> None:
@@ -141,23 +158,33 @@ def main(task: str, out: str) -> None:
     config.checkpoint.async_save = True  # saves overlap the donated training steps
     state = train.train(config, os.path.join(out, "w8"))
     save_state(state, os.path.join(out, "eight.npz"))
-    report["specs"] = {"params": spec(jax.tree_util.tree_leaves(state.params)[0]),
-                       "cascade": spec(jax.tree_util.tree_leaves(state.cascade)[0]),
-                       "pool.images": spec(state.pool.images),
-                       "negatives": spec(state.negatives), "key": spec(state.key)}
+    report["specs"] = {
+      "params": spec(jax.tree_util.tree_leaves(state.params)[0]),
+      "cascade": spec(jax.tree_util.tree_leaves(state.cascade)[0]),
+      "pool.images": spec(state.pool.images),
+      "negatives": spec(state.negatives),
+      "key": spec(state.key),
+    }
     report["mesh_size"] = sharding.make_mesh(config).size
-    save_state(restore_final(config, os.path.join(out, "w1")),
-               os.path.join(out, "eight_restored_from_one.npz"))
-    save_state(resume_from_stage_one(config, os.path.join(out, "w1"),
-                                     os.path.join(out, "r18")),
-               os.path.join(out, "resumed_one_to_eight.npz"))
+    save_state(
+      restore_final(config, os.path.join(out, "w1")),
+      os.path.join(out, "eight_restored_from_one.npz"),
+    )
+    save_state(
+      resume_from_stage_one(config, os.path.join(out, "w1"), os.path.join(out, "r18")),
+      os.path.join(out, "resumed_one_to_eight.npz"),
+    )
     report["sampler"] = sampler_check()
     # 13 rows do not split over 8 devices: padded to 16, and the padding never drawn.
-    rows, layout = sharding.distribute_rows(np.arange(13, dtype=np.uint8),
-                                            sharding.make_mesh(config))
-    report["rows"] = {"shape": list(rows.shape), "spec": spec(rows),
-                      "num_rows": layout.num_rows,
-                      "values": np.asarray(rows).tolist()}
+    rows, layout = sharding.distribute_rows(
+      np.arange(13, dtype=np.uint8), sharding.make_mesh(config)
+    )
+    report["rows"] = {
+      "shape": list(rows.shape),
+      "spec": spec(rows),
+      "num_rows": layout.num_rows,
+      "values": np.asarray(rows).tolist(),
+    }
     bad = make_config(0)
     bad.train.pos_batch = 6
     try:
@@ -168,18 +195,23 @@ def main(task: str, out: str) -> None:
     report.update(two_hosts(int(task[4:]), int(os.environ["INNJAX_TEST_PORT"])))
   elif task == "back":
     config = make_config(1)
-    save_state(restore_final(config, os.path.join(out, "w8")),
-               os.path.join(out, "back_restored_from_eight.npz"))
-    save_state(resume_from_stage_one(config, os.path.join(out, "w8"),
-                                     os.path.join(out, "r81")),
-               os.path.join(out, "resumed_eight_to_one.npz"))
+    save_state(
+      restore_final(config, os.path.join(out, "w8")),
+      os.path.join(out, "back_restored_from_eight.npz"),
+    )
+    save_state(
+      resume_from_stage_one(config, os.path.join(out, "w8"), os.path.join(out, "r81")),
+      os.path.join(out, "resumed_eight_to_one.npz"),
+    )
     # A reader that gives no shardings (as benchmarks and older callers do) gets
     # the arrays on its first device, not a demand for the eight that saved them.
     model = synthesis.build_model(config)
     template = jax.eval_shape(lambda: train.init_state(config, model, jax.random.key(0)))
     manager = checkpointing.Manager(os.path.join(out, "w8"), config, read_only=True)
-    save_state(manager.restore_latest(template),
-               os.path.join(out, "back_reader_restored_from_eight.npz"))
+    save_state(
+      manager.restore_latest(template),
+      os.path.join(out, "back_reader_restored_from_eight.npz"),
+    )
     manager.close()
   else:
     raise ValueError(f"unknown task {task!r}")

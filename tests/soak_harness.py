@@ -46,20 +46,26 @@ def overrides_for(stages: int) -> dict:
 def train_command(workdir: str, overrides: dict) -> list[str]:
   """The `python main.py` command line that trains the tiny config in `workdir`."""
   flags = [f"--config.{key}={value}" for key, value in overrides.items()]
-  return [sys.executable, os.path.join(REPO, "main.py"),
-          f"--config={os.path.join(REPO, 'configs', 'tiny.py')}",
-          f"--workdir={workdir}", *flags]
+  return [
+    sys.executable,
+    os.path.join(REPO, "main.py"),
+    f"--config={os.path.join(REPO, 'configs', 'tiny.py')}",
+    f"--workdir={workdir}",
+    *flags,
+  ]
 
 
 def subprocess_env(cache_dir: str) -> dict:
   """Environment of the training processes: CPU, persistent compilation cache."""
   env = dict(os.environ)
-  env.update({
+  env.update(
+    {
       "JAX_PLATFORMS": "cpu",
       "JAX_COMPILATION_CACHE_DIR": cache_dir,
       "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
       "PYTHONUNBUFFERED": "1",
-  })
+    }
+  )
   return env
 
 
@@ -68,8 +74,14 @@ class Process:
 
   def __init__(self, command: list[str], env: dict):
     self.started = time.monotonic()
-    self.popen = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True)
+    self.popen = subprocess.Popen(
+      command,
+      cwd=REPO,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+    )
     self.lines: list[tuple[float, str]] = []
     self._cond = threading.Condition()
     self._reader = threading.Thread(target=self._read, daemon=True)
@@ -122,8 +134,11 @@ def half_deleted_steps(workdir: str) -> list[int]:
   """
   steps = committed_steps(workdir)
   folder = os.path.join(workdir, "checkpoints")
-  return [s for s in steps[:-1]
-          if not os.path.exists(os.path.join(folder, str(s), "_CHECKPOINT_METADATA"))]
+  return [
+    s
+    for s in steps[:-1]
+    if not os.path.exists(os.path.join(folder, str(s), "_CHECKPOINT_METADATA"))
+  ]
 
 
 def temporary_folders(workdir: str) -> list[str]:
@@ -149,6 +164,7 @@ def run_to_end(command, env, timeout: float) -> tuple[int, str, Process]:
 @dataclasses.dataclass
 class Timing:
   """When to kill: seconds from spawn to the first stage line, and per stage."""
+
   startup_s: float
   stage_s: float
 
@@ -176,6 +192,7 @@ def tiny_config(overrides: dict):
   """configs/tiny.py with dotted `overrides` applied."""
   from configs import tiny  # pylint: disable=g-import-not-at-top
   from innjax import cli  # pylint: disable=g-import-not-at-top
+
   return cli.with_overrides(tiny.get_config(), overrides)
 
 
@@ -183,6 +200,7 @@ def state_template(config):
   """The abstract TrainState of `config`: what a checkpoint restores into."""
   import jax  # pylint: disable=g-import-not-at-top
   from innjax import train  # pylint: disable=g-import-not-at-top
+
   model = train.build_model(config)
   return jax.eval_shape(lambda: train.init_state(config, model, jax.random.key(0)))
 
@@ -190,6 +208,7 @@ def state_template(config):
 def load_state(workdir: str, config):
   """The newest committed TrainState of `config` in `workdir` (in this process)."""
   from innjax import checkpointing  # pylint: disable=g-import-not-at-top
+
   manager = checkpointing.Manager(workdir, config, read_only=True)
   try:
     return manager.restore_latest(state_template(config))
@@ -201,14 +220,16 @@ def states_equal(a, b) -> bool:
   """Whether two TrainStates are equal bit for bit, leaf by leaf (PRNG key included)."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
+
   a = a.replace(key=jax.random.key_data(a.key))
   b = b.replace(key=jax.random.key_data(b.key))
   leaves_a, tree_a = jax.tree_util.tree_flatten(a)
   leaves_b, tree_b = jax.tree_util.tree_flatten(b)
   return tree_a == tree_b and all(
-      np.asarray(x).dtype == np.asarray(y).dtype and np.array_equal(
-          np.asarray(x), np.asarray(y), equal_nan=True)
-      for x, y in zip(leaves_a, leaves_b))
+    np.asarray(x).dtype == np.asarray(y).dtype
+    and np.array_equal(np.asarray(x), np.asarray(y), equal_nan=True)
+    for x, y in zip(leaves_a, leaves_b)
+  )
 
 
 def equals_reference(workdir: str, reference_dir: str, overrides: dict) -> bool:
@@ -220,22 +241,31 @@ def equals_reference(workdir: str, reference_dir: str, overrides: dict) -> bool:
 @dataclasses.dataclass
 class Kill:
   """One SIGKILL and what the next start made of it."""
+
   index: int
   episode: int
-  anchor: str            # "start" (after spawn) or "stage" (after its first stage)
+  anchor: str  # "start" (after spawn) or "stage" (after its first stage)
   delay_s: float
   last_stage_logged: int  # the newest stage line the killed process printed (0: none)
-  committed: int          # newest committed step on disk after the kill (0: none)
+  committed: int  # newest committed step on disk after the kill (0: none)
   save_interrupted: bool  # a temporary checkpoint folder was left by the kill
   resumed_from: int | None = None  # what the next start restored
   restored_ok: bool = False
 
 
-def run_soak(kills: int, seed: int, stages: int, root: str, cache_dir: str,
-             max_seconds: float, timing: Timing | None = None,
-             kinds: list[str] | None = None, startup_fraction: float = 0.25,
-             reference_dir: str | None = None,
-             log: Callable[[str], None] = print) -> dict:
+def run_soak(
+  kills: int,
+  seed: int,
+  stages: int,
+  root: str,
+  cache_dir: str,
+  max_seconds: float,
+  timing: Timing | None = None,
+  kinds: list[str] | None = None,
+  startup_fraction: float = 0.25,
+  reference_dir: str | None = None,
+  log: Callable[[str], None] = print,
+) -> dict:
   """SIGKILLs the tiny run `kills` times and checks that resuming loses nothing.
 
   Episodes train the run in a fresh workdir, killing it at random moments and
@@ -279,7 +309,8 @@ def run_soak(kills: int, seed: int, stages: int, root: str, cache_dir: str,
 
     def run_reference():
       reference["rc"], reference["log"], reference["process"] = run_to_end(
-          train_command(reference_dir, overrides), env, per_run_timeout)
+        train_command(reference_dir, overrides), env, per_run_timeout
+      )
   else:
     reference["rc"] = 0
 
@@ -293,8 +324,10 @@ def run_soak(kills: int, seed: int, stages: int, root: str, cache_dir: str,
   else:
     thread.join()
     timing = timing_of(reference["process"])
-    log(f"reference run: exit code {reference['rc']}, first stage after "
-        f"{timing.startup_s:.1f}s, then {timing.stage_s:.2f}s per stage")
+    log(
+      f"reference run: exit code {reference['rc']}, first stage after "
+      f"{timing.startup_s:.1f}s, then {timing.stage_s:.2f}s per stage"
+    )
 
   made: list[Kill] = []
   episodes = []  # (episode, final state equal to the reference)
@@ -309,8 +342,11 @@ def run_soak(kills: int, seed: int, stages: int, root: str, cache_dir: str,
     process = Process(train_command(workdir, overrides), env)
     killed, kind, delay = False, None, 0.0
     if want_kill:
-      kind = kinds[len(made)] if kinds else (
-          "start" if rng.random() < startup_fraction else "stage")
+      kind = (
+        kinds[len(made)]
+        if kinds
+        else ("start" if rng.random() < startup_fraction else "stage")
+      )
       if kind == "start":
         delay = rng.uniform(0.0, timing.startup_s)
         anchor_time = process.started
@@ -341,15 +377,21 @@ def run_soak(kills: int, seed: int, stages: int, root: str, cache_dir: str,
     if killed and rc == -signal.SIGKILL:
       stages_logged = [int(m.group(1)) for m in STAGE_LINE.finditer(process.text())]
       kill = Kill(
-          index=len(made) + 1, episode=episode, anchor=kind, delay_s=delay,
-          last_stage_logged=max(stages_logged, default=0),
-          committed=max(committed_steps(workdir), default=0),
-          save_interrupted=bool(temporary_folders(workdir)))
+        index=len(made) + 1,
+        episode=episode,
+        anchor=kind,
+        delay_s=delay,
+        last_stage_logged=max(stages_logged, default=0),
+        committed=max(committed_steps(workdir), default=0),
+        save_interrupted=bool(temporary_folders(workdir)),
+      )
       made.append(kill)
       pending.append(kill)
-      log(f"kill {kill.index:2d} (episode {episode}, {kind} + {delay:.2f}s): "
-          f"stages logged {kill.last_stage_logged}, committed {kill.committed}, "
-          f"save interrupted: {kill.save_interrupted}")
+      log(
+        f"kill {kill.index:2d} (episode {episode}, {kind} + {delay:.2f}s): "
+        f"stages logged {kill.last_stage_logged}, committed {kill.committed}, "
+        f"save interrupted: {kill.save_interrupted}"
+      )
       continue
     if rc != 0:
       raise RuntimeError(f"training failed (exit code {rc}):\n{process.text()}")
@@ -368,11 +410,16 @@ def run_soak(kills: int, seed: int, stages: int, root: str, cache_dir: str,
   equal_by_episode = dict(episodes)
   survived = [k for k in made if k.restored_ok and equal_by_episode.get(k.episode)]
   return {
-      "kills": len(made), "kills_requested": kills, "survived": len(survived),
-      "episodes": len(episodes), "episodes_equal": sum(eq for _, eq in episodes),
-      "all_equal": all(eq for _, eq in episodes) and bool(episodes),
-      "saves_interrupted": sum(k.save_interrupted for k in made),
-      "half_deleted_old_steps": leftovers,
-      "timed_out": timed_out, "seconds": time.monotonic() - t_begin,
-      "timing": timing, "kill_log": made,
+    "kills": len(made),
+    "kills_requested": kills,
+    "survived": len(survived),
+    "episodes": len(episodes),
+    "episodes_equal": sum(eq for _, eq in episodes),
+    "all_equal": all(eq for _, eq in episodes) and bool(episodes),
+    "saves_interrupted": sum(k.save_interrupted for k in made),
+    "half_deleted_old_steps": leftovers,
+    "timed_out": timed_out,
+    "seconds": time.monotonic() - t_begin,
+    "timing": timing,
+    "kill_log": made,
   }

@@ -8,7 +8,7 @@ from innjax import baselines
 
 def test_pca_gaussian_recovers_a_known_low_rank_gaussian():
   rng = np.random.default_rng(0)
-  directions = np.linalg.qr(rng.standard_normal((48, 2)))[0].T   # 2 orthonormal rows
+  directions = np.linalg.qr(rng.standard_normal((48, 2)))[0].T  # 2 orthonormal rows
   stds = np.array([0.3, 0.1])
   mean = rng.uniform(-0.2, 0.2, 48)
   x = mean + (rng.standard_normal((5000, 2)) * stds) @ directions
@@ -16,12 +16,14 @@ def test_pca_gaussian_recovers_a_known_low_rank_gaussian():
   np.testing.assert_allclose(model.mean.ravel(), mean, atol=0.01)
   np.testing.assert_allclose(model.stddevs, stds, rtol=0.05)
   # The fitted directions span the true ones (up to sign).
-  np.testing.assert_allclose(np.abs(model.components @ directions.T), np.eye(2),
-                             atol=0.02)
+  np.testing.assert_allclose(
+    np.abs(model.components @ directions.T), np.eye(2), atol=0.02
+  )
   samples = baselines.sample_pca_gaussian(model, 4000, rng=1, clip=None)
   assert samples.shape == (4000, 4, 4, 3)
-  np.testing.assert_allclose(samples.reshape(4000, -1).std(0),
-                             x.std(0), rtol=0.1, atol=0.005)
+  np.testing.assert_allclose(
+    samples.reshape(4000, -1).std(0), x.std(0), rtol=0.1, atol=0.005
+  )
 
 
 def test_pca_gaussian_samples_stay_in_range():
@@ -35,7 +37,7 @@ def test_pca_gaussian_samples_stay_in_range():
 
 def test_nearest_neighbours_finds_copies_and_measures_typical_distance():
   train = np.zeros((4, 2, 2, 1))
-  train[1] += 1.0   # distance between any two training images: 0, 2, 2, ... (L2 over 4 px)
+  train[1] += 1.0  # distance between any two training images: 0, 2, 2, ... (L2 over 4 px)
   train[2] -= 1.0
   train[3] += 3.0
   samples = np.stack([train[2] + 0.1, train[3]])

@@ -46,8 +46,9 @@ def test_bad_inputs_get_messages():
 def test_sets_of_whole_images_same_and_different():
   same = c2st.c2st_sets(_noise(0, n=200, side=16), _noise(1, n=200, side=16), steps=200)
   assert abs(same.accuracy - 0.5) < 0.1 and same.num_test == 100
-  dimmer = c2st.c2st_sets(_noise(0, n=200, side=16), 0.3 * _noise(1, n=200, side=16),
-                          steps=200)
+  dimmer = c2st.c2st_sets(
+    _noise(0, n=200, side=16), 0.3 * _noise(1, n=200, side=16), steps=200
+  )
   assert dimmer.accuracy > 0.9
   with pytest.raises(ValueError, match="same image shape"):
     c2st.c2st_sets(_noise(0, side=16), _noise(1, side=32))

@@ -24,16 +24,18 @@ def test_stack_append_count_and_select():
   unstacked = cascade.unstack(grown)
   assert len(unstacked) == 5
   for i, stage in enumerate(stages):
-    jax.tree_util.tree_map(np.testing.assert_array_equal,
-                           cascade.get_stage(grown, i), stage)
+    jax.tree_util.tree_map(
+      np.testing.assert_array_equal, cascade.get_stage(grown, i), stage
+    )
     jax.tree_util.tree_map(np.testing.assert_array_equal, unstacked[i], stage)
 
 
 def test_keep_every_and_keep_last():
   tree = {"w": jnp.arange(7.0)}
   np.testing.assert_array_equal(cascade.keep_every(tree, 3)["w"], [2.0, 5.0, 6.0])
-  np.testing.assert_array_equal(cascade.keep_every({"w": jnp.arange(6.0)}, 3)["w"],
-                                [2.0, 5.0])
+  np.testing.assert_array_equal(
+    cascade.keep_every({"w": jnp.arange(6.0)}, 3)["w"], [2.0, 5.0]
+  )
   np.testing.assert_array_equal(cascade.keep_every(tree, 1)["w"], np.arange(7.0))
   np.testing.assert_array_equal(cascade.keep_last(tree)["w"], [6.0])
   with pytest.raises(ValueError, match="every"):
@@ -51,8 +53,11 @@ def test_strategies_agree_with_the_explicit_sum(n):
   for strategy in cascade.STRATEGIES:
     out = jax.jit(lambda s, x: cascade.cascade_logits(fn, s, x, strategy))(stacked, x)
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
-    grads.append(jax.jit(jax.grad(
-        lambda x: cascade.cascade_logits(fn, stacked, x, strategy).sum()))(x))
+    grads.append(
+      jax.jit(jax.grad(lambda x: cascade.cascade_logits(fn, stacked, x, strategy).sum()))(
+        x
+      )
+    )
   for g in grads[1:]:
     np.testing.assert_allclose(g, grads[0], rtol=1e-5, atol=1e-5)
   per_stage = jax.jit(lambda s, x: cascade.stage_logits(fn, s, x))(stacked, x)
@@ -66,7 +71,8 @@ def test_mask_drops_inactive_stages_in_every_strategy():
   mask = jnp.array([True, False, True])
   for strategy in cascade.STRATEGIES:
     np.testing.assert_allclose(
-        cascade.cascade_logits(fn, tree, x, strategy, mask), [101.0, 101.0])
+      cascade.cascade_logits(fn, tree, x, strategy, mask), [101.0, 101.0]
+    )
   with pytest.raises(ValueError, match="mask"):
     cascade.cascade_logits(fn, tree, x, mask=jnp.array([True, False]))
 
@@ -81,5 +87,6 @@ def test_bad_stacks_are_rejected_with_clear_messages():
   with pytest.raises(ValueError, match="structure"):
     cascade.stack([{"a": jnp.zeros(2)}, {"b": jnp.zeros(2)}])
   with pytest.raises(ValueError, match="strategy"):
-    cascade.cascade_logits(lambda p, x: x, {"a": jnp.zeros((1,))}, jnp.zeros(2),
-                           strategy="pmap")
+    cascade.cascade_logits(
+      lambda p, x: x, {"a": jnp.zeros((1,))}, jnp.zeros(2), strategy="pmap"
+    )

@@ -24,6 +24,7 @@ from innjax import checkpointing, cli, generate, train
 
 class _TrainStateV1(flax.struct.PyTreeNode):
   """The TrainState that format-1 checkpoints saved, field for field."""
+
   stage: Any
   params: Any
   batch_stats: Any
@@ -50,7 +51,8 @@ def _raw(state):
 def _assert_trees_equal(a, b):
   assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
   jax.tree_util.tree_map(
-      lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)), a, b)
+    lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)), a, b
+  )
 
 
 def _restore(workdir, config):
@@ -66,20 +68,29 @@ def _restore(workdir, config):
 def _write_format_1(workdir, config, state):
   """Saves `state` as the code before the cascade item did: one "state" item."""
   old = _TrainStateV1(
-      stage=state.stage, params=state.params, batch_stats=state.batch_stats,
-      opt_state=state.opt_state, cascade=state.cascade, active=state.active,
-      pool=state.pool, negatives=state.negatives,
-      group_start=(state.negatives if state.group_start is None
-                   else state.group_start),
-      key=jax.random.key_data(state.key))
+    stage=state.stage,
+    params=state.params,
+    batch_stats=state.batch_stats,
+    opt_state=state.opt_state,
+    cascade=state.cascade,
+    active=state.active,
+    pool=state.pool,
+    negatives=state.negatives,
+    group_start=(state.negatives if state.group_start is None else state.group_start),
+    key=jax.random.key_data(state.key),
+  )
   manager = ocp.CheckpointManager(
-      os.path.abspath(os.path.join(workdir, "checkpoints")),
-      options=ocp.CheckpointManagerOptions(create=True,
-                                           enable_async_checkpointing=False),
-      item_names=("state", "meta"))
+    os.path.abspath(os.path.join(workdir, "checkpoints")),
+    options=ocp.CheckpointManagerOptions(create=True, enable_async_checkpointing=False),
+    item_names=("state", "meta"),
+  )
   meta = {"config": checkpointing.config_to_dict(config), "stage": int(state.stage)}
-  manager.save(int(state.stage), args=ocp.args.Composite(
-      state=ocp.args.StandardSave(old), meta=ocp.args.JsonSave(meta)))
+  manager.save(
+    int(state.stage),
+    args=ocp.args.Composite(
+      state=ocp.args.StandardSave(old), meta=ocp.args.JsonSave(meta)
+    ),
+  )
   manager.wait_until_finished()
   manager.close()
 
@@ -87,8 +98,10 @@ def _write_format_1(workdir, config, state):
 def _copy_steps(source, destination, last):
   """A workdir holding `source`'s checkpoint steps up to `last`."""
   for step in range(1, last + 1):
-    shutil.copytree(os.path.join(source, "checkpoints", str(step)),
-                    os.path.join(destination, "checkpoints", str(step)))
+    shutil.copytree(
+      os.path.join(source, "checkpoints", str(step)),
+      os.path.join(destination, "checkpoints", str(step)),
+    )
   return str(destination)
 
 
@@ -106,8 +119,14 @@ def test_the_active_mask_follows_from_the_stage():
   state = train.init_state(config, model, jax.random.key(0))
   masks = [state.replace(stage=jnp.int32(t)).active.tolist() for t in range(6)]
   # Stages 1-2 train slot 0, 3-4 slot 1, 5 slot 2.
-  assert masks == [[False] * 3, [True, False, False], [True, False, False],
-                   [True, True, False], [True, True, False], [True] * 3]
+  assert masks == [
+    [False] * 3,
+    [True, False, False],
+    [True, False, False],
+    [True, True, False],
+    [True, True, False],
+    [True] * 3,
+  ]
 
 
 def test_group_start_is_kept_only_by_the_compressed_variant(reference):
@@ -127,7 +146,10 @@ def test_sampling_reads_the_cascade_item_alone(reference, tmp_path):
   run = _copy_steps(workdir, tmp_path / "run", 3)
   step = os.path.join(run, "checkpoints", "3")
   assert sorted(n for n in os.listdir(step) if not n.startswith(("_", "commit"))) == [
-      "cascade", "meta", "state"]
+    "cascade",
+    "meta",
+    "state",
+  ]
   # Without the pool, negatives and classifier, the cascade still loads...
   shutil.rmtree(os.path.join(step, "state"))
   stacked, active, stages = generate.load_cascade(config, run)
@@ -144,7 +166,11 @@ def test_a_format_1_checkpoint_samples_the_same_cascade(reference, tmp_path):
   old = tmp_path / "old"
   _write_format_1(old, config, final)
   assert sorted(os.listdir(old / "checkpoints" / "3")) == [
-      "_CHECKPOINT_METADATA", "commit_success.txt", "meta", "state"]
+    "_CHECKPOINT_METADATA",
+    "commit_success.txt",
+    "meta",
+    "state",
+  ]
   stacked, active, stages = generate.load_cascade(config, str(old))
   assert stages == 3
   _assert_trees_equal(stacked, final.cascade)

@@ -27,17 +27,22 @@ def test_extract_features_matches_unbatched():
   variables = models.init_variables(model, jax.random.key(0), (8, 8, 1))
   images = np.random.default_rng(0).integers(0, 256, (7, 8, 8, 1), dtype=np.uint8)
   blocks = jax.jit(lambda v, x: model.apply(v, x, return_features=True)[1])(
-      variables, data_lib.to_float(images))
+    variables, data_lib.to_float(images)
+  )
   flat = np.concatenate([np.asarray(b).reshape(7, -1) for b in blocks], axis=1)
   # 7 images in batches of 3: the last batch is padded and must be cut off again.
   feats = evaluate.extract_features(
-      models.make_feature_fn(model, (-2, -1), append_pooled=True), variables, images,
-      batch_size=3)
+    models.make_feature_fn(model, (-2, -1), append_pooled=True),
+    variables,
+    images,
+    batch_size=3,
+  )
   assert feats.shape == (7, 4 * 4 * 4 + 2 * 2 * 8 + 8) and feats.dtype == np.float32
   # The chosen blocks flattened, then the last block averaged over space.
-  np.testing.assert_allclose(feats[:, :flat.shape[1]], flat, rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(feats[:, flat.shape[1]:], np.mean(blocks[-1], axis=(1, 2)),
-                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(feats[:, : flat.shape[1]], flat, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    feats[:, flat.shape[1] :], np.mean(blocks[-1], axis=(1, 2)), rtol=1e-5, atol=1e-6
+  )
   fn = models.make_feature_fn(model, (-2, -1))
   with pytest.raises(ValueError, match="uint8"):
     evaluate.extract_features(fn, variables, images.astype(np.float32), 3)
@@ -63,7 +68,8 @@ def test_evaluate_config_defaults_and_unknown_keys():
   del config["evaluate"]
   # A config without the block evaluates with configs/default.py's.
   assert evaluate._evaluate_config(config).to_dict() == (
-      default.evaluate_config().to_dict())
+    default.evaluate_config().to_dict()
+  )
   config = tiny.get_config()
   config.evaluate.num_draw = 5  # misspelt
   with pytest.raises(ValueError, match="Unknown config.evaluate keys"):
@@ -163,9 +169,15 @@ def test_evaluate_writes_the_report_and_a_sample_grid(stripes_run, stripes_repor
   results, _ = stripes_report
   md = (workdir / "evaluation.md").read_text()
   assert md == evaluate.to_markdown(results)
-  for row in ("| INNg classifier", "| Random classifier", "| Raw pixels", "SWD",
-              "| Frechet, supervised net features (dim 16)", "| KID, supervised net",
-              "test accuracy is"):
+  for row in (
+    "| INNg classifier",
+    "| Random classifier",
+    "| Raw pixels",
+    "SWD",
+    "| Frechet, supervised net features (dim 16)",
+    "| KID, supervised net",
+    "test accuracy is",
+  ):
     assert row in md
   # The grid holds the 16 generated 16x16 gray images.
   with Image.open(workdir / "evaluation_samples.png") as grid:
@@ -216,6 +228,7 @@ def test_evaluate_a_config_without_the_evaluate_block(stripes_run):
 def test_evaluate_on_a_winn_workdir(stripes_run, tmp_path):
   """The feature protocol reads a WINN critic (LayerNorm, swish, mean pooling) too."""
   from configs import family  # pylint: disable=g-import-not-at-top
+
   base, _ = stripes_run
   config = family.winn_critic(base.copy_and_resolve_references())
   config.train.learning_rate = 1e-3

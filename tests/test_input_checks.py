@@ -38,8 +38,13 @@ def refused(config, workdir, capsys, mode="train"):
 
 def main_py(*args):
   """`python main.py ARGS`: (exit code, all output)."""
-  result = subprocess.run([sys.executable, "main.py", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+  result = subprocess.run(
+    [sys.executable, "main.py", *args],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   return result.returncode, result.stdout + result.stderr
 
 
@@ -73,11 +78,14 @@ def test_one_image_saved_as_x_is_not_read_as_strips(tmp_path, capsys):
   assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("content, match", [
+@pytest.mark.parametrize(
+  "content, match",
+  [
     (b"this is text, not numpy\n", "is not a NumPy .npz archive"),
     (b"PK\x03\x04 a broken zip", "is not a NumPy .npz archive"),
     (None, "holds a single .npy array, not an .npz archive"),
-])
+  ],
+)
 def test_a_file_that_is_not_an_npz_names_the_file(tmp_path, content, match):
   path = tmp_path / "data.npz"
   if content is None:
@@ -102,8 +110,11 @@ def test_object_arrays_name_the_file_and_the_array(tmp_path, key):
 def test_labels_of_the_wrong_shape_are_refused(tmp_path):
   path = tmp_path / "labels.npz"
   np.savez(path, x=random_images(40), y=np.zeros((40, 2), np.int64))
-  with pytest.raises(ValueError, match=r"'y' has shape \(40, 2\); labels are one integer "
-                                       r"class per image, shape \(40,\).*argmax"):
+  with pytest.raises(
+    ValueError,
+    match=r"'y' has shape \(40, 2\); labels are one integer "
+    r"class per image, shape \(40,\).*argmax",
+  ):
     data.load_dataset(npz_config(path).data)
   np.savez(path, x=random_images(40), y=np.arange(40)[:, None])  # (N, 1) is fine
   assert data.load_dataset(npz_config(path).data).labels.shape == (40,)
@@ -113,8 +124,9 @@ def test_labels_of_the_wrong_shape_are_refused(tmp_path):
 # Image files: huge images, broken links.
 
 
-def test_a_huge_image_says_what_the_limit_is_and_how_to_lift_it(tmp_path, capsys,
-                                                                 monkeypatch):
+def test_a_huge_image_says_what_the_limit_is_and_how_to_lift_it(
+  tmp_path, capsys, monkeypatch
+):
   path = tmp_path / "huge.png"
   Image.fromarray(np.zeros((40, 40), np.uint8)).save(path)
   # 1,600 pixels against a limit of 2 * 300: what a 182 Mpx photo meets by default.
@@ -154,12 +166,15 @@ def test_broken_and_looping_symlinks_are_skipped_with_a_warning(tmp_path):
 # Config files and values.
 
 
-@pytest.mark.parametrize("flag, match", [
+@pytest.mark.parametrize(
+  "flag, match",
+  [
     ("--config.model.features=8,abc", "model.features must be positive integer widths"),
     ("--config.model.features=", "model.features must be positive integer widths"),
     ("--config.model.features=8,16.5", "model.features must be positive integer widths"),
     ("--config.sample.size=abc", "sample.size must be HEIGHT,WIDTH in pixels"),
-])
+  ],
+)
 def test_config_values_from_the_command_line_name_the_field(flag, match, tmp_path):
   workdir = tmp_path / "run"
   code, out = main_py("--config=configs/tiny.py", flag, f"--workdir={workdir}")
@@ -167,12 +182,19 @@ def test_config_values_from_the_command_line_name_the_field(flag, match, tmp_pat
   assert "Traceback" not in out and not workdir.exists()
 
 
-@pytest.mark.parametrize("body, match", [
-    ("  config = tiny.get_config()\n",
-     "get_config() returned None (is its `return config` missing?)"),
-    ("  return tiny.get_config().to_dict()\n",
-     "get_config() returned a dict, not an ml_collections.ConfigDict"),
-])
+@pytest.mark.parametrize(
+  "body, match",
+  [
+    (
+      "  config = tiny.get_config()\n",
+      "get_config() returned None (is its `return config` missing?)",
+    ),
+    (
+      "  return tiny.get_config().to_dict()\n",
+      "get_config() returned a dict, not an ml_collections.ConfigDict",
+    ),
+  ],
+)
 def test_a_config_file_that_returns_no_configdict(body, match, tmp_path):
   config_file = tmp_path / "my_config.py"
   config_file.write_text("from configs import tiny\n\n\ndef get_config():\n" + body)
@@ -183,19 +205,28 @@ def test_a_config_file_that_returns_no_configdict(body, match, tmp_path):
   assert not workdir.exists()
 
 
-@pytest.mark.parametrize("override, match", [
-    ({"train.learning_rate": float("inf")}, "train.learning_rate=inf: config values "
-                                            "must be finite"),
-    ({"train.momentum": float("nan")}, "train.momentum=nan: config values must be finite"),
+@pytest.mark.parametrize(
+  "override, match",
+  [
+    (
+      {"train.learning_rate": float("inf")},
+      "train.learning_rate=inf: config values must be finite",
+    ),
+    (
+      {"train.momentum": float("nan")},
+      "train.momentum=nan: config values must be finite",
+    ),
     ({"train.momentum": 1.5}, "train.momentum must be in [0, 1), got 1.5"),
     ({"synthesis.noise_scale": float("inf")}, "synthesis.noise_scale=inf"),
     ({"pool.init_std": -1.0}, "pool.init_std must be > 0, got -1.0"),
     ({"sample.max_steps": 0}, "sample.max_steps must be >= 1"),
     ({"sample.size": (0, 64)}, "sample.size must be HEIGHT,WIDTH"),
     ({"model.features": (8, 16.5)}, "model.features must be positive integer widths"),
-])
-def test_suspect_values_are_refused_before_anything_is_written(override, match,
-                                                               tmp_path, capsys):
+  ],
+)
+def test_suspect_values_are_refused_before_anything_is_written(
+  override, match, tmp_path, capsys
+):
   workdir = tmp_path / "run"
   message = refused(tiny_config(**override), workdir, capsys)
   assert f"Bad config: {match}" in message, message
@@ -203,12 +234,21 @@ def test_suspect_values_are_refused_before_anything_is_written(override, match,
 
 
 def test_divergence_before_the_first_checkpoint_names_none():
-  first = str(train.diverged(0, "classification: the classifier loss became NaN/inf",
-                             "a lower learning rate", "--config.train.learning_rate=0.1"))
+  first = str(
+    train.diverged(
+      0,
+      "classification: the classifier loss became NaN/inf",
+      "a lower learning rate",
+      "--config.train.learning_rate=0.1",
+    )
+  )
   assert "stage 1, classification" in first and "no checkpoint to go back to" in first
   assert "stage 0" not in first and "learning_rate=0.1." in first
-  later = str(train.diverged(2, "synthesis: NaN", "a smaller image step",
-                             "--config.synthesis.step_size=0.001"))
+  later = str(
+    train.diverged(
+      2, "synthesis: NaN", "a smaller image step", "--config.synthesis.step_size=0.001"
+    )
+  )
   assert "The checkpoint of stage 2 is kept as the latest" in later
 
 
@@ -228,8 +268,9 @@ def trained_on_npz(tmp_path_factory):
 
 def test_the_data_fingerprint_is_saved_with_the_checkpoint(trained_on_npz):
   root, workdir = trained_on_npz
-  manager = checkpointing.Manager(str(workdir), npz_config(root / "a.npz"),
-                                  read_only=True)
+  manager = checkpointing.Manager(
+    str(workdir), npz_config(root / "a.npz"), read_only=True
+  )
   saved = manager.saved_meta()["data"]
   manager.close()
   images = random_images(40)
@@ -240,17 +281,22 @@ def test_resuming_on_the_same_data_at_another_path_is_accepted(trained_on_npz):
   root, workdir = trained_on_npz
   os.makedirs(root / "moved", exist_ok=True)
   np.savez(root / "moved" / "renamed.npz", x=random_images(40))
-  state = train.train_and_evaluate(npz_config(root / "moved" / "renamed.npz"),
-                                   str(workdir), stop_after_stages=1)
+  state = train.train_and_evaluate(
+    npz_config(root / "moved" / "renamed.npz"), str(workdir), stop_after_stages=1
+  )
   assert int(state.stage) == 1
 
 
-@pytest.mark.parametrize("count, seed, change", [
+@pytest.mark.parametrize(
+  "count, seed, change",
+  [
     (30, 0, "40 uint8 images of 16x16x1 then, 30 uint8 images of 16x16x1 now"),
     (40, 1, "40 uint8 images of 16x16x1 as before, but other pixels or another order"),
-])
-def test_resuming_on_other_data_is_refused(trained_on_npz, tmp_path, capsys, count, seed,
-                                           change):
+  ],
+)
+def test_resuming_on_other_data_is_refused(
+  trained_on_npz, tmp_path, capsys, count, seed, change
+):
   root, workdir = trained_on_npz
   np.savez(tmp_path / "b.npz", x=random_images(count, seed))
   message = refused(npz_config(tmp_path / "b.npz"), workdir, capsys)
@@ -258,7 +304,9 @@ def test_resuming_on_other_data_is_refused(trained_on_npz, tmp_path, capsys, cou
   assert "--config.data.allow_new_data=True" in message
   assert "Nothing was changed on disk" in message
   config = npz_config(tmp_path / "b.npz", **{"data.allow_new_data": True})
-  assert int(train.train_and_evaluate(config, str(workdir), stop_after_stages=1).stage) == 1
+  assert (
+    int(train.train_and_evaluate(config, str(workdir), stop_after_stages=1).stage) == 1
+  )
 
 
 # --------------------------------------------------------------------------------------
@@ -267,32 +315,42 @@ def test_resuming_on_other_data_is_refused(trained_on_npz, tmp_path, capsys, cou
 
 def _raise_in_cli(monkeypatch, error):
   """Makes the first step of `cli.run` raise `error`."""
+
   def fail(config):
     raise error
+
   monkeypatch.setattr(cli, "check_config_type", fail)
 
 
-@pytest.mark.parametrize("error", [
+@pytest.mark.parametrize(
+  "error",
+  [
     errors.ConfigError("Bad config: train.momentum must be in [0, 1), got 1.5."),
     errors.DataError("npz file 'a.npz': 'x' holds no images (shape (0, 8, 8, 1))"),
     errors.CheckpointError("Checkpoint step 3 in /w/checkpoints is damaged."),
     errors.WorkdirError("Cannot write to workdir '/w' (Permission denied)."),
-])
-def test_a_users_mistake_is_one_line_with_exit_code_2(error, tmp_path, capsys,
-                                                     monkeypatch):
+  ],
+)
+def test_a_users_mistake_is_one_line_with_exit_code_2(
+  error, tmp_path, capsys, monkeypatch
+):
   _raise_in_cli(monkeypatch, error)
   message = refused(tiny_config(), tmp_path / "run", capsys)
   assert message == f"innjax: error: {error}\n"
   assert "bug" not in message
 
 
-@pytest.mark.parametrize("error", [
+@pytest.mark.parametrize(
+  "error",
+  [
     ValueError("Incompatible shapes for broadcasting: (3, 4) and (5,)"),
     IndexError("index 7 is out of bounds for axis 0 with size 7"),
     OSError("[Errno 5] Input/output error"),
-])
-def test_a_bug_keeps_its_traceback_and_asks_for_a_report(error, tmp_path, capsys,
-                                                         monkeypatch):
+  ],
+)
+def test_a_bug_keeps_its_traceback_and_asks_for_a_report(
+  error, tmp_path, capsys, monkeypatch
+):
   _raise_in_cli(monkeypatch, error)
   code = cli.run("train", tiny_config(), str(tmp_path / "run"))
   err = capsys.readouterr().err
@@ -315,8 +373,11 @@ def test_the_error_classes_are_still_the_built_in_errors_they_replace():
   assert issubclass(checkpointing.IncompatibleCheckpointError, ValueError)
   assert issubclass(checkpointing.CheckpointSaveError, OSError)
   assert issubclass(train.TrainingDivergedError, RuntimeError)
-  for cls in (checkpointing.IncompatibleCheckpointError,
-              checkpointing.CorruptCheckpointError, checkpointing.CheckpointSaveError):
+  for cls in (
+    checkpointing.IncompatibleCheckpointError,
+    checkpointing.CorruptCheckpointError,
+    checkpointing.CheckpointSaveError,
+  ):
     assert issubclass(cls, errors.CheckpointError)
 
 
@@ -335,13 +396,25 @@ def test_data_and_config_mistakes_raise_their_classes(tmp_path):
 
 def test_renamed_config_override_is_upgraded_with_a_note():
   argv, notes = config_checks.upgrade_overrides(
-      ["main.py", "--config.synthesis.energy=sum", "--config.synthesis.energy",
-       "sequential", "--config.synthesis.energy_x=1"])
-  assert argv == ["main.py", "--config.synthesis.mode=sum", "--config.synthesis.mode",
-                  "sequential", "--config.synthesis.energy_x=1"]
+    [
+      "main.py",
+      "--config.synthesis.energy=sum",
+      "--config.synthesis.energy",
+      "sequential",
+      "--config.synthesis.energy_x=1",
+    ]
+  )
+  assert argv == [
+    "main.py",
+    "--config.synthesis.mode=sum",
+    "--config.synthesis.mode",
+    "sequential",
+    "--config.synthesis.energy_x=1",
+  ]
   assert len(notes) == 2 and "--config.synthesis.mode" in notes[0]
-  code, out = main_py("--config=configs/tiny.py", "--config.synthesis.energy=sequential",
-                      "--help_config")
+  code, out = main_py(
+    "--config=configs/tiny.py", "--config.synthesis.energy=sequential", "--help_config"
+  )
   assert code == 0, out
   assert "synthesis.mode = 'sequential'" in out
   assert "--config.synthesis.energy is now --config.synthesis.mode" in out

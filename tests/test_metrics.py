@@ -21,9 +21,11 @@ def make_texture(size, seed=0, channels=3):
   noise = rng.standard_normal((size, size, channels))
   fy = np.fft.fftfreq(size)[:, None]
   fx = np.fft.fftfreq(size)[None, :]
-  radius = np.sqrt(fy ** 2 + fx ** 2)
+  radius = np.sqrt(fy**2 + fx**2)
   radius[0, 0] = 1.0
-  pink = np.real(np.fft.ifft2(np.fft.fft2(noise, axes=(0, 1)) / radius[:, :, None], axes=(0, 1)))
+  pink = np.real(
+    np.fft.ifft2(np.fft.fft2(noise, axes=(0, 1)) / radius[:, :, None], axes=(0, 1))
+  )
   pink *= 0.25 / pink.std()
   yy, xx = np.mgrid[:size, :size]
   stripes = 0.35 * np.sign(np.sin(2 * np.pi * (xx + 0.5 * yy) / 10.0))
@@ -35,7 +37,7 @@ def random_crops(image, count, size, rng):
   h, w, _ = image.shape
   ys = rng.integers(0, h - size + 1, count)
   xs = rng.integers(0, w - size + 1, count)
-  return np.stack([image[y:y + size, x:x + size] for y, x in zip(ys, xs)])
+  return np.stack([image[y : y + size, x : x + size] for y, x in zip(ys, xs)])
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +54,12 @@ def test_laplacian_pyramid_shapes_rank_and_exact_reconstruction():
   rng = np.random.default_rng(0)
   batch = rng.uniform(-1, 1, (2, 37, 45, 3))
   pyr = M.laplacian_pyramid(batch, 4)
-  assert [p.shape for p in pyr] == [(2, 37, 45, 3), (2, 19, 23, 3), (2, 10, 12, 3), (2, 5, 6, 3)]
+  assert [p.shape for p in pyr] == [
+    (2, 37, 45, 3),
+    (2, 19, 23, 3),
+    (2, 10, 12, 3),
+    (2, 5, 6, 3),
+  ]
   # Collapsing the pyramid (upsample + add, coarse to fine) gives the input back.
   recon = pyr[-1]
   for band in reversed(pyr[:-1]):
@@ -111,10 +118,16 @@ def test_patch_descriptors_are_contiguous_patches_of_the_right_image():
   n, h, w = 2, 20, 30
   img_id, yy, xx = np.meshgrid(np.arange(n), np.arange(h), np.arange(w), indexing="ij")
   code = (img_id * 10000 + yy * 100 + xx).astype(np.float64)[..., None]
-  raw = M.patch_descriptors(code, levels=1, patches_per_level=200, rng=3, normalize=False)[0]
+  raw = M.patch_descriptors(
+    code, levels=1, patches_per_level=200, rng=3, normalize=False
+  )[0]
   patches = raw.reshape(200, 7, 7)
   top_left = patches[:, 0, 0]
-  expected = top_left[:, None, None] + 100 * np.arange(7)[None, :, None] + np.arange(7)[None, None, :]
+  expected = (
+    top_left[:, None, None]
+    + 100 * np.arange(7)[None, :, None]
+    + np.arange(7)[None, None, :]
+  )
   np.testing.assert_array_equal(patches, expected)
   rows = (top_left % 10000) // 100
   cols = top_left % 100
@@ -144,10 +157,14 @@ def test_sliced_wasserstein_exact_cases():
   a = rng.standard_normal((400, 5))
   assert M.sliced_wasserstein(a, a, num_projections=64) == 0.0
   # Permuting the rows does not change a set.
-  assert M.sliced_wasserstein(a, a[::-1], num_projections=64) == pytest.approx(0.0, abs=1e-6)
+  assert M.sliced_wasserstein(a, a[::-1], num_projections=64) == pytest.approx(
+    0.0, abs=1e-6
+  )
   # In 1-D every projection is +-1, so a translation by 0.3 gives exactly 0.3.
   x = rng.standard_normal((300, 1))
-  assert M.sliced_wasserstein(x, x + 0.3, num_projections=8) == pytest.approx(0.3, abs=1e-5)
+  assert M.sliced_wasserstein(x, x + 0.3, num_projections=8) == pytest.approx(
+    0.3, abs=1e-5
+  )
   # Unequal set sizes are compared through quantiles.
   u1 = np.linspace(0, 1, 1001)[:, None]
   u2 = np.linspace(0, 1, 333)[:, None] + 0.25
@@ -221,9 +238,11 @@ def test_spectrum_distance_random_phase_close_white_noise_far(texture):
   assert M.spectrum_distance(exemplar, rpn_same) < 0.25 * d_white
   assert M.spectrum_distance(exemplar, rpn_big) < 0.25 * d_white  # sizes differ
   assert M.spectrum_distance(exemplar, rpn_big, metric="l2") < 0.25 * M.spectrum_distance(
-      exemplar, white, metric="l2")
-  assert M.spectrum_distance(exemplar, rpn_big, window="hann") < 0.25 * M.spectrum_distance(
-      exemplar, white, window="hann")
+    exemplar, white, metric="l2"
+  )
+  assert M.spectrum_distance(
+    exemplar, rpn_big, window="hann"
+  ) < 0.25 * M.spectrum_distance(exemplar, white, window="hann")
   # Batches are accepted too.
   batch = baselines.random_phase_noise(exemplar, (64, 64), rng=2, num_samples=3)
   assert M.spectrum_distance(exemplar, batch) < 0.25 * d_white
@@ -236,22 +255,31 @@ def test_random_phase_noise_properties(texture):
   # Same amplitude spectrum and same channel means as the exemplar ...
   amp = lambda x: np.abs(np.fft.fft2(x - x.mean(axis=(0, 1)), axes=(0, 1)))
   np.testing.assert_allclose(amp(out), amp(exemplar), atol=1e-9)
-  np.testing.assert_allclose(out.mean(axis=(0, 1)), exemplar.mean(axis=(0, 1)), atol=1e-12)
+  np.testing.assert_allclose(
+    out.mean(axis=(0, 1)), exemplar.mean(axis=(0, 1)), atol=1e-12
+  )
   # ... a shared random phase keeps the colour correlations ...
-  np.testing.assert_allclose(np.corrcoef(out.reshape(-1, 3).T), np.corrcoef(exemplar.reshape(-1, 3).T),
-                             atol=1e-9)
+  np.testing.assert_allclose(
+    np.corrcoef(out.reshape(-1, 3).T), np.corrcoef(exemplar.reshape(-1, 3).T), atol=1e-9
+  )
   # ... but a different image.
   assert np.abs(out - exemplar).mean() > 0.05
   # Larger outputs keep per-channel variance (up to clipping) and range.
-  big = baselines.random_phase_noise(texture[:64, :64], (100, 130), rng=np.random.default_rng(1))
+  big = baselines.random_phase_noise(
+    texture[:64, :64], (100, 130), rng=np.random.default_rng(1)
+  )
   assert big.shape == (100, 130, 3) and big.min() >= -1 and big.max() <= 1
-  np.testing.assert_allclose(big.std(axis=(0, 1)), texture[:64, :64].std(axis=(0, 1)), rtol=0.15)
+  np.testing.assert_allclose(
+    big.std(axis=(0, 1)), texture[:64, :64].std(axis=(0, 1)), rtol=0.15
+  )
   small = baselines.random_phase_noise(texture[:64, :64], (20, 70), rng=1)
   assert small.shape == (20, 70, 3)
   # Seeds are reproducible, batches are independent samples.
   batch = baselines.random_phase_noise(exemplar, (32, 32), rng=7, num_samples=2)
   assert batch.shape == (2, 32, 32, 3) and not np.allclose(batch[0], batch[1])
-  np.testing.assert_array_equal(batch, baselines.random_phase_noise(exemplar, (32, 32), rng=7, num_samples=2))
+  np.testing.assert_array_equal(
+    batch, baselines.random_phase_noise(exemplar, (32, 32), rng=7, num_samples=2)
+  )
 
 
 def test_brick_exemplar_random_phase_vs_white_noise():
@@ -279,9 +307,13 @@ def test_histogram_distance_identical_zero_shift_equals_offset(texture):
   assert M.histogram_distance(img, img + 0.25) == pytest.approx(0.25, abs=2 / 256)
   assert M.histogram_distance(img, img + 0.25, bins=None) == pytest.approx(0.25, abs=1e-9)
   # Symmetric, invariant to pixel order, fine with different sizes.
-  assert M.histogram_distance(img + 0.1, img) == pytest.approx(M.histogram_distance(img, img + 0.1))
+  assert M.histogram_distance(img + 0.1, img) == pytest.approx(
+    M.histogram_distance(img, img + 0.1)
+  )
   assert M.histogram_distance(img, img[::-1, ::-1]) == 0.0
-  assert M.histogram_distance(img, np.tile(img, (2, 3, 1))) == pytest.approx(0.0, abs=1e-12)
+  assert M.histogram_distance(img, np.tile(img, (2, 3, 1))) == pytest.approx(
+    0.0, abs=1e-12
+  )
   assert M.histogram_distance(img, 0.5 * img) > 0.01
 
 
@@ -294,10 +326,12 @@ def test_frechet_distance_closed_form_diagonal_gaussians():
   mu_a, var_a = np.array([0.0, 1.0, -2.0]), np.array([1.0, 4.0, 0.25])
   mu_b, var_b = np.array([0.5, 1.0, -1.0]), np.array([2.0, 1.0, 0.25])
   closed = np.sum((mu_a - mu_b) ** 2) + np.sum((np.sqrt(var_a) - np.sqrt(var_b)) ** 2)
-  assert M.frechet_distance_from_stats(mu_a, np.diag(var_a), mu_b, np.diag(var_b)) == pytest.approx(closed,
-                                                                                                    rel=1e-12)
-  assert M.frechet_distance_from_stats(mu_a, np.diag(var_a), mu_a, np.diag(var_a)) == pytest.approx(0.0,
-                                                                                                    abs=1e-12)
+  assert M.frechet_distance_from_stats(
+    mu_a, np.diag(var_a), mu_b, np.diag(var_b)
+  ) == pytest.approx(closed, rel=1e-12)
+  assert M.frechet_distance_from_stats(
+    mu_a, np.diag(var_a), mu_a, np.diag(var_a)
+  ) == pytest.approx(0.0, abs=1e-12)
   # From samples the estimate converges to the closed form.
   rng = np.random.default_rng(0)
   xa = mu_a + np.sqrt(var_a) * rng.standard_normal((40000, 3))
@@ -314,7 +348,9 @@ def test_frechet_distance_matches_sqrtm_for_full_covariances():
   a, b = rng.standard_normal((6, 6)), rng.standard_normal((6, 6))
   sa, sb = a @ a.T + 0.1 * np.eye(6), b @ b.T
   mu_a, mu_b = rng.standard_normal(6), rng.standard_normal(6)
-  ref = np.sum((mu_a - mu_b) ** 2) + np.trace(sa + sb - 2 * np.real(linalg.sqrtm(sa @ sb)))
+  ref = np.sum((mu_a - mu_b) ** 2) + np.trace(
+    sa + sb - 2 * np.real(linalg.sqrtm(sa @ sb))
+  )
   assert M.frechet_distance_from_stats(mu_a, sa, mu_b, sb) == pytest.approx(ref, rel=1e-8)
   # Rank-deficient covariances (fewer samples than features) stay finite, >= 0.
   feats = rng.standard_normal((5, 20))
@@ -333,8 +369,9 @@ def test_kernel_distance_same_vs_shifted():
   assert abs(mean) < 0.05 and std >= 0
   assert shifted.mean > 0.5 and shifted.mean > 10 * abs(same.mean) + 3 * shifted.std
   # Reproducible with a seed; subsets capped by the smaller set.
-  assert M.kernel_distance(x, y, num_subsets=3, subset_size=50, rng=4) == M.kernel_distance(
-      x, y, num_subsets=3, subset_size=50, rng=4)
+  assert M.kernel_distance(
+    x, y, num_subsets=3, subset_size=50, rng=4
+  ) == M.kernel_distance(x, y, num_subsets=3, subset_size=50, rng=4)
   assert np.isfinite(M.kernel_distance(x, y[:3], num_subsets=3).mean)
 
 
@@ -347,41 +384,55 @@ FEATS = np.zeros((10, 4))
 
 
 @pytest.mark.parametrize(
-    "call, message",
-    [
-        (lambda: M.laplacian_pyramid(np.zeros((16, 16)), 2), "rank"),
-        (lambda: M.laplacian_pyramid(np.zeros((1, 1, 16, 16, 3)), 2), "rank"),
-        (lambda: M.laplacian_pyramid(np.zeros((0, 16, 16, 3)), 2), "empty"),
-        (lambda: M.laplacian_pyramid(IMG, 0), "levels"),
-        (lambda: M.laplacian_pyramid(np.full((8, 8, 1), np.nan), 2), "NaN"),
-        (lambda: M.patch_descriptors(np.zeros((5, 5, 3))), "smaller than the 7x7 patch"),
-        (lambda: M.patch_descriptors(IMG, levels=3), "level 2 is 4x4, smaller than the 7x7 patch"),
-        (lambda: M.patch_descriptors(IMG, patches_per_level=0), "patches_per_level"),
-        (lambda: M.patch_descriptors(IMG, rng="seed"), "rng"),
-        (lambda: M.sliced_wasserstein(np.zeros(5), np.zeros(5)), "2-D"),
-        (lambda: M.sliced_wasserstein(FEATS, np.zeros((10, 5))), "same feature dimension"),
-        (lambda: M.sliced_wasserstein(np.zeros((0, 4)), FEATS), "at least 1 row"),
-        (lambda: M.swd(IMG, np.zeros((16, 16, 1))), "same number of channels"),
-        (lambda: M.swd(IMG, np.zeros((6, 30, 3))), "smaller than the 7x7 patch"),
-        (lambda: M.swd(IMG, IMG, levels=4), "smaller than the 7x7 patch"),
-        (lambda: M.swd(IMG, IMG, normalize="joint"), "normalize"),
-        (lambda: M.radial_power_spectrum(np.zeros((16,))), "rank"),
-        (lambda: M.radial_power_spectrum(np.zeros((1, 16, 3))), "at least 2x2"),
-        (lambda: M.spectrum_distance(IMG, np.zeros((16, 16, 4))), "same number of channels"),
-        (lambda: M.spectrum_distance(IMG, IMG, metric="max"), "metric"),
-        (lambda: M.histogram_distance(IMG, np.zeros((2, 16, 16, 1))), "same number of channels"),
-        (lambda: M.histogram_distance(IMG, np.zeros((16, 0, 3))), "empty"),
-        (lambda: M.histogram_distance(IMG, IMG, value_range=(1, -1)), "value_range"),
-        (lambda: baselines.random_phase_noise(np.zeros((2, 16, 16, 3)), (8, 8)), "single HWC"),
-        (lambda: baselines.random_phase_noise(IMG, (8, 8, 3)), "shape"),
-        (lambda: baselines.random_phase_noise(IMG, (0, 8)), "shape"),
-        (lambda: M.frechet_distance(FEATS, np.zeros((10, 5))), "same feature dimension"),
-        (lambda: M.frechet_distance(np.zeros((1, 4)), FEATS), "at least 2 row"),
-        (lambda: M.frechet_distance(np.zeros(4), FEATS), "2-D"),
-        (lambda: M.frechet_distance_from_stats(np.zeros(3), np.eye(3), np.zeros(3), np.eye(2)), "covariances"),
-        (lambda: M.kernel_distance(FEATS, np.zeros((10, 3))), "same feature dimension"),
-        (lambda: M.kernel_distance(FEATS, FEATS, subset_size=1), "subset_size"),
-    ],
+  "call, message",
+  [
+    (lambda: M.laplacian_pyramid(np.zeros((16, 16)), 2), "rank"),
+    (lambda: M.laplacian_pyramid(np.zeros((1, 1, 16, 16, 3)), 2), "rank"),
+    (lambda: M.laplacian_pyramid(np.zeros((0, 16, 16, 3)), 2), "empty"),
+    (lambda: M.laplacian_pyramid(IMG, 0), "levels"),
+    (lambda: M.laplacian_pyramid(np.full((8, 8, 1), np.nan), 2), "NaN"),
+    (lambda: M.patch_descriptors(np.zeros((5, 5, 3))), "smaller than the 7x7 patch"),
+    (
+      lambda: M.patch_descriptors(IMG, levels=3),
+      "level 2 is 4x4, smaller than the 7x7 patch",
+    ),
+    (lambda: M.patch_descriptors(IMG, patches_per_level=0), "patches_per_level"),
+    (lambda: M.patch_descriptors(IMG, rng="seed"), "rng"),
+    (lambda: M.sliced_wasserstein(np.zeros(5), np.zeros(5)), "2-D"),
+    (lambda: M.sliced_wasserstein(FEATS, np.zeros((10, 5))), "same feature dimension"),
+    (lambda: M.sliced_wasserstein(np.zeros((0, 4)), FEATS), "at least 1 row"),
+    (lambda: M.swd(IMG, np.zeros((16, 16, 1))), "same number of channels"),
+    (lambda: M.swd(IMG, np.zeros((6, 30, 3))), "smaller than the 7x7 patch"),
+    (lambda: M.swd(IMG, IMG, levels=4), "smaller than the 7x7 patch"),
+    (lambda: M.swd(IMG, IMG, normalize="joint"), "normalize"),
+    (lambda: M.radial_power_spectrum(np.zeros((16,))), "rank"),
+    (lambda: M.radial_power_spectrum(np.zeros((1, 16, 3))), "at least 2x2"),
+    (lambda: M.spectrum_distance(IMG, np.zeros((16, 16, 4))), "same number of channels"),
+    (lambda: M.spectrum_distance(IMG, IMG, metric="max"), "metric"),
+    (
+      lambda: M.histogram_distance(IMG, np.zeros((2, 16, 16, 1))),
+      "same number of channels",
+    ),
+    (lambda: M.histogram_distance(IMG, np.zeros((16, 0, 3))), "empty"),
+    (lambda: M.histogram_distance(IMG, IMG, value_range=(1, -1)), "value_range"),
+    (
+      lambda: baselines.random_phase_noise(np.zeros((2, 16, 16, 3)), (8, 8)),
+      "single HWC",
+    ),
+    (lambda: baselines.random_phase_noise(IMG, (8, 8, 3)), "shape"),
+    (lambda: baselines.random_phase_noise(IMG, (0, 8)), "shape"),
+    (lambda: M.frechet_distance(FEATS, np.zeros((10, 5))), "same feature dimension"),
+    (lambda: M.frechet_distance(np.zeros((1, 4)), FEATS), "at least 2 row"),
+    (lambda: M.frechet_distance(np.zeros(4), FEATS), "2-D"),
+    (
+      lambda: M.frechet_distance_from_stats(
+        np.zeros(3), np.eye(3), np.zeros(3), np.eye(2)
+      ),
+      "covariances",
+    ),
+    (lambda: M.kernel_distance(FEATS, np.zeros((10, 3))), "same feature dimension"),
+    (lambda: M.kernel_distance(FEATS, FEATS, subset_size=1), "subset_size"),
+  ],
 )
 def test_errors(call, message):
   with pytest.raises(ValueError, match=message):
@@ -393,6 +444,10 @@ def test_exemplar_referenced_swd_grows_as_a_copy_loses_contrast(texture):
   must cost more (the per-set standardised SWD barely moves)."""
   exemplar = texture[:96, :96]
   copy = texture[96:, 96:]
-  ref = [M.swd(exemplar, scale * copy, levels=2, rng=0, normalize="reference",
-               **SWD_FAST)["mean"] for scale in (1.0, 0.7, 0.4)]
+  ref = [
+    M.swd(exemplar, scale * copy, levels=2, rng=0, normalize="reference", **SWD_FAST)[
+      "mean"
+    ]
+    for scale in (1.0, 0.7, 0.4)
+  ]
   assert ref[0] < ref[1] < ref[2] and ref[2] > 2 * ref[0]

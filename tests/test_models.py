@@ -14,18 +14,24 @@ def _small(conv_impl, **kw):
 
 def _trained_stats(model, variables, x):
   """Variables whose BatchNorm statistics are not the trivial init values."""
-  _, updates = jax.jit(lambda v, x: model.apply(
-      v, x, train=True, mutable=["batch_stats"]))(variables, x)
+  _, updates = jax.jit(
+    lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"])
+  )(variables, x)
   return {"params": variables["params"], **updates}
 
 
 def test_default_is_the_papers_dcgan_discriminator():
   model = models.Classifier()
   shapes = jax.eval_shape(
-      lambda: models.init_variables(model, jax.random.key(0), (64, 64, 3)))
+    lambda: models.init_variables(model, jax.random.key(0), (64, 64, 3))
+  )
   params = shapes["params"]
   assert [params[f"conv{i}"]["kernel"].shape for i in range(4)] == [
-      (5, 5, 3, 64), (5, 5, 64, 128), (5, 5, 128, 256), (5, 5, 256, 512)]
+    (5, 5, 3, 64),
+    (5, 5, 64, 128),
+    (5, 5, 128, 256),
+    (5, 5, 256, 512),
+  ]
   assert "bn0" not in params  # No BatchNorm after the first convolution.
   assert [params[f"bn{i}"]["scale"].shape for i in (1, 2, 3)] == [(128,), (256,), (512,)]
   assert params["logit"]["kernel"].shape == (4 * 4 * 512, 1)
@@ -36,7 +42,8 @@ def test_logits_and_feature_dims(size):
   model = models.Classifier()
   x = jax.ShapeDtypeStruct((2, size, size, 3), jnp.float32)
   variables = jax.eval_shape(
-      lambda: models.init_variables(model, jax.random.key(0), (size, size, 3)))
+    lambda: models.init_variables(model, jax.random.key(0), (size, size, 3))
+  )
   logits = jax.eval_shape(models.make_logit_fn(model), variables, x)
   assert logits.shape == (2,) and logits.dtype == jnp.float32
   feats = jax.eval_shape(models.make_feature_fn(model), variables, x)
@@ -69,23 +76,28 @@ def test_conv2d_matches_lax_for_odd_sizes_and_stride_one():
   for stride in (1, 2):
     conv = jax.jit(models.conv2d, static_argnums=(2, 3))
     np.testing.assert_allclose(
-        conv(x, k, stride, "im2col"), conv(x, k, stride, "xla"),
-        rtol=1e-5, atol=1e-5)
+      conv(x, k, stride, "im2col"), conv(x, k, stride, "xla"), rtol=1e-5, atol=1e-5
+    )
 
 
-@pytest.mark.parametrize("hw,c_in,kernel_size,stride", [
-    ((17, 20), 16, 5, 2),   # large input: the native convolution's forward value
-    ((16, 16), 3, 4, 2),    # an even kernel
-    ((18, 16), 8, 3, 3),    # stride 3
-    ((16, 19), 8, 3, 1),    # stride 1
-    ((9, 7), 16, 5, 2),     # small input: patches @ kernel forward
-])
+@pytest.mark.parametrize(
+  "hw,c_in,kernel_size,stride",
+  [
+    ((17, 20), 16, 5, 2),  # large input: the native convolution's forward value
+    ((16, 16), 3, 4, 2),  # an even kernel
+    ((18, 16), 8, 3, 3),  # stride 3
+    ((16, 19), 8, 3, 1),  # stride 1
+    ((9, 7), 16, 5, 2),  # small input: patches @ kernel forward
+  ],
+)
 def test_im2col_gradients_match_xla_on_every_path(hw, c_in, kernel_size, stride):
   """Value, input and kernel gradients and forward mode agree with lax's convolution,
   whichever of the im2col implementation's internal paths the shape takes."""
   x = jax.random.normal(jax.random.key(0), (2, *hw, c_in))
   k = 0.1 * jax.random.normal(jax.random.key(1), (kernel_size, kernel_size, c_in, 6))
-  g = jax.random.normal(jax.random.key(2), (2, -(-hw[0] // stride), -(-hw[1] // stride), 6))
+  g = jax.random.normal(
+    jax.random.key(2), (2, -(-hw[0] // stride), -(-hw[1] // stride), 6)
+  )
   tx = jax.random.normal(jax.random.key(3), x.shape)
 
   def derivatives(x, k, impl):
@@ -128,11 +140,14 @@ def test_bfloat16_computation_returns_float32_logits():
   np.testing.assert_allclose(logits, ref, atol=5e-2)
 
 
-@pytest.mark.parametrize("shape, match", [
+@pytest.mark.parametrize(
+  "shape, match",
+  [
     ((16, 16, 3), "rank 4"),
     ((2, 16, 16, 1), "3-channel"),
     ((2, 20, 20, 3), "divisible"),
-])
+  ],
+)
 def test_bad_inputs_raise_clear_errors(shape, match):
   model = _small("auto")
   variables = models.init_variables(model, jax.random.key(0), (16, 16, 3))
@@ -140,13 +155,19 @@ def test_bad_inputs_raise_clear_errors(shape, match):
     model.apply(variables, jnp.zeros(shape))
 
 
-@pytest.mark.parametrize("norm, activation, pool", [
-    ("layer", "swish", "mean"), ("none", "swish", "flatten"),
-    ("none", "leaky_relu", "mean")])
+@pytest.mark.parametrize(
+  "norm, activation, pool",
+  [
+    ("layer", "swish", "mean"),
+    ("none", "swish", "flatten"),
+    ("none", "leaky_relu", "mean"),
+  ],
+)
 def test_architecture_options_give_per_image_logits(norm, activation, pool):
   """Without BatchNorm an image's logit does not depend on the rest of its batch."""
-  model = models.Classifier(features=(8, 16), channels=3, norm=norm,
-                            activation=activation, pool=pool)
+  model = models.Classifier(
+    features=(8, 16), channels=3, norm=norm, activation=activation, pool=pool
+  )
   variables = models.init_variables(model, jax.random.key(0), (16, 16, 3))
   x = jax.random.uniform(jax.random.key(1), (4, 16, 16, 3), minval=-1, maxval=1)
   train_logits, _ = model.apply(variables, x, train=True, mutable=["batch_stats"])
@@ -162,12 +183,12 @@ def test_architecture_options_give_per_image_logits(norm, activation, pool):
 def test_unknown_architecture_option_is_refused():
   with pytest.raises(ValueError, match="model.norm"):
     models.Classifier(features=(8,), channels=1, norm="group").init(
-        jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
+      jax.random.key(0), jnp.zeros((1, 8, 8, 1))
+    )
 
 
 def test_spectral_norm_bounds_each_layers_largest_singular_value():
-  model = models.Classifier(features=(8, 16), channels=1, norm="none",
-                            spectral_norm=True)
+  model = models.Classifier(features=(8, 16), channels=1, norm="none", spectral_norm=True)
   variables = models.init_variables(model, jax.random.key(0), (16, 16, 1))
   # Scale the raw weights up: spectral norm must undo it.
   variables["params"] = jax.tree_util.tree_map(lambda w: 50.0 * w, variables["params"])

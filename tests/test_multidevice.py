@@ -44,11 +44,14 @@ def _worker_env(out, devices, **extra):
   if devices > 1:
     flags.append(f"{DEVICE_FLAG}={devices}")
   env.update(
-      XLA_FLAGS=" ".join(flags), JAX_PLATFORMS="cpu",
-      PYTHONPATH=os.pathsep.join([REPO, env.get("PYTHONPATH", "")]),
-      JAX_COMPILATION_CACHE_DIR=os.path.join(out, "jax_cache"),
-      JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-      JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0", **extra)
+    XLA_FLAGS=" ".join(flags),
+    JAX_PLATFORMS="cpu",
+    PYTHONPATH=os.pathsep.join([REPO, env.get("PYTHONPATH", "")]),
+    JAX_COMPILATION_CACHE_DIR=os.path.join(out, "jax_cache"),
+    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+    JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+    **extra,
+  )
   return env
 
 
@@ -58,9 +61,14 @@ def _report(out, task):
 
 
 def _run_worker(task, out, devices):
-  result = subprocess.run([sys.executable, WORKER, task, out],
-                          env=_worker_env(out, devices), cwd=REPO,
-                          capture_output=True, text=True, timeout=1200)
+  result = subprocess.run(
+    [sys.executable, WORKER, task, out],
+    env=_worker_env(out, devices),
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=1200,
+  )
   if result.returncode:
     pytest.fail(f"worker {task!r} failed:\n{result.stderr[-6000:]}")
   return _report(out, task)
@@ -69,17 +77,23 @@ def _run_worker(task, out, devices):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
   out = str(tmp_path_factory.mktemp("multidevice"))
-  reports = {"one": _run_worker("one", out, 1),
-             "eight": _run_worker("eight", out, 8),
-             "back": _run_worker("back", out, 1)}
+  reports = {
+    "one": _run_worker("one", out, 1),
+    "eight": _run_worker("eight", out, 8),
+    "back": _run_worker("back", out, 1),
+  }
   load = lambda name: dict(np.load(os.path.join(out, f"{name}.npz")))
   return reports, load
 
 
 def _max_diff(a, b):
   assert sorted(a) == sorted(b)
-  return max(float(np.max(np.abs(a[k].astype(np.float64) - b[k].astype(np.float64))))
-             if a[k].size else 0.0 for k in a)
+  return max(
+    float(np.max(np.abs(a[k].astype(np.float64) - b[k].astype(np.float64))))
+    if a[k].size
+    else 0.0
+    for k in a
+  )
 
 
 def _assert_equal(a, b):
@@ -106,13 +120,17 @@ def test_eight_devices_give_the_one_device_result(runs):
 def test_the_state_is_placed_as_documented(runs):
   reports, _ = runs
   assert reports["eight"]["specs"] == {
-      "params": "P()", "cascade": "P()", "key": "P()",
-      "pool.images": "P('data',)", "negatives": "P('data',)"}
+    "params": "P()",
+    "cascade": "P()",
+    "key": "P()",
+    "pool.images": "P('data',)",
+    "negatives": "P('data',)",
+  }
 
 
 def test_checkpoints_restore_exactly_across_device_counts(runs):
   _, load = runs
-  _assert_equal(load("eight_restored_from_one"), load("one"))   # 1 -> 8
+  _assert_equal(load("eight_restored_from_one"), load("one"))  # 1 -> 8
   _assert_equal(load("back_restored_from_eight"), load("eight"))  # 8 -> 1
   # A reader that passes no shardings gets the 8-device checkpoint on its one device.
   _assert_equal(load("back_reader_restored_from_eight"), load("eight"))
@@ -159,11 +177,20 @@ def _free_port():
 def test_two_processes_assemble_one_global_array(tmp_path):
   """The multi-host path: two processes (jax.distributed, 4 CPU devices each)."""
   out = str(tmp_path)
-  env = _worker_env(out, 4, JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo",
-                    INNJAX_TEST_PORT=str(_free_port()))
-  workers = [subprocess.Popen([sys.executable, WORKER, f"host{i}", out], env=env,
-                              cwd=REPO, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True) for i in (0, 1)]
+  env = _worker_env(
+    out, 4, JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo", INNJAX_TEST_PORT=str(_free_port())
+  )
+  workers = [
+    subprocess.Popen(
+      [sys.executable, WORKER, f"host{i}", out],
+      env=env,
+      cwd=REPO,
+      stdout=subprocess.DEVNULL,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in (0, 1)
+  ]
   try:
     errors = [w.communicate(timeout=600)[1] for w in workers]
   finally:
@@ -193,8 +220,9 @@ def test_row_layout_maps_indices_past_each_hosts_padding():
   np.testing.assert_array_equal(single.positions(np.arange(7)), np.arange(7))
 
 
-@pytest.mark.parametrize("value, match", [
-    (jax.device_count() + 1, "asks for"), (-2, "mesh.data")])
+@pytest.mark.parametrize(
+  "value, match", [(jax.device_count() + 1, "asks for"), (-2, "mesh.data")]
+)
 def test_bad_mesh_sizes_are_rejected(value, match):
   config = tiny.get_config()
   config.mesh.data = value

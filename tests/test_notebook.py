@@ -15,8 +15,16 @@ nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 # What the notebook's install cell checks for; with all of them present it installs
 # nothing, so the test never changes the environment.
-for _name in ("flax", "optax", "orbax", "ml_collections", "tensorboard", "tqdm",
-              "tensorflow_datasets", "skimage"):
+for _name in (
+  "flax",
+  "optax",
+  "orbax",
+  "ml_collections",
+  "tensorboard",
+  "tqdm",
+  "tensorflow_datasets",
+  "skimage",
+):
   pytest.importorskip(_name)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -43,8 +51,11 @@ def test_notebook_executes_with_the_tiny_config(tmp_path, monkeypatch):
   monkeypatch.setenv("JAX_PLATFORMS", "cpu")
   nb = nbformat.read(NOTEBOOK, as_version=4)
   client = nbclient.NotebookClient(
-      nb, timeout=900, kernel_name="python3",
-      resources={"metadata": {"path": os.path.dirname(NOTEBOOK)}})
+    nb,
+    timeout=900,
+    kernel_name="python3",
+    resources={"metadata": {"path": os.path.dirname(NOTEBOOK)}},
+  )
   client.execute()  # raises CellExecutionError, with the cell, if any cell fails
 
   outputs = [out for cell in _code_cells(nb) for out in cell.outputs]

@@ -37,8 +37,9 @@ def test_a_writer_that_fails_midway_leaves_no_file(tmp_path):
     outputs.write_file(str(path), half_then_fail)
   assert path.read_bytes() == b"earlier" and _files(tmp_path) == ["out.npz"]
   with pytest.raises(KeyboardInterrupt):
-    outputs.write_new(str(tmp_path), "new", {".png": lambda f: f.write(b"png"),
-                                             ".npz": half_then_fail})
+    outputs.write_new(
+      str(tmp_path), "new", {".png": lambda f: f.write(b"png"), ".npz": half_then_fail}
+    )
   assert _files(tmp_path) == ["out.npz"]
 
 
@@ -72,14 +73,17 @@ def test_a_full_disk_is_named_in_one_line(tmp_path):
   before = open(grid, "rb").read()
   with pytest.raises(OSError) as info:
     outputs.write_file(grid, full)
-  assert str(info.value) == (f"Writing {grid} failed (No space left on device); "
-                             "nothing was written under that name; free space and "
-                             "rerun.")
+  assert str(info.value) == (
+    f"Writing {grid} failed (No space left on device); "
+    "nothing was written under that name; free space and "
+    "rerun."
+  )
   assert info.value.errno == errno.ENOSPC
   assert _files(tmp_path) == ["g.png"] and open(grid, "rb").read() == before
   with pytest.raises(OSError, match=r"Writing .*/s\.npz failed \(No space left"):
-    outputs.write_new(str(tmp_path), "s", {".png": lambda f: f.write(b"png"),
-                                           ".npz": full})
+    outputs.write_new(
+      str(tmp_path), "s", {".png": lambda f: f.write(b"png"), ".npz": full}
+    )
   assert _files(tmp_path) == ["g.png"]
 
 
@@ -111,30 +115,36 @@ def test_a_second_sample_run_does_not_replace_the_first(trained, tmp_path, capsy
   workdir = _copy(trained, tmp_path)
   folder = os.path.join(workdir, "samples")
   assert _sample(workdir, capsys)[0] == 0
-  first = {name: open(os.path.join(folder, name), "rb").read()
-           for name in _files(folder)}
-  assert sorted(first) == ["samples_stage003_n8_seed1.npz",
-                           "samples_stage003_n8_seed1.png"]
+  first = {name: open(os.path.join(folder, name), "rb").read() for name in _files(folder)}
+  assert sorted(first) == [
+    "samples_stage003_n8_seed1.npz",
+    "samples_stage003_n8_seed1.png",
+  ]
   assert _sample(workdir, capsys)[0] == 0
-  assert _files(folder) == sorted(list(first) + ["samples_stage003_n8_seed1-2.npz",
-                                                 "samples_stage003_n8_seed1-2.png"])
+  assert _files(folder) == sorted(
+    list(first) + ["samples_stage003_n8_seed1-2.npz", "samples_stage003_n8_seed1-2.png"]
+  )
   for name, data in first.items():
     assert open(os.path.join(folder, name), "rb").read() == data
   np.testing.assert_array_equal(
-      np.load(os.path.join(folder, "samples_stage003_n8_seed1-2.npz"))["images"],
-      np.load(os.path.join(folder, "samples_stage003_n8_seed1.npz"))["images"])
+    np.load(os.path.join(folder, "samples_stage003_n8_seed1-2.npz"))["images"],
+    np.load(os.path.join(folder, "samples_stage003_n8_seed1.npz"))["images"],
+  )
 
 
 def test_sampling_works_while_training_holds_the_lock(trained, tmp_path, capsys):
   with workdir_lock.hold(trained):
     rc, err = _sample(trained, capsys, output_dir=str(tmp_path))
   assert rc == 0, err
-  assert _files(tmp_path) == ["samples_stage003_n8_seed1.npz",
-                              "samples_stage003_n8_seed1.png"]
+  assert _files(tmp_path) == [
+    "samples_stage003_n8_seed1.npz",
+    "samples_stage003_n8_seed1.png",
+  ]
 
 
 def test_sampling_rereads_when_training_deletes_the_step_it_reads(
-    trained, tmp_path, capsys, monkeypatch):
+  trained, tmp_path, capsys, monkeypatch
+):
   # Training saves step 4 and deletes step 3 (beyond checkpoint.max_to_keep) just
   # after the sampler picked step 3 as the newest.
   workdir = _copy(trained, tmp_path)
@@ -149,15 +159,17 @@ def test_sampling_rereads_when_training_deletes_the_step_it_reads(
     calls.append(self.latest_step())
     return real_restore(self, template)
 
-  monkeypatch.setattr(checkpointing.Manager, "restore_latest_cascade",
-                      restore_while_training_saves)
+  monkeypatch.setattr(
+    checkpointing.Manager, "restore_latest_cascade", restore_while_training_saves
+  )
   rc, err = _sample(workdir, capsys, output_dir=str(tmp_path / "out"))
   assert rc == 0, err
   assert calls == [3, 4]
 
 
-def test_ctrl_c_while_sample_writes_leaves_no_file_and_says_so(trained, tmp_path,
-                                                              capsys, monkeypatch):
+def test_ctrl_c_while_sample_writes_leaves_no_file_and_says_so(
+  trained, tmp_path, capsys, monkeypatch
+):
   real_write_png = images.write_png
 
   def interrupted(array, f):
@@ -190,7 +202,8 @@ def _make_read_only(folder, monkeypatch):
 
 
 def test_sampling_a_read_only_workdir_says_so_and_output_dir_writes_elsewhere(
-    trained, tmp_path, capsys, monkeypatch):
+  trained, tmp_path, capsys, monkeypatch
+):
   workdir = tmp_path / "read_only"
   workdir.mkdir()
   os.symlink(os.path.join(trained, "checkpoints"), workdir / "checkpoints")
@@ -200,21 +213,28 @@ def test_sampling_a_read_only_workdir_says_so_and_output_dir_writes_elsewhere(
     assert rc == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and re.fullmatch(
-        r"innjax: error: Cannot write to the samples folder '.*read_only/samples' "
-        r"\((Permission denied|Read-only file system)\); pass --output_dir=DIR to "
-        r"write them elsewhere\.", lines[0]), err
+      r"innjax: error: Cannot write to the samples folder '.*read_only/samples' "
+      r"\((Permission denied|Read-only file system)\); pass --output_dir=DIR to "
+      r"write them elsewhere\.",
+      lines[0],
+    ), err
     rc, err = _sample(str(workdir), capsys, output_dir=str(tmp_path / "elsewhere"))
     assert rc == 0, err
   finally:
     os.chmod(workdir, 0o755)
-  assert _files(tmp_path / "elsewhere") == ["samples_stage003_n8_seed1.npz",
-                                            "samples_stage003_n8_seed1.png"]
+  assert _files(tmp_path / "elsewhere") == [
+    "samples_stage003_n8_seed1.npz",
+    "samples_stage003_n8_seed1.png",
+  ]
   assert _files(workdir) == ["checkpoints"]
 
 
 def test_output_dir_is_refused_when_training(tmp_path, capsys):
-  rc = cli.run("train", tiny.get_config(), str(tmp_path / "run"),
-               output_dir=str(tmp_path / "out"))
+  rc = cli.run(
+    "train", tiny.get_config(), str(tmp_path / "run"), output_dir=str(tmp_path / "out")
+  )
   err = capsys.readouterr().err
-  assert rc == 2 and "--output_dir is for --mode=sample, style, evaluate and export" in err
+  assert (
+    rc == 2 and "--output_dir is for --mode=sample, style, evaluate and export" in err
+  )
   assert _files(tmp_path) == []

@@ -16,8 +16,15 @@ def _python(code: str, cwd) -> str:
   """Runs `code` in a fresh interpreter outside the repository; returns stdout."""
   env = dict(os.environ)
   env.pop("PYTHONPATH", None)  # what an installed package sees, not the checkout
-  done = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env,
-                        capture_output=True, text=True, timeout=120, check=True)
+  done = subprocess.run(
+    [sys.executable, "-c", code],
+    cwd=cwd,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=120,
+    check=True,
+  )
   return done.stdout.strip()
 
 
@@ -34,8 +41,15 @@ def test_public_name_is_the_defining_modules_object(name):
 
 
 def test_public_api_covers_the_documented_pieces():
-  assert {"Classifier", "make_logit_fn", "stack", "cascade_logits", "make_sampler",
-          "load", "make_patch_logit_fn"} <= set(innjax.__all__)
+  assert {
+    "Classifier",
+    "make_logit_fn",
+    "stack",
+    "cascade_logits",
+    "make_sampler",
+    "load",
+    "make_patch_logit_fn",
+  } <= set(innjax.__all__)
   assert set(innjax.__all__) <= set(dir(innjax))
 
 

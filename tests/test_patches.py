@@ -18,7 +18,11 @@ def _numpy_patches(images, positions, ph, pw):
   if positions.ndim == 2:
     positions = np.broadcast_to(positions, (images.shape[0],) + positions.shape)
   return np.stack(
-      [images[n, r : r + ph, c : c + pw] for n in range(images.shape[0]) for r, c in positions[n]]
+    [
+      images[n, r : r + ph, c : c + pw]
+      for n in range(images.shape[0])
+      for r, c in positions[n]
+    ]
   )
 
 
@@ -91,10 +95,10 @@ def test_random_positions_batch_shape_and_keys():
   # Images in a batch get different positions; the same key reproduces them.
   assert not np.array_equal(pos[0], pos[1])
   np.testing.assert_array_equal(
-      pos, P.random_patch_positions(key, (320, 320), 64, 10, batch_shape=(4,))
+    pos, P.random_patch_positions(key, (320, 320), 64, 10, batch_shape=(4,))
   )
   assert not np.array_equal(
-      pos, P.random_patch_positions(jax.random.key(2), (320, 320), 64, 10, batch_shape=(4,))
+    pos, P.random_patch_positions(jax.random.key(2), (320, 320), 64, 10, batch_shape=(4,))
   )
 
 
@@ -111,8 +115,8 @@ def test_patch_equal_to_image_has_single_position():
 def test_extract_matches_numpy_per_image_positions():
   x = _images((3, 20, 17, 2))
   pos = np.array(
-      [[[0, 0], [13, 10], [5, 4]], [[2, 9], [2, 9], [0, 10]], [[13, 0], [7, 7], [1, 2]]],
-      np.int32,
+    [[[0, 0], [13, 10], [5, 4]], [[2, 9], [2, 9], [0, 10]], [[13, 0], [7, 7], [1, 2]]],
+    np.int32,
   )
   out = P.extract_patches(x, pos, (7, 7))
   assert out.shape == (9, 7, 7, 2)
@@ -145,8 +149,8 @@ def test_averaged_gradient_is_mean_of_overlapping_patch_gradients():
   # Hand-built overlaps: pixel (4, 5) of image 0 lies in all 5 patches (two of them at
   # the same corner), other pixels in 1-4, and the right and bottom strips in none.
   pos = np.array(
-      [[[0, 0], [2, 3], [4, 5], [0, 0], [1, 2]], [[8, 9], [3, 3], [4, 4], [3, 4], [0, 9]]],
-      np.int32,
+    [[[0, 0], [2, 3], [4, 5], [0, 0], [1, 2]], [[8, 9], [3, 3], [4, 4], [3, 4], [0, 9]]],
+    np.int32,
   )
   x = _images((2, h, w, c), seed=3)
   weights = _images((10, ph, pw, c), seed=4)
@@ -165,7 +169,9 @@ def test_averaged_gradient_is_mean_of_overlapping_patch_gradients():
     np.testing.assert_allclose(g_sum[n], ref_sum, rtol=1e-6, atol=1e-6)
     assert np.all(np.asarray(g_avg[n])[count == 0] == 0)
   # Pixel (4, 5) of image 0 is in all five patches: its gradient is their mean.
-  expect = np.mean([wts[0, k, 4 - pos[0, k, 0], 5 - pos[0, k, 1]] for k in range(5)], axis=0)
+  expect = np.mean(
+    [wts[0, k, 4 - pos[0, k, 0], 5 - pos[0, k, 1]] for k in range(5)], axis=0
+  )
   np.testing.assert_allclose(g_avg[0, 4, 5], expect, rtol=1e-6)
 
 
@@ -192,7 +198,7 @@ def test_jit_and_image_sizes(hw):
   x = _images((2,) + hw + (3,))
   rng = np.random.default_rng(hw[1])
   pos = np.stack(
-      [rng.integers(0, hw[0] - 64 + 1, (2, 6)), rng.integers(0, hw[1] - 64 + 1, (2, 6))], -1
+    [rng.integers(0, hw[0] - 64 + 1, (2, 6)), rng.integers(0, hw[1] - 64 + 1, (2, 6))], -1
   ).astype(np.int32)
   pos[0, 0] = (hw[0] - 64, hw[1] - 64)  # the far corner is reachable
 
@@ -206,7 +212,9 @@ def test_jit_and_image_sizes(hw):
   np.testing.assert_array_equal(out, _numpy_patches(x, pos, 64, 64))
   # d sum / d pixel is the mean of k ones: 1 where covered, 0 elsewhere.
   covered = np.asarray(P.coverage_counts(pos, hw, 64)) > 0
-  np.testing.assert_allclose(grad, np.broadcast_to(covered[..., None], grad.shape), rtol=1e-6)
+  np.testing.assert_allclose(
+    grad, np.broadcast_to(covered[..., None], grad.shape), rtol=1e-6
+  )
 
 
 def test_out_of_range_positions_clamped_under_jit():
@@ -223,7 +231,9 @@ def test_sample_patches_come_from_the_images():
   # Encode (image, row, col) in the pixel value so each patch can be traced back.
   idx = np.arange(n)[:, None, None] * 10000 + np.arange(h)[:, None] * 100 + np.arange(w)
   images = jnp.asarray(np.stack([idx, -idx], -1), jnp.float32)
-  sample = jax.jit(P.sample_patches, static_argnums=(2, 3))  # as the training step uses it
+  sample = jax.jit(
+    P.sample_patches, static_argnums=(2, 3)
+  )  # as the training step uses it
   out = np.asarray(sample(jax.random.key(3), images, (3, 4), 2000))
   assert out.shape == (2000, 3, 4, 2)
   seen_images, seen_corners = set(), set()
@@ -278,7 +288,7 @@ def test_make_patch_logit_fn_shape_values_and_gradient():
   pos = np.asarray(P.random_patch_positions(key, hw, ph, num, batch_shape=(n,)))
   ref_patches = _numpy_patches(x, pos, ph, ph)
   np.testing.assert_allclose(
-      logits, 0.5 * (ref_patches * np.asarray(weight)).sum((1, 2, 3)), rtol=1e-5, atol=1e-5
+    logits, 0.5 * (ref_patches * np.asarray(weight)).sum((1, 2, 3)), rtol=1e-5, atol=1e-5
   )
 
   for i in range(n):
@@ -287,7 +297,9 @@ def test_make_patch_logit_fn_shape_values_and_gradient():
 
   # Without averaging the gradient is the sum over the covering patches.
   for i in range(n):
-    ref, _ = _numpy_mean_grad(hw, 1, pos[i], [0.5 * np.asarray(weight)] * num, ph, ph, False)
+    ref, _ = _numpy_mean_grad(
+      hw, 1, pos[i], [0.5 * np.asarray(weight)] * num, ph, ph, False
+    )
     np.testing.assert_allclose(grad_sum[i], ref, rtol=1e-5, atol=1e-6)
 
   # A fresh key per step gives fresh patches.

@@ -36,7 +36,7 @@ def test_age_weighted_draw_frequencies(decay):
   draws = jax.jit(lambda k: pool_lib.sample(pool, k, 20000, decay))(jax.random.key(0))
   stages = np.round(np.asarray(draws[:, 0, 0, 0]) - 0.25).astype(int)
   freq = np.bincount(stages, minlength=3) / len(stages)
-  weights = np.array([decay ** 2, decay, 1.0])
+  weights = np.array([decay**2, decay, 1.0])
   np.testing.assert_allclose(freq, weights / weights.sum(), atol=0.02)
 
 

@@ -55,8 +55,14 @@ def _run_cli(mode, config, workdir, capsys):
 
 def _main(*args, timeout=300, env=None):
   """`python main.py ARGS` from the repository root; returns (exit code, output)."""
-  result = subprocess.run([sys.executable, "main.py", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout, env=env)
+  result = subprocess.run(
+    [sys.executable, "main.py", *args],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+    env=env,
+  )
   return result.returncode, result.stdout + result.stderr
 
 
@@ -130,8 +136,9 @@ def test_stop_request_drops_the_stage_and_resume_is_exact(tiny_run, tmp_path):
 def test_sigterm_stops_cleanly_with_exit_0_and_the_resume_command(tmp_path):
   workdir = str(tmp_path / "run")
   process = soak_harness.Process(
-      soak_harness.train_command(workdir, {"num_stages": 200}),
-      soak_harness.subprocess_env(soak_harness.CACHE_DIR))
+    soak_harness.train_command(workdir, {"num_stages": 200}),
+    soak_harness.subprocess_env(soak_harness.CACHE_DIR),
+  )
   try:  # wait until training is under way
     process.wait_for(re.compile(r"stage 1/200"), time.monotonic() + 300)
     process.popen.send_signal(signal.SIGTERM)
@@ -141,8 +148,11 @@ def test_sigterm_stops_cleanly_with_exit_0_and_the_resume_command(tmp_path):
   out = process.text()
   assert rc == 0, out
   assert "Traceback" not in out
-  match = re.search(r"innjax: SIGTERM received: stopped cleanly during stage (\d+) of "
-                    r"200; the checkpoint of stage (\d+) is committed", out)
+  match = re.search(
+    r"innjax: SIGTERM received: stopped cleanly during stage (\d+) of "
+    r"200; the checkpoint of stage (\d+) is committed",
+    out,
+  )
   assert match, out
   assert int(match.group(2)) == int(match.group(1)) - 1 >= 1
   assert "Rerun the same command to resume" in out and f"--workdir={workdir}" in out
@@ -153,14 +163,19 @@ def test_three_sigkills_then_resume_equals_an_uninterrupted_run(tiny_run, tmp_pa
   # `python main.py` killed three times (twice while training, once while starting),
   # then run to the end: its final state must equal the uninterrupted tiny_run.
   summary = soak_harness.run_soak(
-      kills=3, seed=0, stages=int(_config().num_stages), root=str(tmp_path / "soak"),
-      cache_dir=soak_harness.CACHE_DIR, max_seconds=900,
-      timing=soak_harness.Timing(startup_s=10.0, stage_s=0.3),
-      kinds=["stage", "start", "stage"], reference_dir=tiny_run[0],
-      log=lambda line: None)
+    kills=3,
+    seed=0,
+    stages=int(_config().num_stages),
+    root=str(tmp_path / "soak"),
+    cache_dir=soak_harness.CACHE_DIR,
+    max_seconds=900,
+    timing=soak_harness.Timing(startup_s=10.0, stage_s=0.3),
+    kinds=["stage", "start", "stage"],
+    reference_dir=tiny_run[0],
+    log=lambda line: None,
+  )
   assert summary["kills"] == 3
-  assert [k.restored_ok for k in summary["kill_log"]] == [True] * 3, \
-      summary["kill_log"]
+  assert [k.restored_ok for k in summary["kill_log"]] == [True] * 3, summary["kill_log"]
   assert summary["all_equal"] and summary["survived"] == 3, summary
 
 
@@ -171,9 +186,11 @@ def test_three_sigkills_then_resume_equals_an_uninterrupted_run(tiny_run, tmp_pa
 def test_nan_in_the_classifier_keeps_the_last_good_checkpoint(tiny_run, tmp_path):
   workdir = _after_stage_1(tiny_run, tmp_path)
   before = _snapshot(os.path.join(workdir, "checkpoints"))
-  with pytest.raises(train.TrainingDivergedError,
-                     match=r"stage 2, classification: the classifier loss.*NaN/inf.*"
-                           r"checkpoint of stage 1 is kept.*learning_rate=1e\+29"):
+  with pytest.raises(
+    train.TrainingDivergedError,
+    match=r"stage 2, classification: the classifier loss.*NaN/inf.*"
+    r"checkpoint of stage 1 is kept.*learning_rate=1e\+29",
+  ):
     train.train_and_evaluate(_config(**{"train.learning_rate": 1e30}), workdir)
   assert soak_harness.committed_steps(workdir) == [1]
   assert _snapshot(os.path.join(workdir, "checkpoints")) == before
@@ -183,8 +200,9 @@ def test_nan_in_the_classifier_keeps_the_last_good_checkpoint(tiny_run, tmp_path
   assert int(soak_harness.load_state(workdir, lower).stage) == 1
 
 
-def test_nan_in_synthesised_images_names_synthesis(tiny_run, tmp_path, monkeypatch,
-                                                   capsys):
+def test_nan_in_synthesised_images_names_synthesis(
+  tiny_run, tmp_path, monkeypatch, capsys
+):
   workdir = _after_stage_1(tiny_run, tmp_path)
 
   def poisoned(run_fn, stacked, mask, x0, *args, **kwargs):
@@ -195,9 +213,12 @@ def test_nan_in_synthesised_images_names_synthesis(tiny_run, tmp_path, monkeypat
   rc, err = _run_cli("train", _config(), workdir, capsys)
   assert rc == 2
   smaller = _config().synthesis.step_size / 10
-  assert re.search(r"innjax: error: stage 2, synthesis: the synthesised "
-                   r"pseudo-negatives contain NaN/inf\. The checkpoint of stage 1 is "
-                   rf"kept.*synthesis\.step_size={smaller:g}\.", err), err
+  assert re.search(
+    r"innjax: error: stage 2, synthesis: the synthesised "
+    r"pseudo-negatives contain NaN/inf\. The checkpoint of stage 1 is "
+    rf"kept.*synthesis\.step_size={smaller:g}\.",
+    err,
+  ), err
   assert soak_harness.committed_steps(workdir) == [1]
 
 
@@ -219,8 +240,9 @@ def test_half_written_step_is_ignored_and_cleaned_up(tiny_run, tmp_path):
   workdir = _after_stage_1(tiny_run, tmp_path)
   # What a save killed half way leaves: Orbax's temporary folder for step 2.
   partial = os.path.join(workdir, "checkpoints", "2.orbax-checkpoint-tmp")
-  shutil.copytree(os.path.join(tiny_run[0], "checkpoints", "2", "state"),
-                  os.path.join(partial, "state"))
+  shutil.copytree(
+    os.path.join(tiny_run[0], "checkpoints", "2", "state"), os.path.join(partial, "state")
+  )
   good = _snapshot(os.path.join(workdir, "checkpoints", "1"))
   reader = checkpointing.Manager(workdir, _config(), read_only=True)
   assert reader.latest_step() == 1 and os.path.exists(partial)  # readers leave it
@@ -236,8 +258,9 @@ def test_half_written_step_is_ignored_and_cleaned_up(tiny_run, tmp_path):
 @pytest.mark.parametrize("damage", ["missing_files", "truncated_arrays"])
 def test_damaged_latest_step_is_named_and_kept(tiny_run, tmp_path, capsys, damage):
   workdir = str(tmp_path / "run")
-  shutil.copytree(os.path.join(tiny_run[0], "checkpoints"),
-                  os.path.join(workdir, "checkpoints"))
+  shutil.copytree(
+    os.path.join(tiny_run[0], "checkpoints"), os.path.join(workdir, "checkpoints")
+  )
   step = os.path.join(workdir, "checkpoints", "3")
   if damage == "missing_files":  # e.g. a copy cut short
     os.remove(os.path.join(step, "_CHECKPOINT_METADATA"))
@@ -259,8 +282,9 @@ def test_damaged_latest_step_is_named_and_kept(tiny_run, tmp_path, capsys, damag
   assert int(soak_harness.load_state(workdir, _config()).stage) == 2
 
 
-def test_disk_full_during_save_keeps_the_previous_checkpoint(tiny_run, tmp_path,
-                                                             monkeypatch, capsys):
+def test_disk_full_during_save_keeps_the_previous_checkpoint(
+  tiny_run, tmp_path, monkeypatch, capsys
+):
   from orbax.checkpoint._src.handlers import json_checkpoint_handler
 
   async def disk_full(self, item, directory):
@@ -273,10 +297,13 @@ def test_disk_full_during_save_keeps_the_previous_checkpoint(tiny_run, tmp_path,
     patch.setattr(json_checkpoint_handler.JsonCheckpointHandler, "_save_fn", disk_full)
     rc, err = _run_cli("train", _config(), workdir, capsys)
   assert rc == 2
-  assert re.search(r"innjax: error: Saving the checkpoint of stage 2 to .* failed "
-                   r"\(OSError: .*No space left on device\): the disk is full; free "
-                   r"space, then rerun the same command to resume\. Nothing else was "
-                   r"lost: step 1 is the newest complete checkpoint", err), err
+  assert re.search(
+    r"innjax: error: Saving the checkpoint of stage 2 to .* failed "
+    r"\(OSError: .*No space left on device\): the disk is full; free "
+    r"space, then rerun the same command to resume\. Nothing else was "
+    r"lost: step 1 is the newest complete checkpoint",
+    err,
+  ), err
   assert soak_harness.committed_steps(workdir) == [1]
   assert _snapshot(os.path.join(workdir, "checkpoints", "1")) == good
   folder = os.path.join(workdir, "checkpoints")
@@ -314,8 +341,11 @@ def test_read_only_workdir_is_refused(tmp_path, capsys):
   workdir = _read_only_dir(tmp_path)
   rc, err = _run_cli("train", _config(), workdir, capsys)
   assert rc == 2
-  assert re.search(r"innjax: error: .*Cannot write to workdir .*choose a writable "
-                   r"--workdir", err), err
+  assert re.search(
+    r"innjax: error: .*Cannot write to workdir .*choose a writable "
+    r"--workdir",
+    err,
+  ), err
 
 
 def test_workdir_that_is_a_file_is_refused(tmp_path, capsys):
@@ -342,8 +372,9 @@ def test_config_file_misspelt_field(capsys, tmp_path):
   config.train.learnig_rate = 0.5
   rc, err = _run_cli("train", config, tmp_path, capsys)
   assert rc == 2
-  assert "train.learnig_rate is not a config field (did you mean " \
-      "train.learning_rate?)" in err
+  assert (
+    "train.learnig_rate is not a config field (did you mean train.learning_rate?)" in err
+  )
 
 
 def test_unknown_field_unlike_any_other_is_only_a_note():
@@ -353,7 +384,9 @@ def test_unknown_field_unlike_any_other_is_only_a_note():
   assert notes == ["config field data.my_note is not used by innjax and is ignored"]
 
 
-@pytest.mark.parametrize("override, match", [
+@pytest.mark.parametrize(
+  "override, match",
+  [
     ({"data.image_size": 0}, "data.image_size must be positive"),
     ({"data.image_size": -16}, "data.image_size must be positive"),
     ({"num_stages": 0}, "num_stages must be >= 1"),
@@ -367,7 +400,8 @@ def test_unknown_field_unlike_any_other_is_only_a_note():
     ({"data.image_size": 18}, "not divisible by 4"),
     ({"data.channels": 4}, "data.channels must be 1 or 3"),
     ({"model.features": (8, 0)}, "model.features must be positive"),
-])
+  ],
+)
 def test_bad_sizes_are_refused(override, match, tmp_path, capsys):
   rc, err = _run_cli("train", _config(**override), tmp_path, capsys)
   assert rc == 2 and "innjax: error: Bad config:" in err and match in err, err
@@ -381,7 +415,9 @@ def test_patch_larger_than_the_image(tmp_path, capsys):
   assert "patch.size=64 is larger than the training image (data.image_size=16)" in err
 
 
-@pytest.mark.parametrize("override, match", [
+@pytest.mark.parametrize(
+  "override, match",
+  [
     ({"synthesis.stop_prob": 1.5}, "synthesis.stop_prob must be in the open interval"),
     ({"synthesis.step_size": -0.1}, "synthesis.step_size must be a positive"),
     ({"synthesis.beta1": 1.0}, "synthesis.beta1 must be in [0, 1)"),
@@ -393,7 +429,8 @@ def test_patch_larger_than_the_image(tmp_path, capsys):
     ({"train.learning_rate": -1.0}, "train.learning_rate must be > 0"),
     ({"train.learning_rate": 0.0}, "train.learning_rate must be > 0"),
     ({"pool.age_decay": 0.0}, "pool.age_decay must be in (0, 1]"),
-])
+  ],
+)
 def test_bad_config_values_are_refused(override, match, tmp_path, capsys):
   rc, err = _run_cli("train", _config(**override), tmp_path, capsys)
   assert rc == 2 and "innjax: error:" in err and match in err, err
@@ -411,8 +448,9 @@ def test_grayscale_rgba_and_16_bit_images_are_converted(tmp_path):
   rgba = np.zeros((20, 20, 4), np.uint8)  # fully transparent: composited on white
   Image.fromarray(rgba).save(folder / "b_rgba.png")
   Image.fromarray(np.full((20, 20), 32896, np.uint16)).save(folder / "c_16bit.png")
-  config = _config(**{"data.source": "folder", "data.path": str(folder),
-                      "data.channels": 1}).data
+  config = _config(
+    **{"data.source": "folder", "data.path": str(folder), "data.channels": 1}
+  ).data
   dataset = data.load_dataset(config)
   assert dataset.images.shape == (3, 16, 16, 1) and dataset.images.dtype == np.uint8
   np.testing.assert_array_equal(dataset.images[0], 100)
@@ -430,13 +468,16 @@ def test_a_missing_npz_file_is_refused():
 # Command-line flags (these exit before JAX is imported).
 
 
-@pytest.mark.parametrize("args, match", [
+@pytest.mark.parametrize(
+  "args, match",
+  [
     (["--config.train.learnig_rate=0.1"], 'Did you mean "learning_rate"'),
     (["--config.num_stages=abc"], "flag --config.num_stages=abc"),
     (["--wrkdir=/tmp/x"], "Unknown command line flag 'wrkdir'. Did you mean: workdir"),
     (["--mode=generate"], "flag --mode=generate: value should be one of"),
     (["stray_argument"], "unexpected arguments: stray_argument"),
-])
+  ],
+)
 def test_command_line_flag_errors(args, match):
   rc, out = _main("--config=configs/tiny.py", *args)
   assert rc == 2 and "innjax: error:" in out and match in out, out
@@ -452,8 +493,9 @@ def test_missing_config_file_is_refused():
 def test_config_file_missing_a_field_through_main(tmp_path):
   config_file = tmp_path / "my_config.py"
   config_file.write_text(
-      "from configs import tiny\n\n\ndef get_config():\n"
-      "  config = tiny.get_config()\n  del config.sample['seed']\n  return config\n")
+    "from configs import tiny\n\n\ndef get_config():\n"
+    "  config = tiny.get_config()\n  del config.sample['seed']\n  return config\n"
+  )
   workdir = tmp_path / "run"
   rc, out = _main(f"--config={config_file}", f"--workdir={workdir}")
   assert rc == 2

@@ -19,19 +19,23 @@ def test_flags_are_added_to_an_empty_environment(flags):
 def test_a_persons_own_flags_are_kept_and_theirs_win(flags):
   env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
   assert runtime.cpu_xla_flags(env) == (
-      "--xla_force_host_platform_device_count=8 --xla_cpu_use_xnnpack=true")
+    "--xla_force_host_platform_device_count=8 --xla_cpu_use_xnnpack=true"
+  )
   env = {"XLA_FLAGS": "--xla_cpu_use_xnnpack=false"}
   assert runtime.cpu_xla_flags(env) == "--xla_cpu_use_xnnpack=false"
 
 
 def test_cache_folder_is_under_the_users_cache(tmp_path):
   assert runtime.cache_dir({"XDG_CACHE_HOME": str(tmp_path)}) == str(
-      tmp_path / "innjax" / "jax")
+    tmp_path / "innjax" / "jax"
+  )
 
 
 def test_cache_is_turned_on_unless_refused_or_already_chosen(tmp_path):
-  before = (jax.config.jax_compilation_cache_dir,
-            jax.config.jax_persistent_cache_min_compile_time_secs)
+  before = (
+    jax.config.jax_compilation_cache_dir,
+    jax.config.jax_persistent_cache_min_compile_time_secs,
+  )
   try:
     assert runtime.enable_compilation_cache({"INNJAX_NO_CACHE": "1"}) is None
     jax.config.update("jax_compilation_cache_dir", str(tmp_path / "mine"))

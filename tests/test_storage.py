@@ -24,6 +24,7 @@ from innjax import export, images, outputs, summaries
 
 class _MemoryS3(memory.MemoryFileSystem):
   """fsspec's in-memory file system under the s3:// scheme."""
+
   protocol = ("s3", "s3a")
   root_marker = ""
 
@@ -51,8 +52,10 @@ def test_writes_and_fresh_names_on_a_bucket(bucket):
   assert epath.Path(grid).read_bytes().startswith(b"\x89PNG")
   first = outputs.write_new(f"{bucket}/samples", "s", {".npz": lambda f: f.write(b"1")})
   second = outputs.write_new(f"{bucket}/samples", "s", {".npz": lambda f: f.write(b"2")})
-  assert (first[".npz"], second[".npz"]) == (f"{bucket}/samples/s.npz",
-                                             f"{bucket}/samples/s-2.npz")
+  assert (first[".npz"], second[".npz"]) == (
+    f"{bucket}/samples/s.npz",
+    f"{bucket}/samples/s-2.npz",
+  )
   assert epath.Path(second[".npz"]).read_bytes() == b"2"
   assert outputs.exists(first[".npz"]) and not outputs.exists(f"{bucket}/none")
 
@@ -80,9 +83,13 @@ def test_training_on_a_bucket_up_to_orbax(bucket, monkeypatch, tmp_path, caplog)
   # arrays with TensorStore's own s3 driver (a network), so saving is recorded instead.
   from configs import tiny  # pylint: disable=import-outside-toplevel
   from innjax import checkpointing, train  # pylint: disable=import-outside-toplevel
+
   saved = []
-  monkeypatch.setattr(checkpointing.Manager, "save",
-                      lambda self, step, state: saved.append((self.directory, step)))
+  monkeypatch.setattr(
+    checkpointing.Manager,
+    "save",
+    lambda self, step, state: saved.append((self.directory, step)),
+  )
   cwd = tmp_path / "cwd"  # where a local write of the URI would land
   cwd.mkdir()
   monkeypatch.chdir(cwd)
@@ -92,8 +99,9 @@ def test_training_on_a_bucket_up_to_orbax(bucket, monkeypatch, tmp_path, caplog)
   assert int(state.stage) == 1 and saved == [(f"{bucket}/checkpoints", 1)]
   warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
   assert [w for w in warnings if "no file locks" in w] == [
-      f"Workdir {bucket} is on remote storage, which has no file locks; innjax cannot "
-      "detect a second training run on this workdir there, so start only one."]
+    f"Workdir {bucket} is on remote storage, which has no file locks; innjax cannot "
+    "detect a second training run on this workdir there, so start only one."
+  ]
   root = epath.Path(bucket)
   assert (root / "negatives" / "stage_001.png").read_bytes().startswith(b"\x89PNG")
   (events,) = [p for p in root.iterdir() if "tfevents" in p.name]

@@ -23,8 +23,9 @@ def _clusters(n, num_classes=3, dim=20, seed=0, random_labels=False):
   return feats.astype(np.float32), labels
 
 
-_SMALL = dict(num_labelled=90, val_size=100, num_draws=4, Cs=(0.01, 1.0), seed=0,
-              select_draws=1)
+_SMALL = dict(
+  num_labelled=90, val_size=100, num_draws=4, Cs=(0.01, 1.0), seed=0, select_draws=1
+)
 
 
 def test_separable_clusters_give_near_zero_error():
@@ -55,16 +56,21 @@ def test_binary_labels_and_a_single_c():
   tr, ytr = _clusters(200, num_classes=2, seed=1)
   te, yte = _clusters(200, num_classes=2, seed=2)
   # A single C needs no validation split.
-  result = svm_protocol.svm_protocol(tr, ytr, te, yte, num_labelled=50, val_size=0,
-                                     num_draws=2, Cs=(0.1,), seed=3)
+  result = svm_protocol.svm_protocol(
+    tr, ytr, te, yte, num_labelled=50, val_size=0, num_draws=2, Cs=(0.1,), seed=3
+  )
   assert result["test_error_mean"] < 0.05 and result["val_error"] is None
   assert result["C"] == 0.1 and result["select_draws"] == 0
 
 
-@pytest.mark.parametrize("kwargs, message", [
+@pytest.mark.parametrize(
+  "kwargs, message",
+  [
     (dict(train_labels=None), "labelled dataset"),
-    (dict(num_labelled=95, val_size=10),
-     r"100 examples, but val_size \(10\) \+ num_labelled \(95\)"),
+    (
+      dict(num_labelled=95, val_size=10),
+      r"100 examples, but val_size \(10\) \+ num_labelled \(95\)",
+    ),
     (dict(train_labels=np.zeros(99)), r"must have shape \(100,\)"),
     (dict(test_feats=np.zeros((10, 3))), "5 dimensions but test_feats have 3"),
     (dict(Cs=()), "Cs must be"),
@@ -72,12 +78,20 @@ def test_binary_labels_and_a_single_c():
     (dict(val_size=0), "val_size=0 leaves no validation"),
     (dict(num_draws=0), "num_draws"),
     (dict(train_labels=np.ones(100)), "single class"),
-])
+  ],
+)
 def test_refuses_bad_inputs(kwargs, message):
   rng = np.random.default_rng(0)
-  args = dict(train_feats=rng.normal(size=(100, 5)), train_labels=np.arange(100) % 2,
-              test_feats=rng.normal(size=(10, 5)), test_labels=np.arange(10) % 2,
-              num_labelled=20, val_size=20, num_draws=1, Cs=(0.1, 1.0))
+  args = dict(
+    train_feats=rng.normal(size=(100, 5)),
+    train_labels=np.arange(100) % 2,
+    test_feats=rng.normal(size=(10, 5)),
+    test_labels=np.arange(10) % 2,
+    num_labelled=20,
+    val_size=20,
+    num_draws=1,
+    Cs=(0.1, 1.0),
+  )
   args.update(kwargs)
   with pytest.raises(ValueError, match=message):
     svm_protocol.svm_protocol(**args)
@@ -86,15 +100,18 @@ def test_refuses_bad_inputs(kwargs, message):
 @pytest.mark.parametrize("num_classes", [2, 4])
 def test_reduced_svm_matches_direct_linearsvc(num_classes):
   from sklearn.svm import LinearSVC  # pylint: disable=g-import-not-at-top
+
   rng = np.random.default_rng(0)
   x = rng.normal(size=(60, 300)) + rng.normal(size=(60, 1))
   y = rng.integers(0, num_classes, 60)
   draw = svm_protocol._prepare_draw(x)
   assert draw.design.shape == (60, 60)  # 300 features reduced to 60 examples
   (coef, intercept, classes), converged = svm_protocol._fit_svm(
-      draw, y, C=0.05, max_iter=100000, tol=1e-10, seed=0)
-  direct = LinearSVC(C=0.05, loss="squared_hinge", dual=True, tol=1e-10,
-                     max_iter=100000).fit((x - draw.mean) / draw.scale, y)
+    draw, y, C=0.05, max_iter=100000, tol=1e-10, seed=0
+  )
+  direct = LinearSVC(
+    C=0.05, loss="squared_hinge", dual=True, tol=1e-10, max_iter=100000
+  ).fit((x - draw.mean) / draw.scale, y)
   assert converged
   np.testing.assert_allclose(coef, direct.coef_, atol=1e-7)
   np.testing.assert_allclose(intercept, direct.intercept_, atol=1e-7)

@@ -61,8 +61,10 @@ def test_sampling_at_another_size_crops_the_padding(trained):
 def test_more_patches_for_larger_images(trained):
   config, _, _ = trained
   geometry = synthesis.geometry(config)
+
   def count(side):
     return energy.patches_per_step(geometry, energy.negative_shape(geometry, side)[:2])
+
   # The paper's density: 10 patches on an image 4 patch-widths wide (64 for 16x16),
   # scaled with the area.
   assert count(64) == 10 and count(128) == 40 and count(32) == 3  # 2.5 rounds up
@@ -94,8 +96,9 @@ def test_style_content_unit_sets_the_content_weight(trained, tmp_path):
     unit_config.style.content_unit = unit
     unit_config.style.gamma = 0.5
     assert style.content_unit_scale(unit_config) == scale
-    _, renders[unit] = style.stylize(unit_config, workdir,
-                                     output_dir=str(tmp_path / unit))
+    _, renders[unit] = style.stylize(
+      unit_config, workdir, output_dir=str(tmp_path / unit)
+    )
   # The same gamma on a content term weighed per patch (here 32*32*1 = 1024 times
   # the per-pixel mean) keeps the render much closer to the content.
   assert renders["patch"]["content_mse"] < 0.5 * renders["pixel"]["content_mse"]
@@ -114,6 +117,7 @@ def test_bad_texture_inputs(trained, tmp_path):
   with pytest.raises(ValueError, match="positive"):
     generate.generate(config, workdir, size=(0, 16))
   from configs import tiny  # a whole-image model: one size only, no style transfer
+
   with pytest.raises(ValueError, match="patch head"):
     generate.generate(tiny.get_config(), workdir, size=(32, 32))
   with pytest.raises(ValueError, match="patch-head model"):
@@ -122,6 +126,7 @@ def test_bad_texture_inputs(trained, tmp_path):
 
 def test_named_images_load_offline_or_fail_clearly(tmp_path):
   from innjax import data
+
   assert data.load_named_image("brick", 1).shape == (512, 512, 1)
   assert data.load_named_image("brick", 3).shape == (512, 512, 3)
   with pytest.raises(ValueError, match="bundled"):

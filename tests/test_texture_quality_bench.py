@@ -21,16 +21,26 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def tq():
   sys.path.insert(0, os.path.join(REPO, "benchmarks"))  # for its `import common`
   spec = importlib.util.spec_from_file_location(
-      "texture_quality", os.path.join(REPO, "benchmarks", "texture_quality.py"))
+    "texture_quality", os.path.join(REPO, "benchmarks", "texture_quality.py")
+  )
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
 
 
 def test_overrides_reach_each_recipe_and_steps_come_from_its_config(tq):
-  args = tq.parse_args(["--set", "objective=hinge", "--set", "features=(4, 8)",
-                        "--set_winn", "sample_step_size=0.005",
-                        "--set_winn", "train.learning_rate=1e-3"])
+  args = tq.parse_args(
+    [
+      "--set",
+      "objective=hinge",
+      "--set",
+      "features=(4, 8)",
+      "--set_winn",
+      "sample_step_size=0.005",
+      "--set_winn",
+      "train.learning_rate=1e-3",
+    ]
+  )
   settings = tq.settings_from_args(args)
   inng = tq.recipe_settings(settings, "inng")
   winn = tq.recipe_settings(settings, "winn")
@@ -47,8 +57,11 @@ def test_overrides_reach_each_recipe_and_steps_come_from_its_config(tq):
 
 
 def test_misspelt_fields_and_unknown_recipes_stop_the_run(tq):
-  for argv in (["--set", "train.learnin_rate=1e-3"], ["--recipes", "inng,gan"],
-               ["--set", "no_equals_sign"]):
+  for argv in (
+    ["--set", "train.learnin_rate=1e-3"],
+    ["--recipes", "inng,gan"],
+    ["--set", "no_equals_sign"],
+  ):
     with pytest.raises(SystemExit):
       tq.settings_from_args(tq.parse_args(argv))
 
@@ -63,15 +76,31 @@ def test_curve_stages(tq):
 def _record(tq, texture, recipes, scale):
   settings = {"recipes": recipes, "num_2x": 1}
   methods = tq.report_methods(settings)
-  distances = {m: {k: scale * (i + 1) for k in (*tq.METRICS, "c2st", "swd_ref_whole",
-                                                 "swd_whole")}
-               for i, m in enumerate(methods)}
-  runs = {r: {"stages": 2, "train_seconds": 10.0, "sample_seconds_1x": 1.0,
-              "sample_seconds_2x": None, "curve_seconds": 1.0,
-              "curve": [{"stage": k, "train_seconds": 5.0 * k, "swd_ref": 3.0 / k,
-                         "c2st": 0.9 / k} for k in (1, 2)]} for r in recipes}
-  return {"texture": texture, "settings": settings, "distances": distances,
-          "recipes": runs, "metric_seconds": 1.0}
+  distances = {
+    m: {k: scale * (i + 1) for k in (*tq.METRICS, "c2st", "swd_ref_whole", "swd_whole")}
+    for i, m in enumerate(methods)
+  }
+  runs = {
+    r: {
+      "stages": 2,
+      "train_seconds": 10.0,
+      "sample_seconds_1x": 1.0,
+      "sample_seconds_2x": None,
+      "curve_seconds": 1.0,
+      "curve": [
+        {"stage": k, "train_seconds": 5.0 * k, "swd_ref": 3.0 / k, "c2st": 0.9 / k}
+        for k in (1, 2)
+      ],
+    }
+    for r in recipes
+  }
+  return {
+    "texture": texture,
+    "settings": settings,
+    "distances": distances,
+    "recipes": runs,
+    "metric_seconds": 1.0,
+  }
 
 
 def test_tables_and_curve_plot(tq, tmp_path):
@@ -87,12 +116,20 @@ def test_tables_and_curve_plot(tq, tmp_path):
 
 
 def test_records_of_the_inng_only_version_still_report(tq):
-  old = {"texture": "t", "settings": {"num_2x": 1, "step_size": 0.1},
-         "distances": {m: {"swd": 1.0, "spectrum": 1.0, "histogram": 1.0}
-                       for m in ("noise", "random_phase", "inng_1x", "inng_2x",
-                                 "crops")},
-         "train_seconds": 3.0, "train_sessions": 1, "stages": 2,
-         "sample_seconds_1x": 1.0, "sample_seconds_2x": 1.0, "metric_seconds": 1.0}
+  old = {
+    "texture": "t",
+    "settings": {"num_2x": 1, "step_size": 0.1},
+    "distances": {
+      m: {"swd": 1.0, "spectrum": 1.0, "histogram": 1.0}
+      for m in ("noise", "random_phase", "inng_1x", "inng_2x", "crops")
+    },
+    "train_seconds": 3.0,
+    "train_sessions": 1,
+    "stages": 2,
+    "sample_seconds_1x": 1.0,
+    "sample_seconds_2x": 1.0,
+    "metric_seconds": 1.0,
+  }
   record = tq.upgrade_record(old)
   assert record["settings"]["recipes"] == ["inng"]
   row = tq.results_table([record], "swd_ref", 1).splitlines()[-1]
@@ -113,7 +150,10 @@ def test_c2st_results_are_cached(tq, tmp_path, monkeypatch):
   a = np.zeros((8, 16, 3), np.float32)
   b = np.ones((2, 8, 16, 3), np.float32)
   first = tq.c2st_accuracy(a, b, 4, 10, 0, cache)
-  assert tq.c2st_accuracy(a, b, 4, 10, 0, cache) == first == {
-      "accuracy": 0.75, "train_accuracy": 1.0}
+  assert (
+    tq.c2st_accuracy(a, b, 4, 10, 0, cache)
+    == first
+    == {"accuracy": 0.75, "train_accuracy": 1.0}
+  )
   tq.c2st_accuracy(a, b, 4, 20, 0, cache)  # another recipe: measured again
   assert len(calls) == 2

@@ -26,7 +26,8 @@ def _config(**overrides):
 
 def _assert_trees_equal(a, b):
   jax.tree_util.tree_map(
-      lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)), a, b)
+    lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)), a, b
+  )
 
 
 def _event_tags(folder) -> dict:
@@ -47,15 +48,19 @@ def test_inng_trains_saves_grids_and_samples(tmp_path):
   # Each stage fine-tunes the previous classifier: stages differ but are all kept.
   kernels = state.cascade["params"]["conv0"]["kernel"]
   assert not np.allclose(kernels[0], kernels[2])
-  assert int(train.pool_lib.size(state.pool)) == 48  # 3 stages x 16 (+16 initial, oldest out)
+  assert (
+    int(train.pool_lib.size(state.pool)) == 48
+  )  # 3 stages x 16 (+16 initial, oldest out)
   for stage in (1, 2, 3):
     assert (tmp_path / "negatives" / f"stage_{stage:03d}.png").stat().st_size > 0
   # TensorBoard: each stage's scalars and its negatives' grid, flushed as it ends.
   assert _event_tags(tmp_path)[3] >= {"loss_last", "negatives"}
   assert float(jnp.abs(state.negatives).max()) <= 1.0
   images, stats = generate.generate(config, str(tmp_path))
-  assert "samples/" + os.path.basename(stats["png"])[:-4] in _event_tags(
-      tmp_path / "samples")[3]
+  assert (
+    "samples/" + os.path.basename(stats["png"])[:-4]
+    in _event_tags(tmp_path / "samples")[3]
+  )
   assert images.shape == (8, 16, 16, 1) and np.isfinite(images).all()
   assert os.path.exists(stats["png"]) and stats["kept_classifiers"] == 3
   saved = np.load(stats["npz"])["images"]
@@ -69,7 +74,8 @@ def test_inng_trains_saves_grids_and_samples(tmp_path):
   before = sorted(os.listdir(tmp_path / "samples"))
   stacked, active, stages = generate.load_cascade(config, str(tmp_path))
   again, again_stats = synthesis.synthesize_images(
-      config, stacked, active, 8, jax.random.key(int(config.sample.seed)))
+    config, stacked, active, 8, jax.random.key(int(config.sample.seed))
+  )
   assert stages == 3 and again_stats["kept_classifiers"] == 3
   np.testing.assert_array_equal(again, images)
   assert sorted(os.listdir(tmp_path / "samples")) == before
@@ -102,8 +108,10 @@ def test_a_finished_run_extended_to_more_stages_equals_one_trained_at_once(tmp_p
   raw = lambda s: s.replace(key=jax.random.key_data(s.key))  # pylint: disable=unnecessary-lambda-assignment
   _assert_trees_equal(raw(extended), raw(at_once))  # the whole state
   # Fewer stages than the checkpoint's stays refused, with nothing changed on disk.
-  with pytest.raises(checkpointing.IncompatibleCheckpointError,
-                     match="num_stages: 4 in the checkpoint, 2 now"):
+  with pytest.raises(
+    checkpointing.IncompatibleCheckpointError,
+    match="num_stages: 4 in the checkpoint, 2 now",
+  ):
     train.train(_config(num_stages=2), run)
 
 
@@ -120,14 +128,17 @@ def test_compressed_and_single_variants(tmp_path, variant, slots):
   assert stats["kept_classifiers"] == slots and np.isfinite(images).all()
 
 
-@pytest.mark.parametrize("override, match", [
+@pytest.mark.parametrize(
+  "override, match",
+  [
     ({"objective": "hinge"}, "objective"),
     ({"model.norm": "group"}, "model.norm"),
     ({"synthesis.start": "buffer"}, "synthesis.start"),
     ({"synthesis.reinit_prob": 1.5}, "reinit_prob"),
     ({"train.gradient_penalty": -1.0}, "gradient_penalty"),
     ({"synthesis.stop_on": "oldest"}, "stop_on"),
-])
+  ],
+)
 def test_bad_family_configs_are_rejected_before_training(tmp_path, override, match):
   with pytest.raises(ValueError, match=match):
     train.train(_config(**override), str(tmp_path))
@@ -136,6 +147,7 @@ def test_bad_family_configs_are_rejected_before_training(tmp_path, override, mat
 def test_svhn_through_the_real_tfds_loader(tmp_path):
   tfds = pytest.importorskip("tensorflow_datasets")
   from configs import svhn
+
   config = svhn.get_config()
   tiny_config = tiny.get_config()
   for section in ("train", "pool", "synthesis", "sample"):
@@ -155,20 +167,25 @@ def test_gradient_penalty_is_zero_for_a_unit_gradient_linear_critic():
   unit = w / jnp.linalg.norm(w)
   pos = jax.random.normal(jax.random.key(1), (6, 4, 4, 1))
   neg = jax.random.normal(jax.random.key(2), (6, 4, 4, 1))
+
   def linear(scale):
     return lambda x: jnp.sum(x * scale * unit, axis=(1, 2, 3))
+
   assert float(train.gradient_penalty(linear(1.0), pos, neg, jax.random.key(3))) < 1e-8
   # A gradient of norm 3 everywhere costs (3 - 1)^2 = 4.
   np.testing.assert_allclose(
-      float(train.gradient_penalty(linear(3.0), pos, neg, jax.random.key(3))), 4.0,
-      rtol=1e-5)
+    float(train.gradient_penalty(linear(3.0), pos, neg, jax.random.key(3))),
+    4.0,
+    rtol=1e-5,
+  )
 
 
 def test_replay_start_with_reinit_prob_one_is_fresh_noise(tmp_path):
   config = _config(**{"synthesis.start": "pool", "synthesis.reinit_prob": 1.0})
   state = train.init_state(config, synthesis.build_model(config), jax.random.key(0))
-  state = state.replace(pool=train.pool_lib.add(
-      state.pool, jnp.full_like(state.negatives, 0.9), 1))
+  state = state.replace(
+    pool=train.pool_lib.add(state.pool, jnp.full_like(state.negatives, 0.9), 1)
+  )
   shape = state.negatives.shape[1:]
   x = train.synthesis_start(state, config, jax.random.key(1), shape)
   assert x.shape == state.negatives.shape
@@ -186,16 +203,30 @@ def test_ebm_and_winn_options_train_resume_and_sample(tmp_path, objective):
   options (replay start, Langevin, spectral norm, logit penalty) end to end, resume
   included."""
   overrides = {
-      "objective": objective, "model.norm": "layer", "model.activation": "swish",
-      "model.pool": "mean", "train.optimizer": "adam", "train.learning_rate": 1e-3,
-      "train.gradient_penalty": 10.0, "synthesis.mode": "sequential"}
+    "objective": objective,
+    "model.norm": "layer",
+    "model.activation": "swish",
+    "model.pool": "mean",
+    "train.optimizer": "adam",
+    "train.learning_rate": 1e-3,
+    "train.gradient_penalty": 10.0,
+    "synthesis.mode": "sequential",
+  }
   if objective == "inng":
-    overrides.update({
-        "model.norm": "none", "model.spectral_norm": True, "train.logit_l2": 0.1,
-        "synthesis.start": "pool", "synthesis.optimizer": "sgd",
-        "synthesis.noise_scale": 0.01, "synthesis.noise_schedule": "constant",
-        "synthesis.grad_clip": 0.05, "synthesis.stop_prob": 0.0,
-        "train.gradient_penalty": 0.0})
+    overrides.update(
+      {
+        "model.norm": "none",
+        "model.spectral_norm": True,
+        "train.logit_l2": 0.1,
+        "synthesis.start": "pool",
+        "synthesis.optimizer": "sgd",
+        "synthesis.noise_scale": 0.01,
+        "synthesis.noise_schedule": "constant",
+        "synthesis.grad_clip": 0.05,
+        "synthesis.stop_prob": 0.0,
+        "train.gradient_penalty": 0.0,
+      }
+    )
   config = _config(**overrides)
   full = train.train(config, str(tmp_path / "full"))
   part = str(tmp_path / "part")
@@ -209,8 +240,9 @@ def test_ebm_and_winn_options_train_resume_and_sample(tmp_path, objective):
   if objective == "wasserstein":
     # Each kept critic is shifted so that WINN's threshold sits at logit 0: the
     # positives' scores straddle it.
-    assert not np.allclose(full.cascade["params"]["logit"]["bias"],
-                           full.params["logit"]["bias"])
+    assert not np.allclose(
+      full.cascade["params"]["logit"]["bias"], full.params["logit"]["bias"]
+    )
 
 
 def test_movement_measures_how_far_negatives_moved():
@@ -235,37 +267,55 @@ def test_each_stage_logs_how_far_synthesis_moved_the_negatives(tmp_path, caplog)
   assert moved[-1] > 0
 
 
-@pytest.mark.parametrize("name", sorted(
-    f[:-3] for f in os.listdir(os.path.join(os.path.dirname(__file__), "..", "configs"))
-    if f.endswith(".py") and f not in ("__init__.py", "family.py")))
+@pytest.mark.parametrize(
+  "name",
+  sorted(
+    f[:-3]
+    for f in os.listdir(os.path.join(os.path.dirname(__file__), "..", "configs"))
+    if f.endswith(".py") and f not in ("__init__.py", "family.py")
+  ),
+)
 def test_every_shipped_config_validates(name):
   import importlib  # pylint: disable=g-import-not-at-top
+
   config = importlib.import_module(f"configs.{name}").get_config()
   config_checks.validate_config(config)
 
 
 def test_paper_and_winn_texture_configs_differ_only_where_documented():
   from configs import texture, texture_paper, winn_texture  # pylint: disable=g-import-not-at-top
+
   paper, winn, ours = (m.get_config() for m in (texture_paper, winn_texture, texture))
   assert (paper.objective, paper.model.norm, paper.train.optimizer) == (
-      "inng", "batch", "sgd")
+    "inng",
+    "batch",
+    "sgd",
+  )
   assert paper.synthesis.step_size == 0.1 and paper.train.learning_rate == 0.01
   assert (winn.objective, winn.model.norm, winn.model.activation, winn.model.pool) == (
-      "wasserstein", "layer", "swish", "mean")
+    "wasserstein",
+    "layer",
+    "swish",
+    "mean",
+  )
   assert winn.train.gradient_penalty == 10.0 and winn.train.learning_rate == 1e-4
   assert ours.train.learning_rate == 1e-3
   # The geometry is the paper's in all three.
   for c in (winn, ours):
     assert (c.data.image_size, c.patch.size, tuple(c.model.features)) == (
-        256, 64, (64, 128, 256, 512))
+      256,
+      64,
+      (64, 128, 256, 512),
+    )
 
 
 def test_checkpoints_and_grids_every_k_stages_keep_resume_exact(tmp_path):
-  config = _config(num_stages=3, **{"checkpoint.every_stages": 2,
-                                    "grid_every_stages": 2})
+  config = _config(num_stages=3, **{"checkpoint.every_stages": 2, "grid_every_stages": 2})
   full = train.train(config, str(tmp_path / "full"))
   assert sorted(os.listdir(tmp_path / "full" / "negatives")) == [
-      "stage_002.png", "stage_003.png"]
+    "stage_002.png",
+    "stage_003.png",
+  ]
   assert sorted(os.listdir(tmp_path / "full" / "checkpoints")) == ["2", "3"]
   # A stop requested during stage 2 saves stage 1, although it was not due.
   part = tmp_path / "part"
@@ -283,8 +333,7 @@ def test_checkpoints_and_grids_every_k_stages_keep_resume_exact(tmp_path):
   _assert_trees_equal(resumed.cascade, full.cascade)
   _assert_trees_equal(resumed.negatives, full.negatives)
   with pytest.raises(ValueError, match="every_stages"):
-    train.train(_config(**{"checkpoint.every_stages": 0}),
-                             str(tmp_path / "bad"))
+    train.train(_config(**{"checkpoint.every_stages": 0}), str(tmp_path / "bad"))
 
 
 def test_conv_noise_initial_negatives_are_smooth_noise_of_the_asked_std():
@@ -293,9 +342,11 @@ def test_conv_noise_initial_negatives_are_smooth_noise_of_the_asked_std():
   smooth = synthesis.initial_negatives(key, 8, (32, 32, 3), 0.3, "conv_noise")
   assert smooth.shape == white.shape
   np.testing.assert_allclose(float(jnp.std(smooth)), 0.3, rtol=0.1)
+
   def neighbour_corr(x):
     a, b = x[:, :, :-1].ravel(), x[:, :, 1:].ravel()
     return float(jnp.corrcoef(a, b)[0, 1])
+
   assert abs(neighbour_corr(white)) < 0.05 and neighbour_corr(smooth) > 0.3
   with pytest.raises(ValueError, match="pool.init"):
     synthesis.initial_negatives(key, 1, (4, 4, 1), 0.3, "uniform")
@@ -305,8 +356,14 @@ def test_conv_noise_initial_negatives_are_smooth_noise_of_the_asked_std():
 
 
 def test_learning_rate_decays_once_per_stage():
-  config = _config(**{"train.optimizer": "sgd", "train.learning_rate": 1.0,
-                      "train.lr_decay": 0.5, "train.steps_per_stage": 3})
+  config = _config(
+    **{
+      "train.optimizer": "sgd",
+      "train.learning_rate": 1.0,
+      "train.lr_decay": 0.5,
+      "train.steps_per_stage": 3,
+    }
+  )
   tx = train.make_optimizer(config)
   params = {"w": jnp.zeros(())}
   state = tx.init(params)
@@ -343,6 +400,7 @@ def test_sample_stop_window_sets_the_fewest_steps_when_sampling():
 def test_configs_that_still_say_synthesis_energy_keep_their_meaning(tmp_path):
   from configs import default  # pylint: disable=g-import-not-at-top
   from innjax import export  # pylint: disable=g-import-not-at-top
+
   # A config file of an earlier release sets the old name on today's defaults.
   old = tiny.get_config()  # synthesis.mode = "sum"
   old.synthesis.energy = "sequential"

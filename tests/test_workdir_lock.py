@@ -39,8 +39,10 @@ def test_a_held_lock_refuses_a_second_holder_and_names_the_first(tmp_path):
       workdir_lock.acquire(str(tmp_path))
     message = str(info.value)
     assert "\n" not in message
-    assert (f"pid {os.getpid()} on host {socket.gethostname()}, started "
-            f"{record['started']}: python main.py --workdir=x" in message)
+    assert (
+      f"pid {os.getpid()} on host {socket.gethostname()}, started "
+      f"{record['started']}: python main.py --workdir=x" in message
+    )
     assert "wait for that one to finish" in message and "another --workdir" in message
   finally:
     lock.release()
@@ -51,8 +53,9 @@ def test_a_held_lock_refuses_a_second_holder_and_names_the_first(tmp_path):
 
 def test_a_killed_runs_lock_file_does_not_block(tmp_path):
   # What a SIGKILLed run leaves: its record, with nobody holding the lock.
-  (tmp_path / workdir_lock.LOCK_NAME).write_text(json.dumps(
-      {"pid": 999999, "host": "gone", "started": "then", "command": "old"}))
+  (tmp_path / workdir_lock.LOCK_NAME).write_text(
+    json.dumps({"pid": 999999, "host": "gone", "started": "then", "command": "old"})
+  )
   with workdir_lock.hold(str(tmp_path)) as lock:
     assert lock.locked
     assert workdir_lock.read_holder(str(tmp_path))["pid"] == os.getpid()
@@ -76,9 +79,11 @@ def test_a_bucket_workdir_warns_once_and_goes_on(monkeypatch):
   monkeypatch.setattr(logging, "warning", lambda msg, *a: warnings.append(msg % a))
   with workdir_lock.hold("gs://bucket/run") as lock:  # touches no storage
     assert not lock.locked
-  assert warnings == ["Workdir gs://bucket/run is on remote storage, which has no file "
-                      "locks; innjax cannot detect a second training run on this "
-                      "workdir there, so start only one."]
+  assert warnings == [
+    "Workdir gs://bucket/run is on remote storage, which has no file "
+    "locks; innjax cannot detect a second training run on this "
+    "workdir there, so start only one."
+  ]
 
 
 def test_hosts_follow_process_0(tmp_path):
@@ -94,8 +99,9 @@ def test_hosts_follow_process_0(tmp_path):
       pass
   assert seen == [True]  # a host other than 0 never locks, so it reports no failure
   assert not (tmp_path / workdir_lock.LOCK_NAME).exists()
-  with workdir_lock.hold(str(tmp_path), main_process=False,
-                         agree=lambda ok: True) as lock:
+  with workdir_lock.hold(
+    str(tmp_path), main_process=False, agree=lambda ok: True
+  ) as lock:
     assert lock is None
 
 
@@ -106,8 +112,11 @@ def test_training_in_process_on_a_locked_workdir_is_refused(tmp_path, capsys):
     rc = cli.run("train", tiny.get_config(), str(workdir))
   err = capsys.readouterr().err
   assert rc == 2 and "Traceback" not in err
-  assert re.search(r"innjax: error: Workdir '.*' is in use by another training run "
-                   rf"\(pid {os.getpid()} on host ", err), err
+  assert re.search(
+    r"innjax: error: Workdir '.*' is in use by another training run "
+    rf"\(pid {os.getpid()} on host ",
+    err,
+  ), err
   assert os.listdir(workdir) == []  # nothing written: no checkpoints, no events
 
 
@@ -115,19 +124,25 @@ def test_two_processes_one_workdir_then_sigkill_and_resume(tmp_path):
   workdir = str(tmp_path / "run")
   # max_to_keep=0 keeps every step, so no step disappears under the check below.
   command = soak_harness.train_command(
-      workdir, {"num_stages": 300, "checkpoint.max_to_keep": 0})
+    workdir, {"num_stages": 300, "checkpoint.max_to_keep": 0}
+  )
   env = soak_harness.subprocess_env(soak_harness.CACHE_DIR)
   first = soak_harness.Process(command, env)
   try:
-    assert first.wait_for(re.compile(r"stage 1/300"), time.monotonic() + 300), \
-        first.text()
-    second = subprocess.run(command, cwd=REPO, env=env, capture_output=True,
-                            text=True, timeout=300)
+    assert first.wait_for(re.compile(r"stage 1/300"), time.monotonic() + 300), (
+      first.text()
+    )
+    second = subprocess.run(
+      command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
     out = second.stdout + second.stderr
     assert second.returncode == 2 and "Traceback" not in out, out
-    assert re.search(rf"innjax: error: Workdir '{re.escape(workdir)}' is in use by "
-                     rf"another training run \(pid {first.popen.pid} on host "
-                     rf"{re.escape(socket.gethostname())}, started [^)]*main\.py", out), out
+    assert re.search(
+      rf"innjax: error: Workdir '{re.escape(workdir)}' is in use by "
+      rf"another training run \(pid {first.popen.pid} on host "
+      rf"{re.escape(socket.gethostname())}, started [^)]*main\.py",
+      out,
+    ), out
     assert first.popen.poll() is None  # the first run was not disturbed
     os.kill(first.popen.pid, signal.SIGKILL)
     first.wait(timeout=60)
@@ -137,8 +152,9 @@ def test_two_processes_one_workdir_then_sigkill_and_resume(tmp_path):
   # At once: the dead run's lock must not block the resume.
   resumed = soak_harness.Process(command, env)
   try:
-    resumed.wait_for(re.compile(r"Resuming .* after stage|innjax: error"),
-                     time.monotonic() + 300)
+    resumed.wait_for(
+      re.compile(r"Resuming .* after stage|innjax: error"), time.monotonic() + 300
+    )
     assert soak_harness.resumed_from(resumed.text()) == committed, resumed.text()
     resumed.popen.send_signal(signal.SIGTERM)
     assert resumed.wait(timeout=120) == 0, resumed.text()
@@ -173,13 +189,30 @@ def test_two_hosts_take_one_lock_and_stop_together(tmp_path):
   with socket.socket() as s:
     s.bind(("localhost", 0))
     port = s.getsockname()[1]
-  env = dict(soak_harness.subprocess_env(soak_harness.CACHE_DIR),
-             JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo",
-             PYTHONPATH=os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]))
-  workers = [subprocess.Popen(
-      [sys.executable, "-c", _TWO_HOSTS, str(i), str(port), str(tmp_path),
-       str(tmp_path / f"host{i}.json")], cwd=REPO, env=env,
-      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for i in (0, 1)]
+  env = dict(
+    soak_harness.subprocess_env(soak_harness.CACHE_DIR),
+    JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo",
+    PYTHONPATH=os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]),
+  )
+  workers = [
+    subprocess.Popen(
+      [
+        sys.executable,
+        "-c",
+        _TWO_HOSTS,
+        str(i),
+        str(port),
+        str(tmp_path),
+        str(tmp_path / f"host{i}.json"),
+      ],
+      cwd=REPO,
+      env=env,
+      stdout=subprocess.DEVNULL,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in (0, 1)
+  ]
   try:
     errors = [w.communicate(timeout=300)[1] for w in workers]
   finally:
