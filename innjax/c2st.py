@@ -115,6 +115,31 @@ def random_crops(
   return np.stack(out)
 
 
+def _critic_result(
+  arrays, seed, steps, batch_size, learning_rate, features
+) -> C2STResult:
+  """Trains the fixed critic on (x_train, y_train) and tests it on (x_test, y_test)."""
+  x_train, y_train, x_test, y_test = (jnp.asarray(a) for a in arrays)
+  accuracy, train_accuracy = jax.device_get(
+    _train_and_test(
+      x_train,
+      y_train,
+      x_test,
+      y_test,
+      jax.random.key(seed),
+      int(steps),
+      int(batch_size),
+      float(learning_rate),
+      tuple(int(f) for f in features),
+    )
+  )
+  return C2STResult(
+    accuracy=float(accuracy),
+    train_accuracy=float(train_accuracy),
+    num_test=int(y_test.shape[0]) // 2,
+  )
+
+
 def c2st(
   reference: Any,
   images: Any,
@@ -176,21 +201,8 @@ def c2st(
     ]
   )
   y_test = np.concatenate([np.ones(num_test), np.zeros(num_test)]).astype(np.float32)
-  accuracy, train_accuracy = jax.device_get(
-    _train_and_test(
-      jnp.asarray(x_train),
-      jnp.asarray(y_train),
-      jnp.asarray(x_test),
-      jnp.asarray(y_test),
-      jax.random.key(seed),
-      int(steps),
-      int(batch_size),
-      float(learning_rate),
-      tuple(int(f) for f in features),
-    )
-  )
-  return C2STResult(
-    accuracy=float(accuracy), train_accuracy=float(train_accuracy), num_test=num_test
+  return _critic_result(
+    (x_train, y_train, x_test, y_test), seed, steps, batch_size, learning_rate, features
   )
 
 
@@ -234,21 +246,9 @@ def c2st_sets(
   x_train = np.concatenate([ref[:n], other[:n]])
   y_train = np.concatenate([np.ones(n), np.zeros(n)]).astype(np.float32)
   x_test = np.concatenate([ref[n : 2 * n], other[n : 2 * n]])
-  accuracy, train_accuracy = jax.device_get(
-    _train_and_test(
-      jnp.asarray(x_train),
-      jnp.asarray(y_train),
-      jnp.asarray(x_test),
-      jnp.asarray(y_train),
-      jax.random.key(seed),
-      int(steps),
-      int(batch_size),
-      float(learning_rate),
-      tuple(int(f) for f in features),
-    )
-  )
-  return C2STResult(
-    accuracy=float(accuracy), train_accuracy=float(train_accuracy), num_test=n
+  # The test set is laid out like the training set: n reference images, then n others.
+  return _critic_result(
+    (x_train, y_train, x_test, y_train), seed, steps, batch_size, learning_rate, features
   )
 
 
