@@ -124,7 +124,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.synthesis.max_steps = 100
   config.synthesis.stop_prob = 0.5
   config.synthesis.stop_window = 20  # paper 4.1: stop on the mean over ~20 steps
-  # energy="sum": whose P(real) the stop tests. "newest" (the paper: until the newest
+  # mode="sum": whose P(real) the stop tests. "newest" (the paper: until the newest
   # classifier is fooled), "all" (every kept classifier fooled) or "sum" (the summed
   # logits: the earlier stages outvote the newest and synthesis stops at once).
   config.synthesis.stop_on = "newest"

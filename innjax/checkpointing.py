@@ -1,4 +1,4 @@
-"""Orbax checkpoints of the whole training state, with a config compatibility check.
+"""Orbax checkpoints of training, cascade apart from the rest; config compatibility checks.
 
 Each completed stage is saved as one Orbax step, `checkpoints/<stage>/`, of three
 items: `cascade`, the stacked classifier variables and the mask of trained slots;
