@@ -22,7 +22,6 @@ import time
 
 import numpy as np
 
-from innjax import errors
 from innjax import outputs
 
 # Past this size the current event file is left as it is and a new one is started,
@@ -152,26 +151,3 @@ class NullWriter:
 
   def close(self):
     pass
-
-
-def read_events(path: str) -> list:
-  """The `Event`s of one event file (for tests and scripts).
-
-  Raises:
-    ValueError: a record's checksum does not match (a damaged file).
-  """
-  from tensorboard.compat.proto import event_pb2  # pylint: disable=g-import-not-at-top
-  from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c  # pylint: disable=g-import-not-at-top
-
-  with open(path, "rb") as f:
-    data = f.read()
-  events, at = [], 0
-  while at < len(data):
-    (length,) = struct.unpack_from("<Q", data, at)
-    body = data[at + 12 : at + 12 + length]
-    (crc,) = struct.unpack_from("<I", data, at + 12 + length)
-    if crc != masked_crc32c(body):
-      raise errors.DataError(f"{path}: a damaged record at byte {at}.")
-    events.append(event_pb2.Event.FromString(body))
-    at += 16 + length
-  return events

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import default
+import tensorboard_events
 from innjax import cli
 from innjax import config_help
 from innjax import console
@@ -116,7 +117,7 @@ def test_event_files_hold_scalars_and_images_without_tensorflow(tmp_path):
   writer.write_images(2, {"negatives": np.full((4, 6, 1), 7, np.uint8)})
   writer.close()
   (path,) = [p for p in tmp_path.iterdir() if "tfevents" in p.name]
-  events = summaries.read_events(str(path))
+  events = tensorboard_events.read_events(str(path))
   assert events[0].file_version == "brain.Event:2"
   assert [(e.step, v.tag) for e in events[1:] for v in e.summary.value] == [
     (1, "loss"),

@@ -14,7 +14,8 @@ import pytest
 
 from configs import tiny
 import innjax
-from innjax import checkpointing, cli, config_checks, generate, summaries, synthesis
+import tensorboard_events
+from innjax import checkpointing, cli, config_checks, generate, synthesis
 from innjax import train
 
 
@@ -35,7 +36,7 @@ def _event_tags(folder) -> dict:
   tags = {}
   for name in sorted(os.listdir(folder)):
     if name.startswith("events.out.tfevents"):
-      for event in summaries.read_events(str(folder / name)):
+      for event in tensorboard_events.read_events(str(folder / name)):
         tags.setdefault(event.step, set()).update(v.tag for v in event.summary.value)
   return tags
 
