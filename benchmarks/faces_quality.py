@@ -179,7 +179,9 @@ def main(argv=None) -> int:
   noise = np.clip(
     float(config.pool.init_std) * rng.standard_normal(samples.shape), -1, 1
   ).astype(np.float32)
-  negatives = np.asarray(energy_lib.crop_to_target(config, state.negatives))[: args.num]
+  negatives = np.asarray(
+    energy_lib.crop_to_target(synthesis.geometry(config), state.negatives)
+  )[: args.num]
   methods = {
     "noise": noise,
     f"Gaussian (PCA {args.pca})": gaussian,

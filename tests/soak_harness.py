@@ -199,9 +199,9 @@ def tiny_config(overrides: dict):
 def state_template(config):
   """The abstract TrainState of `config`: what a checkpoint restores into."""
   import jax  # pylint: disable=g-import-not-at-top
-  from innjax import train  # pylint: disable=g-import-not-at-top
+  from innjax import synthesis, train  # pylint: disable=g-import-not-at-top
 
-  model = train.build_model(config)
+  model = synthesis.build_model(config)
   return jax.eval_shape(lambda: train.init_state(config, model, jax.random.key(0)))
 
 

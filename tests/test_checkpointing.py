@@ -19,7 +19,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from configs import tiny
-from innjax import checkpointing, cli, generate, train
+from innjax import checkpointing, cli, generate, synthesis, train
 
 
 class _TrainStateV1(flax.struct.PyTreeNode):
@@ -56,7 +56,7 @@ def _assert_trees_equal(a, b):
 
 
 def _restore(workdir, config):
-  model = train.build_model(config)
+  model = synthesis.build_model(config)
   template = jax.eval_shape(lambda: train.init_state(config, model, jax.random.key(0)))
   manager = checkpointing.Manager(str(workdir), config, read_only=True)
   try:
@@ -115,7 +115,7 @@ def reference(request, tmp_path_factory):
 
 def test_the_active_mask_follows_from_the_stage():
   config = _config(variant="inng_compressed", keep_every=2, num_stages=5)
-  model = train.build_model(config)
+  model = synthesis.build_model(config)
   state = train.init_state(config, model, jax.random.key(0))
   masks = [state.replace(stage=jnp.int32(t)).active.tolist() for t in range(6)]
   # Stages 1-2 train slot 0, 3-4 slot 1, 5 slot 2.
