@@ -129,6 +129,7 @@ from configs import winn_texture as winn_config  # noqa: E402
 from innjax import baselines  # noqa: E402
 from innjax import c2st  # noqa: E402
 from innjax import cli  # noqa: E402
+from innjax import config_checks  # noqa: E402
 from innjax import data as data_lib  # noqa: E402
 from innjax import generate  # noqa: E402
 from innjax import metrics  # noqa: E402
@@ -428,7 +429,9 @@ def recipe_settings(settings: dict, recipe: str) -> dict:
     else:
       config_overrides[key] = value
   # with_overrides would add a misspelt field silently; training would ignore it.
-  fields = cli.config_fields(RECIPES[recipe][0].get_config()) | set(cli.OPTIONAL_FIELDS)
+  fields = config_checks.config_fields(RECIPES[recipe][0].get_config()) | set(
+    config_checks.OPTIONAL_FIELDS
+  )
   unknown = sorted(set(config_overrides) - fields)
   if unknown:
     raise SystemExit(

@@ -78,13 +78,6 @@ def with_overrides(
   return config
 
 
-# Moved to innjax/config_checks.py; these names stay for scripts that use them here.
-OPTIONAL_FIELDS = config_checks.OPTIONAL_FIELDS
-config_fields = config_checks.config_fields
-check_config_fields = config_checks.check_config_fields
-check_config_type = config_checks.check_config_type
-
-
 def _reference_config():
   """configs/default.py's config, or None when `configs` is not importable."""
   try:
@@ -158,7 +151,7 @@ def run(mode: str, config, workdir: str, output_dir: str | None = None) -> int:
   if logging.get_verbosity() < logging.DEBUG:  # --verbosity=1 shows them
     quiet_library_logs()
   # Imported here so `main.py --help` answers without loading JAX and TensorFlow.
-  from innjax import evaluate, generate, preemption, style, synthesis, train
+  from innjax import evaluate, generate, preemption, style, train
   from innjax import console
 
   problem = console.backend_problem()
@@ -171,11 +164,11 @@ def run(mode: str, config, workdir: str, output_dir: str | None = None) -> int:
         "--output_dir is for --mode=sample, style, evaluate and "
         "export; training writes everything in --workdir."
       )
-    check_config_type(config)
-    config = synthesis.upgrade_config(config)  # e.g. synthesis.energy, now .mode
+    config_checks.check_config_type(config)
+    config = config_checks.upgrade_config(config)  # e.g. synthesis.energy, now .mode
     reference = _reference_config()
     if reference is not None:
-      for note in check_config_fields(config, reference):
+      for note in config_checks.check_config_fields(config, reference):
         logging.warning("%s.", note)
     if mode == "train":
       import jax  # pylint: disable=g-import-not-at-top  (loaded by train already)

@@ -31,9 +31,41 @@ from innjax import errors
 OPTIONAL_FIELDS = ("data.reader", "data.value_range")
 
 # Config fields renamed since earlier releases: old dotted name -> current one.
-# `synthesis.upgrade_config` moves old fields in config files and saved checkpoints;
+# `upgrade_config` moves old fields in config files and saved checkpoints;
 # `upgrade_overrides` does the same for `--config.OLD=...` on the command line.
 RENAMED_FIELDS = {"synthesis.energy": "synthesis.mode"}
+
+
+def upgrade_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`config` with fields of earlier releases moved to their current names.
+
+  Config files and checkpoints written before a rename (e.g. `synthesis.energy`, now
+  `synthesis.mode`) keep working: an old field's value replaces the new field's,
+  since a config that still names the old field set it on purpose (the current
+  defaults no longer have it). Called where configs come in: the command line, saved
+  configs, `train.train`.
+
+  Returns:
+    `config` itself when it has no old field, else an upgraded copy; the argument is
+    never modified.
+  """
+  present = [(old, new) for old, new in RENAMED_FIELDS.items() if _has_field(config, old)]
+  if not present:
+    return config
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    for old, new in present:
+      old_section, old_leaf = old.split(".")
+      new_section, new_leaf = new.split(".")
+      config[new_section][new_leaf] = config[old_section][old_leaf]
+      del config[old_section][old_leaf]
+  return config
+
+
+def _has_field(config, dotted: str) -> bool:
+  """Whether `config` has the field `section.leaf`."""
+  section, leaf = dotted.split(".")
+  return section in config and leaf in config[section]
 
 
 def upgrade_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -310,7 +342,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   from innjax import synthesis  # pylint: disable=g-import-not-at-top
   from innjax import train  # pylint: disable=g-import-not-at-top
 
-  config = synthesis.upgrade_config(config)  # e.g. synthesis.energy, now .mode
+  config = upgrade_config(config)  # e.g. synthesis.energy, now .mode
   require = _require
   non_finite = _non_finite_fields(config)
   require(

@@ -32,6 +32,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from innjax import config_checks
 from innjax import errors
 
 FORMAT = "innjax.export"
@@ -282,14 +283,13 @@ def _from_workdir(workdir: str):
 def _config(saved: dict) -> ml_collections.ConfigDict:
   """The config saved as JSON, with the tuples JSON turned into lists restored and
   fields renamed since it was saved under their current names."""
-  from innjax import synthesis  # pylint: disable=g-import-not-at-top
 
   def tuples(node):
     if isinstance(node, dict):
       return {k: tuples(v) for k, v in node.items()}
     return tuple(node) if isinstance(node, list) else node
 
-  return synthesis.upgrade_config(ml_collections.ConfigDict(tuples(saved)))
+  return config_checks.upgrade_config(ml_collections.ConfigDict(tuples(saved)))
 
 
 def load(path_or_workdir: str) -> Model:

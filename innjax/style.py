@@ -67,9 +67,6 @@ def load_content(config) -> np.ndarray:
   return np.asarray(data_lib.to_float(image), np.float32)
 
 
-CONTENT_UNITS = config_checks.CONTENT_UNITS
-
-
 def content_unit_scale(config) -> float:
   """The content term's weight per unit of mean squared pixel difference.
 
@@ -77,9 +74,9 @@ def content_unit_scale(config) -> float:
   (`patch.size`^2 x channels) for "patch" (see the module docstring).
   """
   unit = config.style.get("content_unit", "pixel")
-  if unit not in CONTENT_UNITS:
+  if unit not in config_checks.CONTENT_UNITS:
     raise errors.ConfigError(
-      f"Bad config: style.content_unit must be one of {CONTENT_UNITS}, got {unit!r}."
+      f"Bad config: style.content_unit must be one of {config_checks.CONTENT_UNITS}, got {unit!r}."
     )
   if unit == "pixel":
     return 1.0

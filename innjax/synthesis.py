@@ -12,7 +12,6 @@ This is the one module that reads the run's config for them (as score_sde's
   `make_image_synthesizer` / `synthesize_images` (fresh noise through a loaded
   cascade, as `--mode=sample` makes it);
 * `initial_negatives`: the noise every synthesis starts from;
-* `upgrade_config`: configs of earlier releases under the current field names.
 """
 
 from __future__ import annotations
@@ -25,47 +24,12 @@ import ml_collections
 import numpy as np
 
 from innjax import console
-from innjax import config_checks
 from innjax import energy as energy_lib
 from innjax import errors
 from innjax import models
 from innjax import preemption
 from innjax import sampler as sampler_lib
 from innjax import sharding
-
-RENAMED_FIELDS = config_checks.RENAMED_FIELDS
-
-
-def upgrade_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """`config` with fields of earlier releases moved to their current names.
-
-  Config files and checkpoints written before a rename (e.g. `synthesis.energy`, now
-  `synthesis.mode`) keep working: an old field's value replaces the new field's,
-  since a config that still names the old field set it on purpose (the current
-  defaults no longer have it). Called where configs come in: the command line, saved
-  configs, `train.train`.
-
-  Returns:
-    `config` itself when it has no old field, else an upgraded copy; the argument is
-    never modified.
-  """
-  present = [(old, new) for old, new in RENAMED_FIELDS.items() if _has_field(config, old)]
-  if not present:
-    return config
-  config = config.copy_and_resolve_references()
-  with config.unlocked():
-    for old, new in present:
-      old_section, old_leaf = old.split(".")
-      new_section, new_leaf = new.split(".")
-      config[new_section][new_leaf] = config[old_section][old_leaf]
-      del config[old_section][old_leaf]
-  return config
-
-
-def _has_field(config, dotted: str) -> bool:
-  """Whether `config` has the field `section.leaf`."""
-  section, leaf = dotted.split(".")
-  return section in config and leaf in config[section]
 
 
 def geometry(config: ml_collections.ConfigDict) -> energy_lib.Geometry:

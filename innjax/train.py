@@ -548,7 +548,7 @@ def train(
   Returns:
     The final TrainState.
   """
-  config = synthesis.upgrade_config(config)  # e.g. synthesis.energy, now .mode
+  config = config_checks.upgrade_config(config)  # e.g. synthesis.energy, now .mode
   validate_config(config)
   mesh = sharding.make_mesh(config)
   config = sharding.global_batch_config(config, mesh.size)

@@ -16,6 +16,7 @@ import numpy as np
 from configs import default
 import tensorboard_events
 from innjax import cli
+from innjax import config_checks
 from innjax import config_help
 from innjax import console
 from innjax import summaries
@@ -51,7 +52,7 @@ def test_help_config_lists_every_field_with_its_value_and_meaning():
   # The run's own values, overrides included, and default.py's comment as meaning.
   assert any(line.startswith("  train.learning_rate = 0.5  # ") for line in lines)
   assert "  num_stages = 3" in lines
-  for name in cli.config_fields(default.get_config()):
+  for name in config_checks.config_fields(default.get_config()):
     assert any(line.startswith(f"  {name} = ") for line in lines), name
 
 

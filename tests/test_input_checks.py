@@ -319,7 +319,7 @@ def _raise_in_cli(monkeypatch, error):
   def fail(config):
     raise error
 
-  monkeypatch.setattr(cli, "check_config_type", fail)
+  monkeypatch.setattr(config_checks, "check_config_type", fail)
 
 
 @pytest.mark.parametrize(
@@ -391,7 +391,7 @@ def test_data_and_config_mistakes_raise_their_classes(tmp_path):
   with pytest.raises(errors.ConfigError, match="data_config.value_range must be one of"):
     data.load_dataset(npz_config(path, **{"data.value_range": "0-255"}).data)
   with pytest.raises(errors.ConfigError, match="train.momentum must be in"):
-    train.validate_config(tiny_config(**{"train.momentum": 1.0}))
+    config_checks.validate_config(tiny_config(**{"train.momentum": 1.0}))
 
 
 def test_renamed_config_override_is_upgraded_with_a_note():

@@ -24,7 +24,7 @@ import pytest
 from PIL import Image
 
 from configs import default, tiny
-from innjax import checkpointing, cli, data, preemption, synthesis, train
+from innjax import checkpointing, cli, config_checks, data, preemption, synthesis, train
 import soak_harness
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -380,7 +380,7 @@ def test_config_file_misspelt_field(capsys, tmp_path):
 def test_unknown_field_unlike_any_other_is_only_a_note():
   config = _config()
   config.data.my_note = "hello"
-  notes = cli.check_config_fields(config, default.get_config())
+  notes = config_checks.check_config_fields(config, default.get_config())
   assert notes == ["config field data.my_note is not used by innjax and is ignored"]
 
 

@@ -405,10 +405,10 @@ def test_configs_that_still_say_synthesis_energy_keep_their_meaning(tmp_path):
   # A config file of an earlier release sets the old name on today's defaults.
   old = tiny.get_config()  # synthesis.mode = "sum"
   old.synthesis.energy = "sequential"
-  upgraded = synthesis.upgrade_config(old)
+  upgraded = config_checks.upgrade_config(old)
   assert upgraded.synthesis.mode == "sequential" and "energy" not in upgraded.synthesis
   assert old.synthesis.energy == "sequential"  # the argument is left as it was
-  assert synthesis.upgrade_config(upgraded) is upgraded
+  assert config_checks.upgrade_config(upgraded) is upgraded
   assert not config_checks.check_config_fields(upgraded, default.get_config())
   # Training reads it: a bad value under the old name is refused under the new one.
   old.synthesis.energy = "max"
