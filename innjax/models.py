@@ -76,13 +76,7 @@ def conv2d(x: jax.Array, kernel: jax.Array, stride: int, impl: str) -> jax.Array
   pad_h = _same_padding(x.shape[1], kh, stride)
   pad_w = _same_padding(x.shape[2], kw, stride)
   if impl == "xla":
-    return lax.conv_general_dilated(
-      x,
-      kernel,
-      window_strides=(stride, stride),
-      padding=(pad_h, pad_w),
-      dimension_numbers=("NHWC", "HWIO", "NHWC"),
-    )
+    return _native_conv(x, kernel, stride, pad_h, pad_w)
   if impl != "im2col":
     raise ValueError(f"impl must be 'xla' or 'im2col', got {impl!r}.")
   return _conv_im2col(x, kernel, stride, pad_h, pad_w)
@@ -106,17 +100,22 @@ def _patches_matmul(x, kernel, stride, pad_h, pad_w, patches_fn):
   return cols @ kernel.reshape(-1, c_out)
 
 
+def _native_conv(x, kernel, stride, pad_h, pad_w):
+  """XLA's native "SAME"-padded NHWC/HWIO convolution."""
+  return lax.conv_general_dilated(
+    x,
+    kernel,
+    window_strides=(stride, stride),
+    padding=(pad_h, pad_w),
+    dimension_numbers=("NHWC", "HWIO", "NHWC"),
+  )
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
 def _conv_im2col(x, kernel, stride, pad_h, pad_w):
   """The "im2col" convolution: its value by whichever method is faster for the shape."""
   if min(x.shape[1], x.shape[2]) >= NATIVE_FORWARD_MIN_SIZE:
-    return lax.conv_general_dilated(
-      x,
-      kernel,
-      window_strides=(stride, stride),
-      padding=(pad_h, pad_w),
-      dimension_numbers=("NHWC", "HWIO", "NHWC"),
-    )
+    return _native_conv(x, kernel, stride, pad_h, pad_w)
   return _patches_matmul(x, kernel, stride, pad_h, pad_w, _im2col)
 
 
