@@ -18,6 +18,56 @@ def _pct(x) -> str:
   return "n/a" if x is None else f"{100 * x:.2f}%"
 
 
+def _points(gain: dict) -> str:
+  """A paired gain as "mean ± standard error points (wins/draws)"."""
+  return (
+    f"{100 * gain['gain_mean']:+.2f} ± {100 * gain['gain_stderr']:.2f} "
+    f"({gain['wins']}/{gain['draws']})"
+  )
+
+
+def _paired_lines(results: dict) -> list[str]:
+  """The paired differences between the feature sets (absent in older reports)."""
+  paired = results.get("svm_paired")
+  if not paired:
+    return []
+  lines = [
+    "",
+    "Paired over the same draws: how many points lower the first set's test error is "
+    "(mean ± standard error over draws; in parentheses the draws where it was lower).",
+    "",
+    "| Comparison | Gain (points) |",
+    "|---|---:|",
+  ]
+  for key, label in (
+    ("inng_vs_random", "INNg vs random classifier"),
+    ("inng_vs_pixels", "INNg vs raw pixels"),
+    ("random_vs_pixels", "Random classifier vs raw pixels"),
+  ):
+    lines.append(f"| {label} | {_points(paired[key])} |")
+  return lines
+
+
+def _stage_curve_lines(results: dict) -> list[str]:
+  """Test error of every trained classifier (`evaluate.every_stage`), if run."""
+  curve = results.get("stage_curve")
+  if not curve:
+    return []
+  lines = [
+    "",
+    "## Features of every trained classifier",
+    "",
+    "| Classifier | C | Test error (mean ± std) | Gain over random features (points) |",
+    "|---:|---:|---:|---:|",
+  ]
+  for row in curve:
+    lines.append(
+      f"| {row['classifier']} | {row['C']:g} | {_pct(row['test_error_mean'])} ± "
+      f"{_pct(row['test_error_std'])} | {_points(row['gain_vs_random'])} |"
+    )
+  return lines
+
+
 def to_markdown(results: dict) -> str:
   """Renders an evaluation's results as a markdown report (two tables).
 
@@ -51,6 +101,8 @@ def to_markdown(results: dict) -> str:
       f"| {label} | {r['feature_dim']} | {r['C']:g} | {_pct(r['val_error'])} "
       f"| {_pct(r['test_error_mean'])} ± {_pct(r['test_error_std'])} |"
     )
+  lines += _paired_lines(results)
+  lines += _stage_curve_lines(results)
   q = results.get("quality")
   if q and "skipped" not in q:
     lines += [

@@ -370,3 +370,25 @@ def svm_protocol(
     "not_converged": int(not_converged),
     "seconds": time.perf_counter() - t0,
   }
+
+
+def paired_gain(baseline: dict, features: dict) -> dict:
+  """How much lower `features`' test error is than `baseline`'s, paired over draws.
+
+  Both must come from `svm_protocol` with the same seed and draw count, so that draw i
+  of each used the same labelled examples. Returns the mean gain (baseline error -
+  features error, as a fraction), its standard error over draws, and the number of
+  draws where `features` had the lower error.
+  """
+  a = np.asarray(baseline["test_errors"], np.float64)
+  b = np.asarray(features["test_errors"], np.float64)
+  if a.shape != b.shape:
+    raise ValueError(f"Unpaired results: {a.size} and {b.size} draws.")
+  diff = a - b
+  stderr = float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else 0.0
+  return {
+    "gain_mean": float(diff.mean()),
+    "gain_stderr": stderr,
+    "wins": int(np.sum(diff > 0)),
+    "draws": int(diff.size),
+  }

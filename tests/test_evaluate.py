@@ -244,3 +244,31 @@ def test_evaluate_on_a_winn_workdir(stripes_run, tmp_path):
   assert results["svm"]["inng"]["test_error_mean"] < 0.05
   assert "metric_net_features" not in saved["quality"]  # metric_net_steps = 0
   assert np.isfinite(saved["quality"]["swd"]["generated"])
+
+
+def test_evaluate_every_stage(stripes_run, tmp_path):
+  """evaluate.every_stage: one row per trained classifier, paired with the baselines."""
+  base, workdir = stripes_run
+  config = base.copy_and_resolve_references()
+  config.evaluate.num_samples = 0
+  config.evaluate.every_stage = True
+  results = evaluate.evaluate(config, str(workdir), output_dir=str(tmp_path / "all"))
+  curve = results["stage_curve"]
+  assert [row["classifier"] for row in curve] == [1, 2]
+  assert [row["slot"] for row in curve] == [0, 1]
+  # The last row is the evaluated classifier (stage -1): the same SVMs.
+  assert curve[1]["test_error_mean"] == results["svm"]["inng"]["test_error_mean"]
+  assert curve[1]["gain_vs_random"] == results["svm_paired"]["inng_vs_random"]
+  # The first row equals a separate evaluation of classifier 1.
+  config.evaluate.every_stage = False
+  config.evaluate.stage = 0
+  first = evaluate.evaluate(config, str(workdir), output_dir=str(tmp_path / "first"))
+  assert curve[0]["test_error_mean"] == first["svm"]["inng"]["test_error_mean"]
+  assert curve[0]["C"] == first["svm"]["inng"]["C"]
+  report = (tmp_path / "all" / "evaluation.md").read_text()
+  assert "## Features of every trained classifier" in report
+  assert "INNg vs random classifier" in report
+  assert first["stage_curve"] is None
+  assert (
+    "every trained classifier" not in (tmp_path / "first" / "evaluation.md").read_text()
+  )

@@ -116,3 +116,14 @@ def test_reduced_svm_matches_direct_linearsvc(num_classes):
   np.testing.assert_allclose(coef, direct.coef_, atol=1e-7)
   np.testing.assert_allclose(intercept, direct.intercept_, atol=1e-7)
   np.testing.assert_array_equal(classes, direct.classes_)
+
+
+def test_paired_gain_known_answer():
+  baseline = {"test_errors": [0.3, 0.4, 0.5]}
+  features = {"test_errors": [0.2, 0.4, 0.45]}
+  gain = svm_protocol.paired_gain(baseline, features)
+  assert gain["gain_mean"] == pytest.approx(0.05)
+  assert gain["gain_stderr"] == pytest.approx(0.05 / np.sqrt(3))
+  assert gain["wins"] == 2 and gain["draws"] == 3
+  with pytest.raises(ValueError, match="Unpaired"):
+    svm_protocol.paired_gain(baseline, {"test_errors": [0.1, 0.2]})
