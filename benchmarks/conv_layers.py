@@ -1,10 +1,11 @@
-"""Per-layer time of the classifier's convolutions: xla vs im2col, forward and dx.
+"""Per-layer time of the classifier's convolutions: xla vs im2col, forward, dx and dw.
 
 Each 5x5 stride-2 "SAME" convolution of the default `Classifier()` (channels
 3->64->128->256->512) is timed alone through `innjax.models.conv2d`, at the input
 size it sees for a 32x32 or 64x64 image: the forward, and the gradient with respect
 to its input (`jax.vjp` w.r.t. x only, with a random N(0,1) output cotangent; the
-forward is not needed for it and XLA drops it). This shows
+forward is not needed for it and XLA drops it), and the gradient with respect to its
+kernel (what a training step adds), each jitted alone at the top level. This shows
 which layers make the native XLA convolution slow on a given backend, which the
 whole-network benchmarks cannot. Inputs are N(0,1) clipped to [-1, 1], kernels
 N(0, 0.02^2).
@@ -71,9 +72,14 @@ def main():
           _, vjp = jax.vjp(lambda a: models.conv2d(a, kern, model.stride, impl_r), xx)
           return vjp(ct)[0]
 
+        def dw(xx, kern, ct, impl_r=impl_r):
+          _, vjp = jax.vjp(lambda k: models.conv2d(xx, k, model.stride, impl_r), kern)
+          return vjp(ct)[0]
+
         for direction, fn, fargs in (
           ("forward", fwd, (x, kernel)),
           ("dx", dx, (x, kernel, cotangent)),
+          ("dw", dw, (x, kernel, cotangent)),
         ):
           compiled, cinfo = common.compile_jitted(fn, *fargs)
           timing = common.time_cell(args, lambda: compiled(*fargs))
@@ -132,8 +138,8 @@ def main():
   print(common.markdown_table(headers, table, align="lllrllrrrrr"))
   print(
     "\nMedian of n calls after warm-up. FLOPs per layer = "
-    "2*k*k*Cin*Cout*Hout*Wout*batch for both the forward and the input gradient "
-    "('dx', a transposed convolution)."
+    "2*k*k*Cin*Cout*Hout*Wout*batch for the forward, the input gradient "
+    "('dx', a transposed convolution) and the kernel gradient ('dw', training only)."
   )
   bench.finish(rows=rows)
 

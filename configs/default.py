@@ -208,9 +208,10 @@ def evaluate_config() -> ml_collections.ConfigDict:
   # sample-quality metrics; innjax/evaluate.py says how each key is used.
   config.evaluate = ml_collections.ConfigDict()
   config.evaluate.stage = -1  # trained classifier used: -1 = the last one
-  # Also run the SVM protocol on every trained classifier's features (stage 1, 2, ...):
-  # test error against training time. Costs one feature pass and SVM set per stage.
-  config.evaluate.every_stage = False
+  # Also run the SVM protocol on every k-th trained classifier's features (and the
+  # last): test error against training time, each paired with random features. Costs
+  # one feature pass and one set of SVMs per classifier. 0 = off.
+  config.evaluate.every_stages = 0
   config.evaluate.layers = (-3, -2, -1)  # conv blocks concatenated (paper: last three)
   config.evaluate.num_labelled = 1000  # labelled examples per SVM (paper)
   config.evaluate.val_size = 10000  # held out to choose C (paper)

@@ -317,7 +317,7 @@ def check_evaluate(ev: ml_collections.ConfigDict) -> None:
     f"evaluate.val_size=0 leaves no validation split to choose among the "
     f"{len(Cs)} values of evaluate.Cs; give a single C or a positive val_size.",
   )
-  for key in ("val_size", "num_samples", "metric_net_steps"):
+  for key in ("val_size", "num_samples", "metric_net_steps", "every_stages"):
     _require(int(ev[key]) >= 0, f"evaluate.{key} must be >= 0, got {ev[key]}.")
   _require(len(ev.layers) >= 1, "evaluate.layers must name at least one conv layer.")
   if int(ev.metric_net_steps) > 0:

@@ -424,14 +424,17 @@ def _stage_curve(
   ev,
   protocol,
 ) -> list[dict]:
-  """The SVM protocol on each trained classifier's features, in training order.
+  """The SVM protocol on every `ev.every_stages`-th trained classifier and the last.
 
   Every classifier sees the same validation split and draws as the baselines in
   `svm`, so each row's gain over random features is paired. The slot evaluated
   already (`evaluated_slot`) reuses its result.
   """
   rows = []
-  for i, slot in enumerate(np.flatnonzero(np.asarray(active))):
+  trained = np.flatnonzero(np.asarray(active))
+  for i, slot in enumerate(trained):
+    if (i + 1) % int(ev.every_stages) and i + 1 < trained.size:
+      continue
     if int(slot) == evaluated_slot:
       result = svm["inng"]
     else:
@@ -473,8 +476,8 @@ def evaluate(
   Runs the L2-SVM protocol (`svm_protocol.svm_protocol`) on the trained classifier's
   features (`config.evaluate.stage`, `config.evaluate.layers`), a randomly initialised
   classifier of the same architecture and raw pixels (their paired differences in
-  "svm_paired"); with `config.evaluate.every_stage`, also on every trained
-  classifier's features ("stage_curve"); then, unless
+  "svm_paired"); with `config.evaluate.every_stages=k`, also on every k-th trained
+  classifier's features and the last's ("stage_curve"); then, unless
   `config.evaluate.num_samples` is 0, trains the supervised metric net
   (`metric_network.train_metric_net`, unless `metric_net_steps` is 0), generates
   images from the whole cascade (`config.sample` settings) and compares them with real
@@ -596,12 +599,12 @@ def evaluate(
     "random_vs_pixels": svm_lib.paired_gain(svm["pixels"], svm["random"]),
   }
   stage_curve = None
-  if bool(ev.every_stage):
+  if int(ev.every_stages) > 0:
     t0 = time.perf_counter()
     stage_curve = _stage_curve(
       feature_fn, stacked, active, slot, svm, train_ds, test_ds, svm_dim, ev, protocol
     )
-    timings["every_stage_s"] = time.perf_counter() - t0
+    timings["stage_curve_s"] = time.perf_counter() - t0
 
   quality, generated = None, None
   if int(ev.num_samples) > 0:

@@ -49,13 +49,13 @@ def _paired_lines(results: dict) -> list[str]:
 
 
 def _stage_curve_lines(results: dict) -> list[str]:
-  """Test error of every trained classifier (`evaluate.every_stage`), if run."""
+  """Test error of every k-th trained classifier (`evaluate.every_stages`), if run."""
   curve = results.get("stage_curve")
   if not curve:
     return []
   lines = [
     "",
-    "## Features of every trained classifier",
+    "## Features of the classifiers in training order",
     "",
     "| Classifier | C | Test error (mean ± std) | Gain over random features (points) |",
     "|---:|---:|---:|---:|",

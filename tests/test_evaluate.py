@@ -246,12 +246,12 @@ def test_evaluate_on_a_winn_workdir(stripes_run, tmp_path):
   assert np.isfinite(saved["quality"]["swd"]["generated"])
 
 
-def test_evaluate_every_stage(stripes_run, tmp_path):
-  """evaluate.every_stage: one row per trained classifier, paired with the baselines."""
+def test_evaluate_every_stages(stripes_run, tmp_path):
+  """evaluate.every_stages: one row per k-th classifier, paired with the baselines."""
   base, workdir = stripes_run
   config = base.copy_and_resolve_references()
   config.evaluate.num_samples = 0
-  config.evaluate.every_stage = True
+  config.evaluate.every_stages = 1
   results = evaluate.evaluate(config, str(workdir), output_dir=str(tmp_path / "all"))
   curve = results["stage_curve"]
   assert [row["classifier"] for row in curve] == [1, 2]
@@ -260,15 +260,21 @@ def test_evaluate_every_stage(stripes_run, tmp_path):
   assert curve[1]["test_error_mean"] == results["svm"]["inng"]["test_error_mean"]
   assert curve[1]["gain_vs_random"] == results["svm_paired"]["inng_vs_random"]
   # The first row equals a separate evaluation of classifier 1.
-  config.evaluate.every_stage = False
+  config.evaluate.every_stages = 0
   config.evaluate.stage = 0
   first = evaluate.evaluate(config, str(workdir), output_dir=str(tmp_path / "first"))
   assert curve[0]["test_error_mean"] == first["svm"]["inng"]["test_error_mean"]
   assert curve[0]["C"] == first["svm"]["inng"]["C"]
   report = (tmp_path / "all" / "evaluation.md").read_text()
-  assert "## Features of every trained classifier" in report
+  assert "## Features of the classifiers in training order" in report
   assert "INNg vs random classifier" in report
   assert first["stage_curve"] is None
-  assert (
-    "every trained classifier" not in (tmp_path / "first" / "evaluation.md").read_text()
-  )
+  assert "training order" not in (tmp_path / "first" / "evaluation.md").read_text()
+  # Every 5th of 2 classifiers: the last only.
+  config.evaluate.stage = -1
+  config.evaluate.every_stages = 5
+  last = evaluate.evaluate(config, str(workdir), output_dir=str(tmp_path / "last"))
+  assert [row["classifier"] for row in last["stage_curve"]] == [2]
+  config.evaluate.every_stages = -1
+  with pytest.raises(ValueError, match="every_stages must be >= 0"):
+    evaluate.evaluate(config, str(workdir), output_dir=str(tmp_path / "bad"))
