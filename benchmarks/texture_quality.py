@@ -114,13 +114,14 @@ import time
 import numpy as np
 
 import common  # benchmarks/common.py (the script's folder is on sys.path)
+from charts import CURVE_COLOURS, dashed_line as _dashed, font as _font, nice_ticks
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from absl import logging  # noqa: E402
 import jax  # noqa: E402
-from PIL import Image, ImageDraw, ImageFont  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
 
 from configs import ebm_texture as ebm_config  # noqa: E402
 from configs import texture as innjax_config  # noqa: E402
@@ -1321,25 +1322,6 @@ def curve_summary(records: list[dict]) -> dict:
   return summary
 
 
-def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
-  """About `count` round tick values (1, 2 or 5 x 10^n apart) covering [lo, hi]."""
-  span = max(hi - lo, 1e-9)
-  raw = span / count
-  base = 10 ** np.floor(np.log10(raw))
-  step = next(m * base for m in (1, 2, 5, 10) if m * base >= raw)
-  first = np.ceil(lo / step) * step
-  return [float(t) for t in np.arange(first, hi + step * 1e-6, step)]
-
-
-CURVE_COLOURS = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189))
-
-
-def _dashed(draw, y: int, x0: int, x1: int, colour, dash: int = 6) -> None:
-  """A horizontal dashed line (PIL has none)."""
-  for x in range(x0, x1, 2 * dash):
-    draw.line([(x, y), (min(x + dash, x1), y)], fill=colour, width=1)
-
-
 def curve_plot(records: list[dict], path: str) -> str:
   """PNG: median SWD_ref / random phase's and median C2ST against training time.
 
@@ -1482,14 +1464,6 @@ def timing_table(records: list[dict]) -> str:
       ]
     )
   return common.markdown_table(headers, rows, align="ll" + "r" * 7)
-
-
-def _font(size: int):
-  """PIL's bundled font at `size` px where the Pillow version can scale it."""
-  try:
-    return ImageFont.load_default(size=size)
-  except TypeError:  # Pillow < 10.1 has one fixed-size default font
-    return ImageFont.load_default()
 
 
 def contact_sheet(records: list[dict], out_dir: str, path: str) -> str:
