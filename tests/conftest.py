@@ -1,6 +1,24 @@
 """Fixtures shared by several test modules."""
 
+import importlib.util
+import os
+import sys
+
 import pytest
+
+BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks")
+
+
+def load_benchmark(name: str):
+  """Imports benchmarks/NAME.py (a script, not a package) as a module."""
+  if BENCHMARKS not in sys.path:
+    sys.path.insert(0, BENCHMARKS)  # for the scripts' `import common` / `import charts`
+  spec = importlib.util.spec_from_file_location(
+    name, os.path.join(BENCHMARKS, f"{name}.py")
+  )
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
 
 
 @pytest.fixture(scope="session")

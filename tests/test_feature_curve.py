@@ -1,25 +1,15 @@
 """benchmarks/feature_curve.py: the curve and table from evaluation reports."""
 
-import importlib.util
 import json
-import os
-import sys
 
+from conftest import load_benchmark
 import pytest
 from PIL import Image
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
 def fc():
-  sys.path.insert(0, os.path.join(REPO, "benchmarks"))  # for its `import charts`
-  spec = importlib.util.spec_from_file_location(
-    "feature_curve", os.path.join(REPO, "benchmarks", "feature_curve.py")
-  )
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_benchmark("feature_curve")
 
 
 def _report(path, curve):

@@ -6,26 +6,15 @@ samples, that reports read both its records and the INNg-only version's, and the
 C2ST cache.
 """
 
-import importlib.util
-import os
-import sys
-
+from conftest import load_benchmark
 import numpy as np
 import pytest
 from PIL import Image
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 
 @pytest.fixture(scope="module")
 def tq():
-  sys.path.insert(0, os.path.join(REPO, "benchmarks"))  # for its `import common`
-  spec = importlib.util.spec_from_file_location(
-    "texture_quality", os.path.join(REPO, "benchmarks", "texture_quality.py")
-  )
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_benchmark("texture_quality")
 
 
 def test_overrides_reach_each_recipe_and_steps_come_from_its_config(tq):
