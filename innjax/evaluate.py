@@ -460,6 +460,7 @@ def _stage_curve(
         "classifier": i + 1,
         "slot": int(slot),
         "C": result["C"],
+        "C_at_grid_edge": result["C_at_grid_edge"],
         "test_error_mean": result["test_error_mean"],
         "test_error_std": result["test_error_std"],
         "gain_vs_random": gain,

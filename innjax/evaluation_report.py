@@ -18,6 +18,11 @@ def _pct(x) -> str:
   return "n/a" if x is None else f"{100 * x:.2f}%"
 
 
+def _c(result: dict) -> str:
+  """The chosen C, starred when it ends the grid."""
+  return f"{result['C']:g}" + ("\\*" if result.get("C_at_grid_edge") else "")
+
+
 def _points(gain: dict) -> str:
   """A paired gain as "mean ± standard error points (wins/draws)"."""
   return (
@@ -62,7 +67,7 @@ def _stage_curve_lines(results: dict) -> list[str]:
   ]
   for row in curve:
     lines.append(
-      f"| {row['classifier']} | {row['C']:g} | {_pct(row['test_error_mean'])} ± "
+      f"| {row['classifier']} | {_c(row)} | {_pct(row['test_error_mean'])} ± "
       f"{_pct(row['test_error_std'])} | {_points(row['gain_vs_random'])} |"
     )
   return lines
@@ -98,9 +103,15 @@ def to_markdown(results: dict) -> str:
   for name, r in results["svm"].items():  # in the order evaluate ran them
     label = _ROW_NAMES[name] + (f" (layers {info['layers']})" if name == "inng" else "")
     lines.append(
-      f"| {label} | {r['feature_dim']} | {r['C']:g} | {_pct(r['val_error'])} "
+      f"| {label} | {r['feature_dim']} | {_c(r)} | {_pct(r['val_error'])} "
       f"| {_pct(r['test_error_mean'])} ± {_pct(r['test_error_std'])} |"
     )
+  if any(r.get("C_at_grid_edge") for r in results["svm"].values()):
+    lines += [
+      "",
+      "\\* C is the smallest or largest value of the grid: a better C may lie beyond "
+      "it (widen `evaluate.Cs`).",
+    ]
   lines += _paired_lines(results)
   lines += _stage_curve_lines(results)
   q = results.get("quality")

@@ -233,7 +233,9 @@ def svm_protocol(
 
   Returns:
     dict with test_error_mean, test_error_std (sample std over draws; 0 for one draw),
-    test_errors (one per draw), C (chosen), val_error (its validation error),
+    test_errors (one per draw), C (chosen), C_at_grid_edge ("smallest" or "largest"
+    when C ends the grid: a better one may lie beyond it), val_error (its validation
+    error),
     val_errors (list of {C, error}), feature_dim, num_train, num_test, num_labelled,
     val_size, num_draws, select_draws, not_converged (SVMs that hit max_iter),
     seconds.
@@ -338,6 +340,15 @@ def svm_protocol(
       val_size,
       {f"{c:g}": round(e, 4) for c, e in val_errors.items()},
     )
+    edge = grid_edge(Cs, best_c)
+    if edge:
+      logging.warning(
+        "SVM: the chosen C=%g is the %s value of the grid, so a better C may lie "
+        "beyond it: add %s values to the grid (--config.evaluate.Cs).",
+        best_c,
+        edge,
+        "smaller" if edge == "smallest" else "larger",
+      )
 
   draw_rng = np.random.default_rng(draw_ss)
   test_errors = []
@@ -358,6 +369,7 @@ def svm_protocol(
     "test_error_std": float(test_errors.std(ddof=1)) if num_draws > 1 else 0.0,
     "test_errors": [float(e) for e in test_errors],
     "C": best_c,
+    "C_at_grid_edge": grid_edge(Cs, best_c),
     "val_error": val_errors.get(best_c),
     "val_errors": [{"C": c, "error": e} for c, e in val_errors.items()],
     "feature_dim": int(train_feats.shape[1]),
@@ -370,6 +382,18 @@ def svm_protocol(
     "not_converged": int(not_converged),
     "seconds": time.perf_counter() - t0,
   }
+
+
+def grid_edge(Cs: Sequence[float], C: float) -> str | None:
+  """ "smallest" or "largest" when `C` ends a grid of several values, else None."""
+  Cs = sorted(float(c) for c in Cs)
+  if len(Cs) < 2:
+    return None
+  if float(C) == Cs[0]:
+    return "smallest"
+  if float(C) == Cs[-1]:
+    return "largest"
+  return None
 
 
 def paired_gain(baseline: dict, features: dict) -> dict:

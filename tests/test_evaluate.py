@@ -177,8 +177,12 @@ def test_evaluate_writes_the_report_and_a_sample_grid(stripes_run, stripes_repor
     "| Frechet, supervised net features (dim 16)",
     "| KID, supervised net",
     "test accuracy is",
+    "| INNg vs random classifier |",
   ):
     assert row in md
+  # A grid of two values: whichever C is chosen ends it, and the report says so.
+  assert results["svm"]["pixels"]["C_at_grid_edge"] in ("smallest", "largest")
+  assert "a better C may lie beyond it" in md
   # The grid holds the 16 generated 16x16 gray images.
   with Image.open(workdir / "evaluation_samples.png") as grid:
     expected = images_lib.make_grid(np.zeros((16, 16, 16, 1), np.float32))

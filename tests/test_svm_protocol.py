@@ -127,3 +127,10 @@ def test_paired_gain_known_answer():
   assert gain["wins"] == 2 and gain["draws"] == 3
   with pytest.raises(ValueError, match="Unpaired"):
     svm_protocol.paired_gain(baseline, {"test_errors": [0.1, 0.2]})
+
+
+def test_grid_edge():
+  assert svm_protocol.grid_edge((1e-3, 1e-5, 1e-4), 1e-5) == "smallest"
+  assert svm_protocol.grid_edge((1e-5, 1e-4, 1e-3), 1e-3) == "largest"
+  assert svm_protocol.grid_edge((1e-5, 1e-4, 1e-3), 1e-4) is None
+  assert svm_protocol.grid_edge((1e-4,), 1e-4) is None  # a single C is no choice
