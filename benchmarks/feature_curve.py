@@ -83,9 +83,9 @@ def plot(reports, path: str) -> None:
   draw = ImageDraw.Draw(canvas)
   big, small = font(12), font(10)
   errors = [100 * row["test_error_mean"] for _, r in reports for row in r["stage_curve"]]
+  # The baselines of the first report (every report's are the same network and data).
   refs = [
-    (100 * r["svm"][name]["test_error_mean"], f"{title} ({label})")
-    for label, r in reports[:1]
+    (100 * reports[0][1]["svm"][name]["test_error_mean"], title)
     for name, title in (("random", "random features"), ("pixels", "raw pixels"))
   ]
   lo = min(errors + [v for v, _ in refs]) - 1.0
