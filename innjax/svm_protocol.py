@@ -385,7 +385,10 @@ def svm_protocol(
 
 
 def grid_edge(Cs: Sequence[float], C: float) -> str | None:
-  """ "smallest" or "largest" when `C` ends a grid of several values, else None."""
+  """Which end of the grid `Cs` the value `C` is: "smallest", "largest" or None.
+
+  None also for a grid of one value, which is no choice.
+  """
   Cs = sorted(float(c) for c in Cs)
   if len(Cs) < 2:
     return None
