@@ -340,15 +340,15 @@ def svm_protocol(
       val_size,
       {f"{c:g}": round(e, 4) for c, e in val_errors.items()},
     )
-    edge = grid_edge(Cs, best_c)
-    if edge:
-      logging.warning(
-        "SVM: the chosen C=%g is the %s value of the grid, so a better C may lie "
-        "beyond it: add %s values to the grid (--config.evaluate.Cs).",
-        best_c,
-        edge,
-        "smaller" if edge == "smallest" else "larger",
-      )
+  edge = grid_edge(Cs, best_c)  # None for a single C: nothing was chosen
+  if edge:
+    logging.warning(
+      "SVM: the chosen C=%g is the %s value of the grid, so a better C may lie "
+      "beyond it: add %s values to the grid (--config.evaluate.Cs).",
+      best_c,
+      edge,
+      "smaller" if edge == "smallest" else "larger",
+    )
 
   draw_rng = np.random.default_rng(draw_ss)
   test_errors = []
@@ -369,7 +369,7 @@ def svm_protocol(
     "test_error_std": float(test_errors.std(ddof=1)) if num_draws > 1 else 0.0,
     "test_errors": [float(e) for e in test_errors],
     "C": best_c,
-    "C_at_grid_edge": grid_edge(Cs, best_c),
+    "C_at_grid_edge": edge,
     "val_error": val_errors.get(best_c),
     "val_errors": [{"C": c, "error": e} for c, e in val_errors.items()],
     "feature_dim": int(train_feats.shape[1]),
