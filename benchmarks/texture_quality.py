@@ -754,12 +754,11 @@ def sample_model(
   config, workdir: str, side: int, num: int, sample_step_size: float
 ) -> tuple[np.ndarray, float]:
   """`num` samples of side x side from fresh noise, cached as an .npz in the workdir."""
+  config = sampling_config(config, num, sample_step_size)
   path = os.path.join(
     workdir,
-    f"quality_samples_{side}_step{sample_step_size:g}_"
-    f"max{int(config.sample.max_steps)}.npz",
+    f"quality_samples_{side}_{sampling_digest(config, int(config.num_stages))}.npz",
   )
-  config = sampling_config(config, num, sample_step_size)
 
   def draw():
     t0 = time.perf_counter()
@@ -767,6 +766,22 @@ def sample_model(
     return images, time.perf_counter() - t0
 
   return cached_samples(path, num, draw)
+
+
+def sampling_digest(config, stages: int) -> str:
+  """A short hash of what decides a cached sample: the classifiers sampled through
+  (`stages`) and every sampling and synthesis setting.
+
+  A workdir extended to more stages, or sampled with another window or step cap,
+  then gets new samples instead of the cached ones of the earlier cascade.
+  """
+  what = {
+    "stages": int(stages),
+    "sample": config.sample.to_dict(),
+    "synthesis": config.synthesis.to_dict(),
+  }
+  text = json.dumps(what, sort_keys=True, default=str)
+  return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
 def cached_samples(path: str, num: int, draw) -> tuple[np.ndarray, float]:
@@ -790,12 +805,10 @@ def sample_first_stages(
   stages), loaded once per workdir. The key is the one `generate.generate` uses, so
   the curve's samples differ from the 1x samples only in the classifiers kept.
   """
-  path = os.path.join(
-    workdir,
-    f"quality_curve_{side}_k{stages}_step"
-    f"{sample_step_size:g}_max{int(config.sample.max_steps)}.npz",
-  )
   config = sampling_config(config, num, sample_step_size)
+  path = os.path.join(
+    workdir, f"quality_curve_{side}_k{stages}_{sampling_digest(config, stages)}.npz"
+  )
 
   def draw():
     stacked, active, _ = cascade()

@@ -146,3 +146,28 @@ def test_c2st_results_are_cached(tq, tmp_path, monkeypatch):
   )
   tq.c2st_accuracy(a, b, 4, 20, 0, cache)  # another recipe: measured again
   assert len(calls) == 2
+
+
+def test_cached_samples_are_redrawn_for_more_stages_or_other_sampling(
+  tq, tmp_path, monkeypatch
+):
+  """A workdir extended from 20 to 60 stages must not reuse the 20-stage samples."""
+  settings = tq.settings_from_args(tq.parse_args(["--recipes", "innjax"]))
+  config = tq.make_config(tq.recipe_settings(settings, "innjax"), "x.png")
+  draws = []
+
+  def fake_generate(config, workdir, size):
+    draws.append(int(config.num_stages))
+    return np.full((2, *size, 3), len(draws), np.float32), {}
+
+  monkeypatch.setattr(tq.generate, "generate", fake_generate)
+  workdir = str(tmp_path)
+  first, _ = tq.sample_model(config, workdir, 4, 2, 0.01)
+  again, _ = tq.sample_model(config, workdir, 4, 2, 0.01)
+  assert np.array_equal(again, first) and len(draws) == 1  # cached
+  config.num_stages = 60
+  extended, _ = tq.sample_model(config, workdir, 4, 2, 0.01)
+  assert draws[1] == 60 and not np.array_equal(extended, first)
+  config.sample.stop_window = 5
+  tq.sample_model(config, workdir, 4, 2, 0.01)
+  assert len(draws) == 3  # another sampling window: drawn again
