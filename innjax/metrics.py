@@ -17,6 +17,10 @@ statistics directly*:
   image sizes because frequency is measured in cycles/pixel.
 * :func:`histogram_distance` -- first-order (marginal colour) statistics, the
   per-channel 1-D Wasserstein distance.
+* :func:`gram_distance` -- Gram matrices of random ReLU filter banks at several
+  sizes (Ustyuzhaninov et al., 2017): the texture statistics of Gatys et al.
+  without a pretrained network. Unlike the spectrum, they see edges, blobs and
+  their arrangement up to the largest filter.
 * :func:`frechet_distance` / :func:`kernel_distance` -- the FID and KID
   formulas applied to feature matrices you supply (e.g. the patch
   descriptors above, or features of any network you have at hand).
@@ -50,6 +54,7 @@ __all__ = [
   "radial_power_spectrum",
   "spectrum_distance",
   "histogram_distance",
+  "gram_distance",
   "frechet_distance",
   "frechet_distance_from_stats",
   "kernel_distance",
@@ -737,6 +742,94 @@ def histogram_distance(
     cdf_b = np.cumsum(hb) / vb.shape[0]
     dists.append(np.sum(np.abs(cdf_a - cdf_b)) * width)
   return float(np.mean(dists))
+
+
+# ---------------------------------------------------------------------------
+# Gram matrices of random filter banks
+# ---------------------------------------------------------------------------
+
+
+def _random_relu_features(
+  x: np.ndarray, filters: np.ndarray, size: int, stride: int
+) -> np.ndarray:
+  """ReLU responses (num positions, F) of `size` x `size` filters, every `stride` px."""
+  windows = np.lib.stride_tricks.sliding_window_view(x, (size, size), axis=(1, 2))
+  windows = windows[:, ::stride, ::stride]  # (N, h, w, C, size, size)
+  n, h, w = windows.shape[:3]
+  patches = windows.transpose(0, 1, 2, 4, 5, 3).reshape(n * h * w, -1)
+  return np.maximum(patches @ filters, 0.0)
+
+
+def gram_distance(
+  reference: Any,
+  images: Any,
+  sizes: tuple = (3, 7, 15),
+  num_filters: int = 128,
+  stride: int = 2,
+  rng: Any = 0,
+) -> dict:
+  """Relative distance between Gram matrices of random ReLU filter banks.
+
+  Texture statistics in the style of Gatys et al. (2015) with random instead of
+  trained filters, which Ustyuzhaninov et al. (ICLR 2017) showed describe natural
+  textures well: for each filter size, `num_filters` random filters (fixed by `rng`)
+  are applied to both sets, rectified, and the Gram matrix of their responses
+  (F x F, averaged over positions and images) is compared. Random-phase noise keeps
+  an image's spectrum, which fixes the Gram matrix of linear filters, but not that of
+  rectified ones: edges, blobs and how they line up change it.
+
+  Both sets are first standardised with `reference`'s per-channel mean and std (as
+  `swd(normalize="reference")`), so lost contrast or a colour cast count.
+
+  Args:
+    reference: NHWC (or HWC) images, e.g. crops of the exemplar.
+    images: NHWC (or HWC) images with the same channels, at least as large as the
+      largest filter.
+    sizes: filter sides; the largest bounds the structure measured.
+    num_filters: filters per size.
+    stride: positions sampled every `stride` pixels (the Gram matrix is an average).
+    rng: seed, generator or JAX key for the filters.
+
+  Returns:
+    {size: ||G_images - G_reference||_F / ||G_reference||_F for each size, "mean":
+    their mean}; 0 for identical sets.
+
+  Raises:
+    ValueError: wrong ranks, different channels, images smaller than a filter, or
+      bad sizes.
+  """
+  xa = as_images(reference, "reference").astype(np.float64)
+  xb = as_images(images, "images").astype(np.float64)
+  _check_same_channels(xa, xb, "reference", "images")
+  sizes = tuple(positive_int(k, "sizes") for k in sizes)
+  num_filters = positive_int(num_filters, "num_filters")
+  stride = positive_int(stride, "stride")
+  if not sizes:
+    raise ValueError("sizes must name at least one filter size.")
+  smallest = min(min(xa.shape[1:3]), min(xb.shape[1:3]))
+  if max(sizes) > smallest:
+    raise ValueError(
+      f"The largest filter ({max(sizes)} px) does not fit images of {smallest} px; "
+      "use smaller sizes or larger images."
+    )
+  mean = xa.mean(axis=(0, 1, 2), keepdims=True)
+  std = xa.std(axis=(0, 1, 2), keepdims=True)
+  std = np.where(std > 1e-12, std, 1.0)
+  xa, xb = (xa - mean) / std, (xb - mean) / std
+  gen = as_rng(rng)
+  channels = xa.shape[-1]
+  out = {}
+  for size in sizes:
+    fan_in = size * size * channels
+    filters = gen.standard_normal((fan_in, num_filters)) / np.sqrt(fan_in)
+    grams = []
+    for x in (xa, xb):
+      f = _random_relu_features(x, filters, size, stride)
+      grams.append(f.T @ f / f.shape[0])
+    ref_norm = np.linalg.norm(grams[0])
+    out[size] = float(np.linalg.norm(grams[1] - grams[0]) / max(ref_norm, 1e-12))
+  out["mean"] = float(np.mean([out[k] for k in sizes]))
+  return out
 
 
 # ---------------------------------------------------------------------------

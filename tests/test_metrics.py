@@ -451,3 +451,33 @@ def test_exemplar_referenced_swd_grows_as_a_copy_loses_contrast(texture):
     for scale in (1.0, 0.7, 0.4)
   ]
   assert ref[0] < ref[1] < ref[2] and ref[2] > 2 * ref[0]
+
+
+def _blocks(seed: int, side: int = 128, block: int = 8) -> np.ndarray:
+  """A random black-and-white mosaic of `block`-pixel squares, (side, side, 1)."""
+  rng = np.random.default_rng(seed)
+  cells = np.where(rng.random((side // block, side // block, 1)) > 0.5, 0.8, -0.8)
+  return np.kron(cells, np.ones((block, block, 1)))
+
+
+def test_gram_distance_sees_structure_that_random_phase_loses():
+  """Random phase keeps the mosaic's spectrum; the rectified filters see its edges."""
+  mosaic = _blocks(0)
+  top, bottom = mosaic[:64], mosaic[64:]
+  phase = baselines.random_phase_noise(mosaic, (128, 128), rng=1, num_samples=2)
+  same = M.gram_distance(top, bottom)
+  scrambled = M.gram_distance(top, phase)
+  assert M.gram_distance(top, top)["mean"] == 0.0
+  assert set(same) == {3, 7, 15, "mean"}
+  assert scrambled["mean"] > 3 * same["mean"]
+  assert M.spectrum_distance(top, phase) < 0.5  # the spectrum alone barely tells
+
+
+def test_gram_distance_counts_lost_contrast_and_refuses_bad_input():
+  mosaic = _blocks(2)
+  copies = [M.gram_distance(mosaic[:64], s * mosaic[64:])["mean"] for s in (1, 0.7, 0.4)]
+  assert copies[0] < copies[1] < copies[2]
+  with pytest.raises(ValueError, match="does not fit"):
+    M.gram_distance(mosaic[:10, :10], mosaic)
+  with pytest.raises(ValueError, match="channel"):
+    M.gram_distance(mosaic, np.repeat(mosaic, 3, axis=-1))
