@@ -973,9 +973,7 @@ def run_recipe(
     with open(record_path) as f:
       record = json.load(f)
     old = record["settings"]
-    if not same_settings(
-      {k: old.get(k) for k in TRAIN_FIELDS}, {k: settings.get(k) for k in TRAIN_FIELDS}
-    ):
+    if not same_settings(training_settings(old), training_settings(settings)):
       raise SystemExit(
         f"{record_path} was trained with other settings ({old}); use another --out "
         "for these."
@@ -1726,6 +1724,26 @@ def load_records(out_dir: str, names: list[str]) -> list[dict]:
       with open(path) as f:
         records.append(upgrade_record(json.load(f)))
   return records
+
+
+# Config sections that only change how a trained cascade is sampled or used.
+SAMPLING_SECTIONS = ("sample.", "style.")
+
+
+def training_settings(settings: dict) -> dict:
+  """The part of a recipe's settings that decides the trained model.
+
+  Overrides of `sample.*` and `style.*` fields are left out, so that an existing
+  workdir can be sampled again with, e.g., another `sample.stop_window` instead of
+  being refused as trained with other settings.
+  """
+  view = {k: settings.get(k) for k in TRAIN_FIELDS}
+  view["overrides"] = {
+    k: v
+    for k, v in (settings.get("overrides") or {}).items()
+    if not k.startswith(SAMPLING_SECTIONS)
+  }
+  return view
 
 
 def same_settings(a: dict, b: dict) -> bool:

@@ -171,3 +171,26 @@ def test_cached_samples_are_redrawn_for_more_stages_or_other_sampling(
   config.sample.stop_window = 5
   tq.sample_model(config, workdir, 4, 2, 0.01)
   assert len(draws) == 3  # another sampling window: drawn again
+
+
+def test_sampling_overrides_do_not_count_as_other_training(tq):
+  """--set_innjax sample.stop_window=5 re-samples an existing workdir; a training
+  field still refuses it."""
+  base = tq.recipe_settings(
+    tq.settings_from_args(tq.parse_args(["--recipes", "innjax"])), "innjax"
+  )
+  window = tq.recipe_settings(
+    tq.settings_from_args(
+      tq.parse_args(["--recipes", "innjax", "--set_innjax", "sample.stop_window=5"])
+    ),
+    "innjax",
+  )
+  rate = tq.recipe_settings(
+    tq.settings_from_args(
+      tq.parse_args(["--recipes", "innjax", "--set_innjax", "train.learning_rate=1e-4"])
+    ),
+    "innjax",
+  )
+  assert not tq.same_settings(base, window)  # sampled and measured again
+  assert tq.same_settings(tq.training_settings(base), tq.training_settings(window))
+  assert not tq.same_settings(tq.training_settings(base), tq.training_settings(rate))
