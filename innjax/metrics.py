@@ -824,8 +824,13 @@ def gram_distance(
     filters = gen.standard_normal((fan_in, num_filters)) / np.sqrt(fan_in)
     grams = []
     for x in (xa, xb):
-      f = _random_relu_features(x, filters, size, stride)
-      grams.append(f.T @ f / f.shape[0])
+      # One image at a time keeps the filter windows' memory to one image's worth.
+      total, count = np.zeros((num_filters, num_filters)), 0
+      for image in x:
+        f = _random_relu_features(image[None], filters, size, stride)
+        total += f.T @ f
+        count += f.shape[0]
+      grams.append(total / count)
     ref_norm = np.linalg.norm(grams[0])
     out[size] = float(np.linalg.norm(grams[1] - grams[0]) / max(ref_norm, 1e-12))
   out["mean"] = float(np.mean([out[k] for k in sizes]))
