@@ -207,6 +207,9 @@ TRAIN_FIELDS = (
   "config_digest",
   "overrides",
 )
+# Config sections whose overrides only change how a trained cascade is sampled or
+# used: they are left out of TRAIN_FIELDS' "overrides" (`training_settings`).
+SAMPLING_SECTIONS = ("sample.", "style.")
 
 
 def parse_args(argv=None):
@@ -1724,10 +1727,6 @@ def load_records(out_dir: str, names: list[str]) -> list[dict]:
       with open(path) as f:
         records.append(upgrade_record(json.load(f)))
   return records
-
-
-# Config sections that only change how a trained cascade is sampled or used.
-SAMPLING_SECTIONS = ("sample.", "style.")
 
 
 def training_settings(settings: dict) -> dict:

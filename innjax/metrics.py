@@ -795,8 +795,8 @@ def gram_distance(
     their mean}; 0 for identical sets.
 
   Raises:
-    ValueError: wrong ranks, different channels, images smaller than a filter, or
-      bad sizes.
+    ValueError: wrong ranks, different channels, or bad sizes; DataError (a
+      ValueError) for images smaller than a filter, as `swd` for its patches.
   """
   xa = as_images(reference, "reference").astype(np.float64)
   xb = as_images(images, "images").astype(np.float64)
@@ -808,14 +808,13 @@ def gram_distance(
     raise ValueError("sizes must name at least one filter size.")
   smallest = min(min(xa.shape[1:3]), min(xb.shape[1:3]))
   if max(sizes) > smallest:
-    raise ValueError(
+    raise errors.DataError(
       f"The largest filter ({max(sizes)} px) does not fit images of {smallest} px; "
       "use smaller sizes or larger images."
     )
   mean = xa.mean(axis=(0, 1, 2), keepdims=True)
   std = xa.std(axis=(0, 1, 2), keepdims=True)
-  std = np.where(std > 1e-12, std, 1.0)
-  xa, xb = (xa - mean) / std, (xb - mean) / std
+  xa, xb = (_normalize_descriptors(x, mean, std) for x in (xa, xb))
   gen = as_rng(rng)
   channels = xa.shape[-1]
   out = {}

@@ -176,21 +176,14 @@ def test_cached_samples_are_redrawn_for_more_stages_or_other_sampling(
 def test_sampling_overrides_do_not_count_as_other_training(tq):
   """--set_innjax sample.stop_window=5 re-samples an existing workdir; a training
   field still refuses it."""
-  base = tq.recipe_settings(
-    tq.settings_from_args(tq.parse_args(["--recipes", "innjax"])), "innjax"
-  )
-  window = tq.recipe_settings(
-    tq.settings_from_args(
-      tq.parse_args(["--recipes", "innjax", "--set_innjax", "sample.stop_window=5"])
-    ),
-    "innjax",
-  )
-  rate = tq.recipe_settings(
-    tq.settings_from_args(
-      tq.parse_args(["--recipes", "innjax", "--set_innjax", "train.learning_rate=1e-4"])
-    ),
-    "innjax",
-  )
+
+  def innjax(*flags):
+    args = tq.parse_args(["--recipes", "innjax", *flags])
+    return tq.recipe_settings(tq.settings_from_args(args), "innjax")
+
+  base = innjax()
+  window = innjax("--set_innjax", "sample.stop_window=5")
+  rate = innjax("--set_innjax", "train.learning_rate=1e-4")
   assert not tq.same_settings(base, window)  # sampled and measured again
   assert tq.same_settings(tq.training_settings(base), tq.training_settings(window))
   assert not tq.same_settings(tq.training_settings(base), tq.training_settings(rate))
